@@ -1,0 +1,49 @@
+//! Build script: checks that the libtorch found by `torch-sys` is the version `tch` expects, and
+//! gives the binary (and the test executables) an rpath to it, so `dfl` runs without
+//! `LD_LIBRARY_PATH`.
+//!
+//! `scripts/setup.sh` installs torch into a venv outside the checkout and writes
+//! `.cargo/config.toml` with `LIBTORCH=<venv>/…/site-packages/torch`, which `torch-sys` reads too.
+
+use std::path::PathBuf;
+
+/// The libtorch version `tch 0.26` is built against (its `torch-sys` says so).
+const EXPECTED_TORCH: &str = "2.13.0";
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    println!("cargo:rerun-if-changed=build.rs");
+    let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
+        panic!(
+            "LIBTORCH is not set, so the build cannot find libtorch; run scripts/setup.sh \
+             (it installs torch {EXPECTED_TORCH} into a venv and writes .cargo/config.toml)"
+        );
+    };
+    let version_file = libtorch.join("version.py");
+    let version = std::fs::read_to_string(&version_file).unwrap_or_else(|e| {
+        panic!(
+            "cannot read {}: {e}; run scripts/setup.sh to (re)install torch {EXPECTED_TORCH}",
+            version_file.display()
+        )
+    });
+    let found = version
+        .lines()
+        .find_map(|l| l.strip_prefix("__version__ = '"))
+        .and_then(|v| v.split(['+', '\'']).next())
+        .unwrap_or("unknown");
+    if found != EXPECTED_TORCH {
+        panic!(
+            "{} is torch {found}, but tch needs {EXPECTED_TORCH}; run scripts/setup.sh",
+            libtorch.display()
+        );
+    }
+    let lib_dir = libtorch.join("lib");
+    let lib_dir = lib_dir.canonicalize().unwrap_or(lib_dir);
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
+    // The linker's --as-needed drops libtorch_cuda (nothing references its symbols directly), and
+    // then libtorch never registers its CUDA backend: `tch::Cuda::is_available()` would be false
+    // on every GPU. Link it unconditionally when the wheel has it.
+    if lib_dir.join("libtorch_cuda.so").exists() {
+        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
+    }
+}

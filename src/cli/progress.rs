@@ -1,0 +1,42 @@
+//! indicatif progress bars for the library's [`Progress`] trait.
+
+use std::time::Duration;
+
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
+
+use crate::progress::Progress;
+
+/// A bar on stderr with count, rate and ETA; hidden when stderr is not a terminal.
+#[derive(Debug)]
+pub struct Bar {
+    bar: ProgressBar,
+}
+
+impl Bar {
+    /// Adds a bar labelled `what` (e.g. "frames") to `bars`.
+    pub fn new(bars: &MultiProgress, what: &str) -> Self {
+        let style = ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+        )
+        .expect("invariant: the template is valid");
+        let bar = bars.add(ProgressBar::new(0).with_style(style).with_prefix(what.to_owned()));
+        bar.enable_steady_tick(Duration::from_millis(250));
+        Self { bar }
+    }
+}
+
+impl Progress for Bar {
+    fn set_len(&self, len: u64) {
+        self.bar.set_length(len);
+    }
+
+    fn inc(&self, n: u64) {
+        self.bar.inc(n);
+    }
+}
+
+impl Drop for Bar {
+    fn drop(&mut self) {
+        self.bar.finish_and_clear();
+    }
+}

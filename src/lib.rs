@@ -1,0 +1,16 @@
+//! dfl: a pair-specific face-swap workbench in the tradition of DeepFaceLab.
+//!
+//! The pipeline is the architecture (`docs/design.md`): `extract` turns videos into aligned
+//! facesets, `sort` cleans them, `train` fits a DF or LIAE autoencoder, `merge` puts the src face
+//! on every dst frame. Every stage persists into a [`workspace::Workspace`] and resumes.
+#![warn(missing_docs)]
+
+pub mod atomic;
+pub mod cli;
+pub mod device;
+pub mod progress;
+pub mod report;
+pub mod settings;
+pub mod stage_log;
+pub mod status;
+pub mod workspace;

@@ -1,0 +1,130 @@
+//! Drives the real `dfl` binary in a fresh temporary workspace per test (style rule 29).
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+/// Runs `dfl` with `args` inside `dir`, with a clean environment for dfl's own variables.
+fn dfl(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dfl"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DFL_WORKSPACE")
+        .output()
+        .expect("the dfl binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+fn status_json(dir: &Path, args: &[&str]) -> Value {
+    let out = dfl(dir, &[&["status", "--json"], args].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    serde_json::from_slice(&out.stdout).expect("status --json prints one JSON document")
+}
+
+#[test]
+fn help_documents_every_subcommand() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = dfl(tmp.path(), &["--help"]);
+    assert_eq!(out.status.code(), Some(0));
+    let help = String::from_utf8_lossy(&out.stdout);
+    for word in ["extract", "sort", "train", "merge", "status", "--workspace", "--device", "--jobs"]
+    {
+        assert!(help.contains(word), "--help lacks {word}:\n{help}");
+    }
+}
+
+#[test]
+fn status_in_an_empty_workspace_points_at_the_src_video() {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::create_dir(tmp.path().join("workspace")).unwrap();
+    let out = dfl(tmp.path(), &["status"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("data_src.mp4"), "{text}");
+
+    let json = status_json(tmp.path(), &[]);
+    assert_eq!(json["exists"], true);
+    assert_eq!(json["sides"][0]["faces"], 0);
+    assert_eq!(json["models"], Value::Array(vec![]));
+    assert!(json["next_step"]["command"].as_str().unwrap().contains("data_src.mp4"));
+    assert!(json["device"]["selected"].is_string());
+}
+
+#[test]
+fn status_of_a_missing_workspace_says_to_create_it_and_creates_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let json = status_json(tmp.path(), &["--workspace", "nowhere"]);
+    assert_eq!(json["exists"], false);
+    assert!(json["next_step"]["command"].as_str().unwrap().starts_with("mkdir -p"));
+    assert!(!tmp.path().join("nowhere").exists());
+}
+
+#[test]
+fn status_in_a_populated_workspace_counts_what_each_stage_made() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let aligned = ws.join("data_src/aligned");
+    std::fs::create_dir_all(&aligned).unwrap();
+    std::fs::write(ws.join("data_src.mp4"), b"not really a video").unwrap();
+    for i in 1..=4 {
+        std::fs::write(aligned.join(format!("{i:05}_0.jpg")), b"x").unwrap();
+    }
+    std::fs::create_dir_all(ws.join("data_dst")).unwrap();
+    std::fs::write(ws.join("data_dst/00001.png"), b"x").unwrap();
+    std::fs::create_dir_all(ws.join("model/df128")).unwrap();
+    std::fs::write(ws.join("model/df128/state.json"), r#"{"iteration": 42}"#).unwrap();
+
+    // The workspace comes from DFL_WORKSPACE here.
+    let out = Command::new(env!("CARGO_BIN_EXE_dfl"))
+        .args(["status", "--json"])
+        .current_dir(tmp.path())
+        .env("DFL_WORKSPACE", &ws)
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["sides"][0]["faces"], 4);
+    assert_eq!(json["sides"][0]["input"]["kind"], "video");
+    assert_eq!(json["sides"][1]["input"]["kind"], "images");
+    assert_eq!(json["models"][0]["name"], "df128");
+    assert_eq!(json["models"][0]["iteration"], 42);
+    assert_eq!(json["next_step"]["command"], "dfl extract dst");
+}
+
+#[test]
+fn unbuilt_stages_say_so_exit_2_and_write_nothing() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [&["extract", "src"][..], &["sort", "dst"], &["train"], &["merge"]] {
+        let out = dfl(tmp.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        assert!(stderr(&out).contains("not built yet"), "{args:?}: {}", stderr(&out));
+        assert!(out.stdout.is_empty());
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing was written");
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    let tmp = tempfile::tempdir().unwrap();
+    for args in [&["frobnicate"][..], &["status", "--device", "tpu"], &["extract", "left"], &[]] {
+        let out = dfl(tmp.path(), args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {}", stderr(&out));
+    }
+}
+
+#[test]
+fn asking_for_cuda_without_a_gpu_is_a_clear_error() {
+    if dfl::device::cuda_device_count() > 0 {
+        return; // This machine has a GPU: the request is valid here.
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let out = dfl(tmp.path(), &["--device", "cuda", "status"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.starts_with("dfl: ") && err.contains("no CUDA device"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line per error: {err}");
+}
