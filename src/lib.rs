@@ -5,6 +5,7 @@
 //! on every dst frame. Every stage persists into a [`workspace::Workspace`] and resumes.
 #![warn(missing_docs)]
 
+pub mod assets;
 pub mod atomic;
 pub mod cli;
 pub mod device;

@@ -87,6 +87,24 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
     }
 }
 
+/// Returns `DFL_HOME` (default `~/.cache/dfl`), where setup puts models and samples.
+///
+/// The one place that reads the variable; tests use it to find the samples too.
+pub fn dfl_home() -> PathBuf {
+    match std::env::var_os("DFL_HOME") {
+        Some(home) if !home.is_empty() => PathBuf::from(home),
+        _ => {
+            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+            home.join(".cache").join("dfl")
+        }
+    }
+}
+
+/// Returns the assets (models, samples) in [`dfl_home`].
+pub fn assets() -> crate::assets::Assets {
+    crate::assets::Assets::new(dfl_home())
+}
+
 /// The error of a subcommand whose stage is not built yet.
 fn not_built(command: &str, issue: u32) -> anyhow::Error {
     anyhow::anyhow!(
