@@ -1,0 +1,242 @@
+//! The metadata every aligned face file carries, and reading/writing those files.
+//!
+//! Names follow DFL's DFLJPG keys where DFL has the concept (`source_filename`, `source_rect`,
+//! `source_landmarks`, `landmarks`, `image_to_face_mat`, `face_type`).
+
+use std::path::{Path, PathBuf};
+
+use opencv::core::{Mat, Vector};
+use opencv::imgcodecs;
+use opencv::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use super::align::{Affine, FaceType};
+use super::dflimg::{self, DflImgError};
+use crate::atomic::write_atomic;
+
+/// The version of [`FaceMetadata`]'s layout.
+pub const METADATA_VERSION: u32 = 1;
+
+/// What an aligned face file knows about itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FaceMetadata {
+    /// [`METADATA_VERSION`] when written.
+    pub version: u32,
+    /// The frame's name (`00001` for video frame 1, the file stem for images).
+    pub source_filename: String,
+    /// The video file or image the frame came from.
+    pub source_path: String,
+    /// The frame's `[width, height]` in pixels.
+    pub source_size: [u32; 2],
+    /// Which face of the frame (0 = the largest).
+    pub face_index: usize,
+    /// How much of the head the crop shows.
+    pub face_type: FaceType,
+    /// The aligned image's side in pixels.
+    pub size_px: u32,
+    /// 68 iBUG landmarks in the aligned image.
+    pub landmarks: Vec<[f32; 2]>,
+    /// The same 68 landmarks in the frame.
+    pub source_landmarks: Vec<[f32; 2]>,
+    /// Frame → aligned image, 2×3.
+    pub image_to_face_mat: Affine,
+    /// The detector's box in the frame: `[x, y, w, h]`.
+    pub source_rect: [f32; 4],
+    /// The detector's confidence in `[0, 1]`.
+    pub detector_score: f32,
+}
+
+/// Aligned image file formats.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ImageFormat {
+    /// JPEG, smaller; quality set by `--jpeg-quality`.
+    #[default]
+    Jpg,
+    /// PNG, lossless.
+    Png,
+}
+
+impl ImageFormat {
+    /// Returns the file extension without the dot.
+    pub fn extension(self) -> &'static str {
+        match self {
+            ImageFormat::Jpg => "jpg",
+            ImageFormat::Png => "png",
+        }
+    }
+}
+
+/// Errors of reading or writing a face file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FaceFileError {
+    /// The file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The face file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The file is not a JPEG/PNG with our metadata.
+    #[error("{}: {source}; it is not a dfl face (re-extract it, or move it out of the faceset)", .path.display())]
+    Container {
+        /// The face file.
+        path: PathBuf,
+        /// What is wrong with it.
+        #[source]
+        source: DflImgError,
+    },
+    /// The file has no dfl metadata.
+    #[error("{}: no dfl metadata; it is not a dfl face (re-extract it, or move it out of the faceset)", .0.display())]
+    NoMetadata(PathBuf),
+    /// The metadata is not valid.
+    #[error("{}: bad dfl metadata ({reason}); re-extract this face", .path.display())]
+    BadMetadata {
+        /// The face file.
+        path: PathBuf,
+        /// Why it does not parse.
+        reason: String,
+    },
+    /// OpenCV could not encode or decode the image.
+    #[error("{}: image codec error: {source}", .path.display())]
+    Codec {
+        /// The face file.
+        path: PathBuf,
+        /// OpenCV's error.
+        #[source]
+        source: opencv::Error,
+    },
+}
+
+/// Encodes `face` (BGR u8) in `format`, embeds `meta`, and writes it to `path` atomically.
+///
+/// # Errors
+/// `Codec` when OpenCV cannot encode, `Io` when the file cannot be written.
+pub fn write_face(
+    path: &Path,
+    face: &Mat,
+    meta: &FaceMetadata,
+    format: ImageFormat,
+    jpeg_quality: u8,
+) -> Result<(), FaceFileError> {
+    let codec = |source| FaceFileError::Codec { path: path.to_owned(), source };
+    let params = match format {
+        ImageFormat::Jpg => {
+            Vector::from_slice(&[imgcodecs::IMWRITE_JPEG_QUALITY, i32::from(jpeg_quality)])
+        }
+        ImageFormat::Png => Vector::from_slice(&[imgcodecs::IMWRITE_PNG_COMPRESSION, 3]),
+    };
+    let mut encoded = Vector::<u8>::new();
+    imgcodecs::imencode(&format!(".{}", format.extension()), face, &mut encoded, &params)
+        .map_err(codec)?;
+    let json = serde_json::to_vec(meta).expect("invariant: metadata serialises");
+    let bytes = dflimg::embed(encoded.as_slice(), &json)
+        .map_err(|source| FaceFileError::Container { path: path.to_owned(), source })?;
+    write_atomic(path, &bytes).map_err(|source| FaceFileError::Io { path: path.to_owned(), source })
+}
+
+/// Reads the metadata of the face file at `path`.
+///
+/// # Errors
+/// `Io`, `Container`, `NoMetadata` or `BadMetadata`, each naming the file.
+pub fn read_metadata(path: &Path) -> Result<FaceMetadata, FaceFileError> {
+    let bytes = std::fs::read(path)
+        .map_err(|source| FaceFileError::Io { path: path.to_owned(), source })?;
+    parse_metadata(path, &bytes)
+}
+
+/// Parses the metadata embedded in `bytes` (the contents of the face file `path`).
+///
+/// # Errors
+/// As [`read_metadata`].
+pub fn parse_metadata(path: &Path, bytes: &[u8]) -> Result<FaceMetadata, FaceFileError> {
+    let json = dflimg::read(bytes)
+        .map_err(|source| FaceFileError::Container { path: path.to_owned(), source })?
+        .ok_or_else(|| FaceFileError::NoMetadata(path.to_owned()))?;
+    let meta: FaceMetadata = serde_json::from_slice(&json)
+        .map_err(|e| FaceFileError::BadMetadata { path: path.to_owned(), reason: e.to_string() })?;
+    if meta.landmarks.len() != 68 || meta.source_landmarks.len() != 68 {
+        return Err(FaceFileError::BadMetadata {
+            path: path.to_owned(),
+            reason: format!("{} landmarks, 68 expected", meta.landmarks.len()),
+        });
+    }
+    Ok(meta)
+}
+
+/// Reads a face file's pixels (BGR u8).
+///
+/// # Errors
+/// `Codec` when OpenCV cannot decode it (an empty result counts as an error).
+pub fn read_face_image(path: &Path) -> Result<Mat, FaceFileError> {
+    let bytes = std::fs::read(path)
+        .map_err(|source| FaceFileError::Io { path: path.to_owned(), source })?;
+    let codec = |source| FaceFileError::Codec { path: path.to_owned(), source };
+    let img =
+        imgcodecs::imdecode(&Vector::from_slice(&bytes), imgcodecs::IMREAD_COLOR).map_err(codec)?;
+    if img.empty() {
+        return Err(codec(opencv::Error::new(opencv::core::StsError, "image does not decode")));
+    }
+    Ok(img)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opencv::core::{CV_8UC3, Scalar};
+
+    fn sample_meta() -> FaceMetadata {
+        FaceMetadata {
+            version: METADATA_VERSION,
+            source_filename: "00017".into(),
+            source_path: "/videos/data_src.mp4".into(),
+            source_size: [176, 144],
+            face_index: 1,
+            face_type: FaceType::WholeFace,
+            size_px: 64,
+            landmarks: (0..68).map(|i| [i as f32 * 0.5, 64.0 - i as f32 * 0.25]).collect(),
+            source_landmarks: (0..68).map(|i| [100.0 + i as f32, 20.0 + i as f32 / 3.0]).collect(),
+            image_to_face_mat: [[1.25, -0.5, -30.0], [0.5, 1.25, 12.5]],
+            source_rect: [90.5, 10.0, 60.0, 66.0],
+            detector_score: 0.93,
+        }
+    }
+
+    #[test]
+    fn metadata_round_trips_through_jpeg_and_png() {
+        let tmp = tempfile::tempdir().unwrap();
+        let face =
+            Mat::new_rows_cols_with_default(64, 64, CV_8UC3, Scalar::new(30.0, 60.0, 90.0, 0.0))
+                .unwrap();
+        for format in [ImageFormat::Jpg, ImageFormat::Png] {
+            let path = tmp.path().join(format!("00017_1.{}", format.extension()));
+            write_face(&path, &face, &sample_meta(), format, 95).unwrap();
+            assert_eq!(read_metadata(&path).unwrap(), sample_meta(), "{format:?}");
+            let img = read_face_image(&path).unwrap();
+            assert_eq!((img.rows(), img.cols()), (64, 64));
+        }
+    }
+
+    #[test]
+    fn files_without_valid_metadata_are_named_in_the_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let junk = tmp.path().join("notes.jpg");
+        std::fs::write(&junk, b"not an image").unwrap();
+        let err = read_metadata(&junk).unwrap_err().to_string();
+        assert!(err.contains("notes.jpg") && err.contains("not a dfl face"), "{err}");
+
+        let plain = tmp.path().join("plain.png");
+        let img = Mat::new_rows_cols_with_default(8, 8, CV_8UC3, Scalar::all(0.0)).unwrap();
+        imgcodecs::imwrite(plain.to_str().unwrap(), &img, &Vector::new()).unwrap();
+        assert!(matches!(read_metadata(&plain), Err(FaceFileError::NoMetadata(_))));
+
+        let bad = tmp.path().join("bad.png");
+        let bytes = std::fs::read(&plain).unwrap();
+        std::fs::write(&bad, dflimg::embed(&bytes, br#"{"version":1}"#).unwrap()).unwrap();
+        assert!(matches!(read_metadata(&bad), Err(FaceFileError::BadMetadata { .. })));
+    }
+}

@@ -1,0 +1,5 @@
+//! Faces: landmarks, alignment and per-face metadata.
+
+pub mod align;
+pub mod dflimg;
+pub mod metadata;
