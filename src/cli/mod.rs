@@ -5,6 +5,7 @@ pub mod logger;
 pub mod progress;
 
 mod extract;
+mod faceset;
 mod merge;
 mod sort;
 mod status;
@@ -60,7 +61,7 @@ pub struct GlobalArgs {
 /// The subcommands, in pipeline order.
 #[derive(Debug, Subcommand)]
 pub enum Command {
-    /// Detect, landmark and align faces from data_src/data_dst into a faceset (not built yet).
+    /// Detect, landmark and align faces from data_src/data_dst into a faceset.
     Extract(extract::ExtractArgs),
     /// Score, reorder and clean a faceset; rejects go to aligned_trash (not built yet).
     Sort(sort::SortArgs),
@@ -68,6 +69,8 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Put the src face on every dst frame and build result.mp4 (not built yet).
     Merge(merge::MergeArgs),
+    /// Tools for face files: read the metadata inside them.
+    Faceset(faceset::FacesetArgs),
     /// Show what each stage has produced in the workspace and what to run next.
     Status(status::StatusArgs),
 }
@@ -77,9 +80,9 @@ pub enum Command {
 /// # Errors
 /// Any fatal error, with context naming the file involved and the next step.
 pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
-    let _ = bars;
     match &cli.command {
-        Command::Extract(args) => extract::run(args, &cli.global),
+        Command::Extract(args) => extract::run(args, &cli.global, bars),
+        Command::Faceset(args) => faceset::run(args),
         Command::Sort(args) => sort::run(args, &cli.global),
         Command::Train(args) => train::run(args, &cli.global),
         Command::Merge(args) => merge::run(args, &cli.global),

@@ -1,0 +1,234 @@
+//! Frames to extract from: a video decoded directly with OpenCV, or a folder of images.
+//!
+//! Frame names are stable so every face traces back to its frame: `00001`, `00002`, … for a
+//! video (1-based), the file stem for an image.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use opencv::core::Mat;
+use opencv::imgcodecs;
+use opencv::prelude::*;
+use opencv::videoio::{self, VideoCapture};
+
+use crate::workspace::{Input, is_image_file};
+
+/// One frame: its name, and its pixels (BGR u8) unless it had to be skipped.
+#[derive(Debug)]
+pub struct Frame {
+    /// The stable frame name.
+    pub name: String,
+    /// The video file or image the frame came from.
+    pub source: PathBuf,
+    /// The decoded frame, or why it could not be decoded.
+    pub image: Result<Mat, String>,
+}
+
+/// Errors of opening an input.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FramesError {
+    /// The video does not open (not a video, corrupt header, unsupported codec).
+    #[error("cannot open video {}: it is empty, corrupt or not a video; check the file with ffprobe", .0.display())]
+    BadVideo(PathBuf),
+    /// The image folder cannot be listed.
+    #[error("cannot list images in {}: {source}", .path.display())]
+    ListDir {
+        /// The folder.
+        path: PathBuf,
+        /// The walk error.
+        #[source]
+        source: walkdir::Error,
+    },
+    /// The input path does not exist.
+    #[error("input {} does not exist; pass --input with a video file or an image folder", .0.display())]
+    Missing(PathBuf),
+}
+
+/// A sequential reader of frames that skips the names in `done` cheaply (no decoding).
+pub enum FrameSource {
+    /// Frames of a video, decoded in order.
+    Video {
+        /// The video file.
+        path: PathBuf,
+        /// OpenCV's decoder.
+        capture: VideoCapture,
+        /// The next frame's 0-based index.
+        next: usize,
+        /// Frames the container claims to hold (0 when unknown).
+        reported: usize,
+    },
+    /// Image files, in name order.
+    Images {
+        /// The remaining files, in reverse order (popped from the end).
+        files: Vec<PathBuf>,
+    },
+}
+
+impl FrameSource {
+    /// Opens `input` for reading.
+    ///
+    /// # Errors
+    /// `Missing`, `BadVideo` or `ListDir`.
+    pub fn open(input: &Input) -> Result<Self, FramesError> {
+        let path = input.path();
+        if !path.exists() {
+            return Err(FramesError::Missing(path.to_owned()));
+        }
+        match input {
+            Input::Video(path) => open_video(path),
+            Input::Images(dir) => {
+                let mut files = list_images(dir)?;
+                files.reverse();
+                Ok(FrameSource::Images { files })
+            }
+        }
+    }
+
+    /// Returns how many frames the input holds (for a video: as its container reports).
+    pub fn len_hint(&self) -> usize {
+        match self {
+            FrameSource::Video { reported, .. } => *reported,
+            FrameSource::Images { files } => files.len(),
+        }
+    }
+
+    /// Returns the next frame whose name is not in `done`, or `None` at the end.
+    pub fn next_pending(&mut self, done: &HashSet<String>) -> Option<Frame> {
+        match self {
+            FrameSource::Video { path, capture, next, .. } => loop {
+                let name = video_frame_name(*next);
+                *next += 1;
+                if done.contains(&name) {
+                    if !capture.grab().unwrap_or(false) {
+                        return None;
+                    }
+                    continue;
+                }
+                let mut image = Mat::default();
+                return match capture.read(&mut image) {
+                    Ok(true) if !image.empty() => Some(Frame { name, source: path.clone(), image: Ok(image) }),
+                    _ => None,
+                };
+            },
+            FrameSource::Images { files } => loop {
+                let file = files.pop()?;
+                let name = image_frame_name(&file);
+                if done.contains(&name) {
+                    continue;
+                }
+                let image = read_image(&file);
+                return Some(Frame { name, source: file, image });
+            },
+        }
+    }
+
+    /// Returns how many video frames were read or skipped so far (0 for images).
+    pub fn video_position(&self) -> usize {
+        match self {
+            FrameSource::Video { next, .. } => *next,
+            FrameSource::Images { .. } => 0,
+        }
+    }
+}
+
+/// Returns the name of the 0-based video frame `index`: `00001` for the first.
+pub fn video_frame_name(index: usize) -> String {
+    format!("{:05}", index + 1)
+}
+
+/// Returns the frame name of an image file: its stem.
+pub fn image_frame_name(path: &Path) -> String {
+    path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into_owned())
+}
+
+fn open_video(path: &Path) -> Result<FrameSource, FramesError> {
+    let bad = || FramesError::BadVideo(path.to_owned());
+    let capture = VideoCapture::from_file(&path.to_string_lossy(), videoio::CAP_ANY).map_err(|_| bad())?;
+    if !capture.is_opened().unwrap_or(false) {
+        return Err(bad());
+    }
+    let reported = capture.get(videoio::CAP_PROP_FRAME_COUNT).unwrap_or(0.0);
+    let reported = if reported.is_finite() && reported > 0.0 { reported as usize } else { 0 };
+    Ok(FrameSource::Video { path: path.to_owned(), capture, next: 0, reported })
+}
+
+/// Lists the image files directly in `dir` (not in subfolders such as `aligned/`), sorted by
+/// name; other files are skipped with a warning, and a second file with the same stem too.
+fn list_images(dir: &Path) -> Result<Vec<PathBuf>, FramesError> {
+    let mut files = Vec::new();
+    let mut stems = HashSet::new();
+    let walk = walkdir::WalkDir::new(dir).min_depth(1).max_depth(1).sort_by_file_name();
+    for entry in walk {
+        let entry = entry.map_err(|source| FramesError::ListDir { path: dir.to_owned(), source })?;
+        if !entry.file_type().is_file() {
+            continue;
+        }
+        let path = entry.into_path();
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        if name.ends_with(".settings.json") || name.ends_with(".jsonl") {
+            continue; // the stage's own files
+        }
+        if !is_image_file(&path) {
+            log::warn!("skipping {}: not an image file", path.display());
+        } else if !stems.insert(image_frame_name(&path)) {
+            log::warn!("skipping {}: another image has the same name stem", path.display());
+        } else {
+            files.push(path);
+        }
+    }
+    Ok(files)
+}
+
+fn read_image(path: &Path) -> Result<Mat, String> {
+    match imgcodecs::imread(&path.to_string_lossy(), imgcodecs::IMREAD_COLOR) {
+        Ok(img) if !img.empty() => Ok(img),
+        Ok(_) => Err("not a readable image (empty, truncated or another format)".to_owned()),
+        Err(e) => Err(e.to_string()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opencv::core::{CV_8UC3, Scalar, Vector};
+
+    #[test]
+    fn video_frames_are_named_from_one() {
+        assert_eq!(video_frame_name(0), "00001");
+        assert_eq!(video_frame_name(123_455), "123456");
+    }
+
+    #[test]
+    fn image_folders_skip_junk_and_subfolders_and_keep_name_order() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path();
+        let img = Mat::new_rows_cols_with_default(4, 4, CV_8UC3, Scalar::all(7.0)).unwrap();
+        for name in ["b.png", "a.jpg", "c.jpg"] {
+            imgcodecs::imwrite(dir.join(name).to_str().unwrap(), &img, &Vector::new()).unwrap();
+        }
+        std::fs::write(dir.join("c.png"), b"same stem as c.jpg").unwrap();
+        std::fs::write(dir.join("readme.txt"), b"text").unwrap();
+        std::fs::write(dir.join("zero.jpg"), b"").unwrap();
+        std::fs::create_dir(dir.join("aligned")).unwrap();
+        imgcodecs::imwrite(dir.join("aligned/x.png").to_str().unwrap(), &img, &Vector::new()).unwrap();
+
+        let mut source = FrameSource::open(&Input::Images(dir.to_owned())).unwrap();
+        let mut seen = Vec::new();
+        let done = HashSet::from(["b".to_owned()]);
+        while let Some(frame) = source.next_pending(&done) {
+            seen.push((frame.name, frame.image.is_ok()));
+        }
+        let want = [("a", true), ("c", true), ("zero", false)];
+        assert_eq!(seen, want.map(|(n, ok)| (n.to_owned(), ok)));
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_video_is_refused_with_its_name() {
+        let tmp = tempfile::tempdir().unwrap();
+        let fake = tmp.path().join("data_src.mp4");
+        std::fs::write(&fake, b"definitely not h264").unwrap();
+        let err = FrameSource::open(&Input::Video(fake)).err().expect("refused").to_string();
+        assert!(err.contains("data_src.mp4"), "{err}");
+    }
+}

@@ -1,0 +1,393 @@
+//! `dfl extract`: frames → detected faces → 68 landmarks → aligned face files with their
+//! metadata inside (design §3, anchors doc §1.1, §4).
+//!
+//! Frames are decoded on the calling thread in chunks and processed on all cores; results are
+//! written and logged in frame order. A frame's log line is appended only after all its face
+//! files are on disk, so a rerun after a crash skips exactly the finished frames and redoes the
+//! rest, ending with the same faceset an uninterrupted run gives.
+
+mod debug;
+pub mod frames;
+pub mod landmarks;
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+
+use opencv::core::Mat;
+use opencv::prelude::*;
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::detect::{DetectError, DetectorConfig, FaceDetector};
+use crate::face::align::{self, FaceType};
+use crate::face::metadata::{FaceFileError, FaceMetadata, ImageFormat, METADATA_VERSION, write_face};
+use crate::face::shape_predictor::{GrayImage, ShapePredictor, intensity_from_bgr};
+use crate::img::{self, ImageWriteError};
+use crate::progress::Progress;
+use crate::report::StageReport;
+use crate::settings::{SettingsCheck, SettingsError, check_settings};
+use crate::stage_log::{StageLog, StageLogError};
+use crate::workspace::{Input, Side, Stage, Workspace};
+use frames::{Frame, FrameSource, FramesError};
+
+/// Frames decoded ahead per worker thread: enough to keep every core busy.
+const FRAMES_PER_THREAD_IN_FLIGHT: usize = 4;
+
+/// Settings of one extraction run.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ExtractConfig {
+    /// How much of the head the crop shows.
+    pub face_type: FaceType,
+    /// The aligned image's side in pixels.
+    pub size_px: u32,
+    /// JPEG or PNG face files.
+    pub format: ImageFormat,
+    /// JPEG quality, 1–100.
+    pub jpeg_quality: u8,
+    /// Detector thresholds and limits.
+    pub detector: DetectorConfig,
+    /// Run the landmark cascade a second time from the box the first pass implies.
+    pub refine_landmarks: bool,
+    /// Also write every decoded video frame as PNG into `data_<side>/frames/`.
+    pub keep_frames: bool,
+    /// Also write frames with detections drawn into `data_<side>/aligned_debug/`.
+    pub debug: bool,
+    /// Continue even though the saved settings differ (re-extracts every frame).
+    pub force: bool,
+}
+
+impl Default for ExtractConfig {
+    fn default() -> Self {
+        Self {
+            face_type: FaceType::WholeFace,
+            size_px: 256,
+            format: ImageFormat::Jpg,
+            jpeg_quality: 95,
+            detector: DetectorConfig::default(),
+            refine_landmarks: true,
+            keep_frames: false,
+            debug: false,
+            force: false,
+        }
+    }
+}
+
+/// The settings that shape the faceset, saved as `data_<side>/extract.settings.json`.
+#[derive(Debug, Serialize)]
+struct SavedSettings<'a> {
+    input: &'a Path,
+    face_type: FaceType,
+    size_px: u32,
+    format: ImageFormat,
+    jpeg_quality: u8,
+    score_threshold: f32,
+    nms_iou: f32,
+    min_face_px: f32,
+    max_faces: usize,
+    refine_landmarks: bool,
+}
+
+/// One line of `extract.jsonl`: a finished frame.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExtractEntry {
+    /// The frame's name.
+    pub frame: String,
+    /// The face files written for it (file names in `aligned/`).
+    pub faces: Vec<String>,
+}
+
+/// What an extraction run did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct ExtractReport {
+    /// Frame counts: processed now, finished earlier, skipped as unreadable.
+    pub frames: StageReport,
+    /// Faces written in this run.
+    pub faces: usize,
+    /// Processed frames in which no face was found.
+    pub frames_without_faces: usize,
+}
+
+/// Errors that stop an extraction.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExtractError {
+    /// The input cannot be read.
+    #[error(transparent)]
+    Frames(#[from] FramesError),
+    /// The saved settings differ.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The stage log cannot be read or written.
+    #[error(transparent)]
+    Log(#[from] StageLogError),
+    /// A face file cannot be written.
+    #[error(transparent)]
+    FaceFile(#[from] FaceFileError),
+    /// A debug or frame image cannot be written.
+    #[error(transparent)]
+    ImageWrite(#[from] ImageWriteError),
+    /// The detector cannot be created.
+    #[error(transparent)]
+    Detector(#[from] DetectError),
+    /// An output folder cannot be created.
+    #[error("cannot create {}: {source}; check the path and its permissions", .path.display())]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Makes a fresh detector (one per worker thread).
+pub type DetectorFactory<'a> = dyn Fn() -> Result<Box<dyn FaceDetector>, DetectError> + Sync + 'a;
+
+/// The models extraction runs: a detector factory and the landmark predictor.
+pub struct ExtractModels<'a> {
+    /// Makes a detector; called once per worker thread.
+    pub detector: &'a DetectorFactory<'a>,
+    /// dlib's 68-point predictor, shared read-only by all threads.
+    pub predictor: &'a ShapePredictor,
+}
+
+/// Extracts the faces of `input` into `ws`'s `side` faceset, resuming a previous run.
+///
+/// # Errors
+/// Fatal problems only (unreadable input, changed settings without `force`, unwritable
+/// outputs); bad frames are logged, skipped and counted.
+pub fn run(
+    cfg: &ExtractConfig,
+    ws: &Workspace,
+    side: Side,
+    input: &Input,
+    models: &ExtractModels<'_>,
+    progress: &dyn Progress,
+) -> Result<ExtractReport, ExtractError> {
+    let mut source = FrameSource::open(input)?;
+    let done = prepare_outputs(cfg, ws, side, input)?;
+    let mut log = StageLog::open(ws.stage_log(Stage::Extract, side))?;
+    let mut report =
+        ExtractReport { frames: StageReport { already_done: done.len(), ..Default::default() }, ..Default::default() };
+    progress.set_len(source.len_hint().max(done.len()) as u64);
+    progress.inc(done.len() as u64);
+
+    let pool = DetectorPool { free: Mutex::new(Vec::new()), make: models.detector };
+    let ctx = FrameContext { cfg, ws, side, predictor: models.predictor };
+    let chunk_len = rayon::current_num_threads() * FRAMES_PER_THREAD_IN_FLIGHT;
+    loop {
+        let chunk: Vec<Frame> = std::iter::from_fn(|| source.next_pending(&done)).take(chunk_len).collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let results: Vec<Result<FrameOutcome, ExtractError>> =
+            chunk.par_iter().map(|frame| pool.with(|det| ctx.process(frame, det))?).collect();
+        for (frame, result) in chunk.iter().zip(results) {
+            record(&mut log, &mut report, frame, result?)?;
+            progress.inc(1);
+        }
+    }
+    report_truncation(&source, &mut report);
+    Ok(report)
+}
+
+/// Checks the saved settings, creates the output folders and returns the finished frames.
+fn prepare_outputs(
+    cfg: &ExtractConfig,
+    ws: &Workspace,
+    side: Side,
+    input: &Input,
+) -> Result<HashSet<String>, ExtractError> {
+    let input_path = input.path().canonicalize().unwrap_or_else(|_| input.path().to_owned());
+    let settings = SavedSettings {
+        input: &input_path,
+        face_type: cfg.face_type,
+        size_px: cfg.size_px,
+        format: cfg.format,
+        jpeg_quality: cfg.jpeg_quality,
+        score_threshold: cfg.detector.score_threshold,
+        nms_iou: cfg.detector.nms_iou,
+        min_face_px: cfg.detector.min_face_px,
+        max_faces: cfg.detector.max_faces,
+        refine_landmarks: cfg.refine_landmarks,
+    };
+    let mut dirs = vec![ws.aligned_dir(side)];
+    dirs.extend(cfg.debug.then(|| ws.aligned_debug_dir(side)));
+    dirs.extend((cfg.keep_frames && matches!(input, Input::Video(_))).then(|| ws.frames_dir(side)));
+    for dir in dirs {
+        std::fs::create_dir_all(&dir).map_err(|source| ExtractError::CreateDir { path: dir.clone(), source })?;
+    }
+    let log_path = ws.stage_log(Stage::Extract, side);
+    let check = check_settings(&ws.stage_settings(Stage::Extract, side), &settings, cfg.force)?;
+    if let SettingsCheck::Replaced(changes) = check {
+        // New settings: every frame is redone; the old log is kept beside, not deleted.
+        log::warn!("settings changed ({}): re-extracting every frame", changes.join(", "));
+        let mut old = log_path.clone().into_os_string();
+        old.push(".replaced");
+        if log_path.exists() {
+            std::fs::rename(&log_path, &old).map_err(|e| StageLogError::Io { path: log_path.clone(), source: e })?;
+        }
+    }
+    let entries = StageLog::read::<ExtractEntry>(&log_path)?;
+    if entries.bad_lines > 0 {
+        log::warn!("{}: {} unreadable line(s) ignored; those frames are redone", log_path.display(), entries.bad_lines);
+    }
+    Ok(entries.entries.into_iter().map(|e| e.frame).collect())
+}
+
+/// Appends a processed frame to the log and the report.
+fn record(log: &mut StageLog, report: &mut ExtractReport, frame: &Frame, outcome: FrameOutcome) -> Result<(), ExtractError> {
+    match outcome {
+        FrameOutcome::Skipped(reason) => {
+            log::warn!("skipping frame {} ({}): {reason}", frame.name, frame.source.display());
+            report.frames.skipped += 1;
+        }
+        FrameOutcome::Done(faces) => {
+            report.frames.done += 1;
+            report.faces += faces.len();
+            report.frames_without_faces += usize::from(faces.is_empty());
+            log.append(&ExtractEntry { frame: frame.name.clone(), faces })?;
+        }
+    }
+    Ok(())
+}
+
+/// Counts the frames a truncated video lost (decoding stopped before the reported length).
+fn report_truncation(source: &FrameSource, report: &mut ExtractReport) {
+    let FrameSource::Video { path, reported, .. } = source else { return };
+    let decoded = source.video_position().saturating_sub(1);
+    if *reported > decoded + 1 {
+        log::warn!(
+            "{}: decoding stopped at frame {decoded} of {reported}; the file may be truncated or corrupt",
+            path.display()
+        );
+        report.frames.skipped += reported - decoded;
+    }
+}
+
+/// What became of one frame.
+enum FrameOutcome {
+    /// Finished: the names of the face files written (maybe none).
+    Done(Vec<String>),
+    /// Unreadable; not logged, so a rerun tries it again.
+    Skipped(String),
+}
+
+/// Everything a worker needs to process a frame.
+struct FrameContext<'a> {
+    cfg: &'a ExtractConfig,
+    ws: &'a Workspace,
+    side: Side,
+    predictor: &'a ShapePredictor,
+}
+
+/// One face found in a frame, before it is written.
+struct FoundFace {
+    rect: [f32; 4],
+    score: f32,
+    landmarks: Vec<[f32; 2]>,
+    to_face: align::Affine,
+}
+
+impl FrameContext<'_> {
+    /// Detects, landmarks, aligns and writes the faces of one frame.
+    fn process(&self, frame: &Frame, detector: &mut dyn FaceDetector) -> Result<FrameOutcome, ExtractError> {
+        let image = match &frame.image {
+            Ok(image) => image,
+            Err(reason) => return Ok(FrameOutcome::Skipped(reason.clone())),
+        };
+        let faces = match self.find_faces(image, detector) {
+            Ok(faces) => faces,
+            Err(reason) => return Ok(FrameOutcome::Skipped(reason)),
+        };
+        let mut names = Vec::with_capacity(faces.len());
+        for (index, face) in faces.iter().enumerate() {
+            names.push(self.write_face(frame, image, index, face)?);
+        }
+        self.write_extras(frame, image, &faces)?;
+        Ok(FrameOutcome::Done(names))
+    }
+
+    fn find_faces(&self, image: &Mat, detector: &mut dyn FaceDetector) -> Result<Vec<FoundFace>, String> {
+        let detections = detector.detect(image).map_err(|e| e.to_string())?;
+        if detections.is_empty() {
+            return Ok(Vec::new());
+        }
+        let bgr = img::bgr_bytes(image).map_err(|e| e.to_string())?;
+        let (width, height) = (image.cols() as usize, image.rows() as usize);
+        let gray = intensity_from_bgr(&bgr, width, height);
+        let gray = GrayImage { data: &gray, width, height };
+        let cfg = self.cfg;
+        let found = detections
+            .iter()
+            .filter_map(|det| {
+                let landmarks = landmarks::locate(self.predictor, &gray, det, cfg.refine_landmarks);
+                let to_face = align::transform_mat(&landmarks, cfg.size_px, cfg.face_type)?;
+                Some(FoundFace { rect: det.rect, score: det.score, landmarks, to_face })
+            })
+            .collect();
+        Ok(found)
+    }
+
+    fn write_face(&self, frame: &Frame, image: &Mat, index: usize, face: &FoundFace) -> Result<String, ExtractError> {
+        let cfg = self.cfg;
+        let name = format!("{}_{index}.{}", frame.name, cfg.format.extension());
+        let path = self.ws.aligned_dir(self.side).join(&name);
+        let codec = |source| FaceFileError::Codec { path: path.clone(), source };
+        let aligned = img::warp_to_face(image, &face.to_face, cfg.size_px).map_err(codec)?;
+        let meta = FaceMetadata {
+            version: METADATA_VERSION,
+            source_filename: frame.name.clone(),
+            source_path: frame.source.to_string_lossy().into_owned(),
+            source_size: [image.cols() as u32, image.rows() as u32],
+            face_index: index,
+            face_type: cfg.face_type,
+            size_px: cfg.size_px,
+            landmarks: align::transform_points(&face.to_face, &face.landmarks),
+            source_landmarks: face.landmarks.clone(),
+            image_to_face_mat: face.to_face,
+            source_rect: face.rect,
+            detector_score: face.score,
+        };
+        write_face(&path, &aligned, &meta, cfg.format, cfg.jpeg_quality)?;
+        Ok(name)
+    }
+
+    /// Writes the `--debug` drawing and the `--keep-frames` copy of a frame.
+    fn write_extras(&self, frame: &Frame, image: &Mat, faces: &[FoundFace]) -> Result<(), ExtractError> {
+        if self.cfg.debug {
+            let path = self.ws.aligned_debug_dir(self.side).join(format!("{}.jpg", frame.name));
+            let drawn: Vec<debug::DebugFace<'_>> = faces
+                .iter()
+                .map(|f| debug::DebugFace { rect: f.rect, landmarks: &f.landmarks, to_face: &f.to_face, size_px: self.cfg.size_px })
+                .collect();
+            let canvas = debug::draw(image, &drawn).map_err(|source| ImageWriteError::Encode { path: path.clone(), source })?;
+            img::write_image(&path, &canvas, debug::DEBUG_JPEG_QUALITY)?;
+        }
+        if self.cfg.keep_frames && frame.source.is_file() && !crate::workspace::is_image_file(&frame.source) {
+            let path = self.ws.frames_dir(self.side).join(format!("{}.png", frame.name));
+            img::write_image(&path, image, 0)?;
+        }
+        Ok(())
+    }
+}
+
+/// Detectors for the worker threads: taken from the pool, made on demand, and put back.
+struct DetectorPool<'a> {
+    free: Mutex<Vec<Box<dyn FaceDetector>>>,
+    make: &'a DetectorFactory<'a>,
+}
+
+impl DetectorPool<'_> {
+    fn with<R>(&self, f: impl FnOnce(&mut dyn FaceDetector) -> R) -> Result<R, ExtractError> {
+        let taken = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
+        let mut detector = match taken {
+            Some(detector) => detector,
+            None => (self.make)()?,
+        };
+        let result = f(detector.as_mut());
+        self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(detector);
+        Ok(result)
+    }
+}
