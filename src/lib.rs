@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod atomic;
 pub mod cli;
+pub mod detect;
 pub mod device;
 pub mod extract;
 pub mod face;
