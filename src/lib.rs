@@ -9,6 +9,7 @@ pub mod assets;
 pub mod atomic;
 pub mod cli;
 pub mod device;
+pub mod face;
 pub mod progress;
 pub mod report;
 pub mod settings;
