@@ -6,7 +6,7 @@ use anyhow::Context;
 use indicatif::MultiProgress;
 
 use crate::assets::{SHAPE_PREDICTOR_FILE, YUNET_FILE};
-use crate::detect::yunet::YuNet;
+use crate::detect::YuNetModel;
 use crate::detect::{DetectError, FaceDetector};
 use crate::extract::{self, ExtractConfig, ExtractModels};
 use crate::face::align::FaceType;
@@ -119,8 +119,10 @@ pub fn run(args: &ExtractArgs, global: &GlobalArgs, bars: &MultiProgress) -> any
     let predictor_path = assets.model(SHAPE_PREDICTOR_FILE)?;
     log::info!("extracting {} faces from {}", args.side, input.path().display());
     let predictor = ShapePredictor::load(&predictor_path)?;
-    let yunet = YuNet::load(&yunet_path, cfg.detector.clone())?;
-    let factory = move || -> Result<Box<dyn FaceDetector>, DetectError> { Ok(Box::new(yunet.try_clone()?)) };
+    let yunet = YuNetModel::load(&yunet_path, cfg.detector.clone())?;
+    // One detector per rayon worker: OpenCV's own threads would only oversubscribe the cores.
+    opencv::core::set_num_threads(1).context("setting OpenCV's thread count")?;
+    let factory = move || -> Result<Box<dyn FaceDetector>, DetectError> { Ok(Box::new(yunet.detector()?)) };
     let models = ExtractModels { detector: &factory, predictor: &predictor };
     let bar = Bar::new(bars, "frames");
     let report = extract::run(&cfg, &ws, args.side, &input, &models, &bar)?;

@@ -144,7 +144,7 @@ pub fn image_frame_name(path: &Path) -> String {
 
 fn open_video(path: &Path) -> Result<FrameSource, FramesError> {
     let bad = || FramesError::BadVideo(path.to_owned());
-    let capture = VideoCapture::from_file(&path.to_string_lossy(), videoio::CAP_ANY).map_err(|_| bad())?;
+    let capture = VideoCapture::from_file(path, videoio::CAP_ANY).map_err(|_| bad())?;
     if !capture.is_opened().unwrap_or(false) {
         return Err(bad());
     }
@@ -181,7 +181,7 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, FramesError> {
 }
 
 fn read_image(path: &Path) -> Result<Mat, String> {
-    match imgcodecs::imread(&path.to_string_lossy(), imgcodecs::IMREAD_COLOR) {
+    match imgcodecs::imread(path, imgcodecs::IMREAD_COLOR) {
         Ok(img) if !img.empty() => Ok(img),
         Ok(_) => Err("not a readable image (empty, truncated or another format)".to_owned()),
         Err(e) => Err(e.to_string()),

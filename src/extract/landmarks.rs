@@ -58,7 +58,7 @@ pub fn locate(predictor: &ShapePredictor, gray: &GrayImage<'_>, det: &Detection,
     if !refine {
         return first;
     }
-    predictor.predict(gray, box_from_landmarks(predictor.initial_shape(), &first))
+    predictor.predict(gray, box_from_landmarks(&predictor.initial_shape(), &first))
 }
 
 #[cfg(test)]

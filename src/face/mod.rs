@@ -2,4 +2,6 @@
 
 pub mod align;
 pub mod dflimg;
+pub mod dlib_serialize;
 pub mod metadata;
+pub mod shape_predictor;
