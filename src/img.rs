@@ -61,7 +61,8 @@ pub fn write_image(path: &Path, image: &Mat, jpeg_quality: u8) -> Result<(), Ima
     let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("png").to_ascii_lowercase();
     let bytes = encode(image, &ext, jpeg_quality)
         .map_err(|source| ImageWriteError::Encode { path: path.to_owned(), source })?;
-    write_atomic(path, &bytes).map_err(|source| ImageWriteError::Io { path: path.to_owned(), source })
+    write_atomic(path, &bytes)
+        .map_err(|source| ImageWriteError::Io { path: path.to_owned(), source })
 }
 
 /// Warps `frame` by `to_face` into a `size_px`² image (Lanczos, black outside the frame).

@@ -13,7 +13,7 @@ use crate::face::align::FaceType;
 use crate::face::metadata::ImageFormat;
 use crate::face::shape_predictor::ShapePredictor;
 use crate::report::Outcome;
-use crate::workspace::{Input, Side, Workspace, has_extension, VIDEO_EXTENSIONS};
+use crate::workspace::{Input, Side, VIDEO_EXTENSIONS, Workspace, has_extension};
 
 use super::GlobalArgs;
 use super::progress::Bar;
@@ -92,11 +92,21 @@ impl ExtractArgs {
     fn input(&self, ws: &Workspace) -> anyhow::Result<Input> {
         match &self.input {
             Some(path) if path.is_dir() => Ok(Input::Images(path.clone())),
-            Some(path) if path.is_file() && !has_extension(path, VIDEO_EXTENSIONS) && crate::workspace::is_image_file(path) => {
-                anyhow::bail!("{} is a single image; put images in a folder and pass the folder", path.display())
+            Some(path)
+                if path.is_file()
+                    && !has_extension(path, VIDEO_EXTENSIONS)
+                    && crate::workspace::is_image_file(path) =>
+            {
+                anyhow::bail!(
+                    "{} is a single image; put images in a folder and pass the folder",
+                    path.display()
+                )
             }
             Some(path) if path.exists() => Ok(Input::Video(path.clone())),
-            Some(path) => anyhow::bail!("input {} does not exist; pass --input with a video file or an image folder", path.display()),
+            Some(path) => anyhow::bail!(
+                "input {} does not exist; pass --input with a video file or an image folder",
+                path.display()
+            ),
             None => ws.find_input(self.side).with_context(|| {
                 format!(
                     "no {side} input: put a video at {} or images in {}, or pass --input PATH",
@@ -110,7 +120,11 @@ impl ExtractArgs {
 }
 
 /// Runs `dfl extract`.
-pub fn run(args: &ExtractArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+pub fn run(
+    args: &ExtractArgs,
+    global: &GlobalArgs,
+    bars: &MultiProgress,
+) -> anyhow::Result<Outcome> {
     let cfg = args.config()?;
     let ws = Workspace::create(&global.workspace)?;
     let input = args.input(&ws)?;
@@ -119,10 +133,11 @@ pub fn run(args: &ExtractArgs, global: &GlobalArgs, bars: &MultiProgress) -> any
     let predictor_path = assets.model(SHAPE_PREDICTOR_FILE)?;
     log::info!("extracting {} faces from {}", args.side, input.path().display());
     let predictor = ShapePredictor::load(&predictor_path)?;
-    let yunet = YuNetModel::load(&yunet_path, cfg.detector.clone())?;
+    let yunet = YuNetModel::load(&yunet_path, cfg.detector)?;
     // One detector per rayon worker: OpenCV's own threads would only oversubscribe the cores.
     opencv::core::set_num_threads(1).context("setting OpenCV's thread count")?;
-    let factory = move || -> Result<Box<dyn FaceDetector>, DetectError> { Ok(Box::new(yunet.detector()?)) };
+    let factory =
+        move || -> Result<Box<dyn FaceDetector>, DetectError> { Ok(Box::new(yunet.detector()?)) };
     let models = ExtractModels { detector: &factory, predictor: &predictor };
     let bar = Bar::new(bars, "frames");
     let report = extract::run(&cfg, &ws, args.side, &input, &models, &bar)?;

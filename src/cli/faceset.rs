@@ -44,7 +44,8 @@ pub fn run(args: &FacesetArgs) -> anyhow::Result<Outcome> {
     for file in files {
         match read_metadata(file) {
             Ok(meta) => {
-                serde_json::to_writer(&mut out, &InfoLine { file, meta: &meta }).context("writing to stdout")?;
+                serde_json::to_writer(&mut out, &InfoLine { file, meta: &meta })
+                    .context("writing to stdout")?;
                 writeln!(out).context("writing to stdout")?;
             }
             Err(err) => {

@@ -40,18 +40,35 @@ pub fn draw(frame: &Mat, faces: &[DebugFace<'_>]) -> opencv::Result<Mat> {
     let to_point = |p: [f64; 2]| Point::new(p[0].round() as i32, p[1].round() as i32);
     for face in faces {
         let [x, y, w, h] = face.rect.map(|v| v.round() as i32);
-        imgproc::rectangle(&mut out, Rect::new(x, y, w, h), BOX_COLOUR, thickness, imgproc::LINE_AA, 0)?;
+        imgproc::rectangle(
+            &mut out,
+            Rect::new(x, y, w, h),
+            BOX_COLOUR,
+            thickness,
+            imgproc::LINE_AA,
+            0,
+        )?;
         for p in face.landmarks {
             let centre = to_point([f64::from(p[0]), f64::from(p[1])]);
             imgproc::circle(&mut out, centre, thickness, LANDMARK_COLOUR, -1, imgproc::LINE_AA, 0)?;
         }
         let Some(from_face) = align::invert(face.to_face) else { continue };
         let s = f64::from(face.size_px);
-        let corners: Vector<Point> =
-            [[0.0, 0.0], [s, 0.0], [s, s], [0.0, s]].iter().map(|&c| to_point(align::apply(&from_face, c))).collect();
+        let corners: Vector<Point> = [[0.0, 0.0], [s, 0.0], [s, s], [0.0, s]]
+            .iter()
+            .map(|&c| to_point(align::apply(&from_face, c)))
+            .collect();
         let outline = Vector::<Vector<Point>>::from_iter([corners.clone()]);
         imgproc::polylines(&mut out, &outline, true, CROP_COLOUR, thickness, imgproc::LINE_AA, 0)?;
-        imgproc::line(&mut out, corners.get(0)?, corners.get(1)?, CROP_TOP_COLOUR, thickness, imgproc::LINE_AA, 0)?;
+        imgproc::line(
+            &mut out,
+            corners.get(0)?,
+            corners.get(1)?,
+            CROP_TOP_COLOUR,
+            thickness,
+            imgproc::LINE_AA,
+            0,
+        )?;
     }
     Ok(out)
 }

@@ -53,7 +53,7 @@ pub enum FrameSource {
         path: PathBuf,
         /// OpenCV's decoder.
         capture: VideoCapture,
-        /// The next frame's 0-based index.
+        /// Frames decoded or skipped so far (= the next frame's 0-based index).
         next: usize,
         /// Frames the container claims to hold (0 when unknown).
         reported: usize,
@@ -97,17 +97,21 @@ impl FrameSource {
     pub fn next_pending(&mut self, done: &HashSet<String>) -> Option<Frame> {
         match self {
             FrameSource::Video { path, capture, next, .. } => loop {
+                // `next` counts frames consumed; a failed read leaves it, so the end is stable.
                 let name = video_frame_name(*next);
-                *next += 1;
                 if done.contains(&name) {
                     if !capture.grab().unwrap_or(false) {
                         return None;
                     }
+                    *next += 1;
                     continue;
                 }
                 let mut image = Mat::default();
                 return match capture.read(&mut image) {
-                    Ok(true) if !image.empty() => Some(Frame { name, source: path.clone(), image: Ok(image) }),
+                    Ok(true) if !image.empty() => {
+                        *next += 1;
+                        Some(Frame { name, source: path.clone(), image: Ok(image) })
+                    }
                     _ => None,
                 };
             },
@@ -123,8 +127,8 @@ impl FrameSource {
         }
     }
 
-    /// Returns how many video frames were read or skipped so far (0 for images).
-    pub fn video_position(&self) -> usize {
+    /// Returns how many video frames were decoded or skipped so far (0 for images).
+    pub fn decoded_frames(&self) -> usize {
         match self {
             FrameSource::Video { next, .. } => *next,
             FrameSource::Images { .. } => 0,
@@ -144,7 +148,7 @@ pub fn image_frame_name(path: &Path) -> String {
 
 fn open_video(path: &Path) -> Result<FrameSource, FramesError> {
     let bad = || FramesError::BadVideo(path.to_owned());
-    let capture = VideoCapture::from_file(path, videoio::CAP_ANY).map_err(|_| bad())?;
+    let capture = VideoCapture::from_file(path, videoio::CAP_FFMPEG).map_err(|_| bad())?;
     if !capture.is_opened().unwrap_or(false) {
         return Err(bad());
     }
@@ -160,7 +164,8 @@ fn list_images(dir: &Path) -> Result<Vec<PathBuf>, FramesError> {
     let mut stems = HashSet::new();
     let walk = walkdir::WalkDir::new(dir).min_depth(1).max_depth(1).sort_by_file_name();
     for entry in walk {
-        let entry = entry.map_err(|source| FramesError::ListDir { path: dir.to_owned(), source })?;
+        let entry =
+            entry.map_err(|source| FramesError::ListDir { path: dir.to_owned(), source })?;
         if !entry.file_type().is_file() {
             continue;
         }
@@ -211,7 +216,8 @@ mod tests {
         std::fs::write(dir.join("readme.txt"), b"text").unwrap();
         std::fs::write(dir.join("zero.jpg"), b"").unwrap();
         std::fs::create_dir(dir.join("aligned")).unwrap();
-        imgcodecs::imwrite(dir.join("aligned/x.png").to_str().unwrap(), &img, &Vector::new()).unwrap();
+        imgcodecs::imwrite(dir.join("aligned/x.png").to_str().unwrap(), &img, &Vector::new())
+            .unwrap();
 
         let mut source = FrameSource::open(&Input::Images(dir.to_owned())).unwrap();
         let mut seen = Vec::new();

@@ -27,7 +27,8 @@ pub fn box_from_detection(det: &Detection) -> DlibRect {
 pub fn box_from_landmarks(initial: &[[f32; 2]], landmarks: &[[f32; 2]]) -> DlibRect {
     let n = initial.len().min(landmarks.len()).max(1) as f64;
     let mean = |pts: &[[f32; 2]]| {
-        let (sx, sy) = pts.iter().fold((0.0, 0.0), |(x, y), p| (x + f64::from(p[0]), y + f64::from(p[1])));
+        let (sx, sy) =
+            pts.iter().fold((0.0, 0.0), |(x, y), p| (x + f64::from(p[0]), y + f64::from(p[1])));
         [sx / n, sy / n]
     };
     let (mu, mx) = (mean(initial), mean(landmarks));
@@ -53,7 +54,12 @@ fn square_box(centre: [f32; 2], side: f32) -> DlibRect {
 
 /// Returns the 68 landmarks of the face `det` in `gray`: one pass from the detector's box, and
 /// with `refine` a second pass from the box those landmarks imply.
-pub fn locate(predictor: &ShapePredictor, gray: &GrayImage<'_>, det: &Detection, refine: bool) -> Vec<[f32; 2]> {
+pub fn locate(
+    predictor: &ShapePredictor,
+    gray: &GrayImage<'_>,
+    det: &Detection,
+    refine: bool,
+) -> Vec<[f32; 2]> {
     let first = predictor.predict(gray, box_from_detection(det));
     if !refine {
         return first;
@@ -67,9 +73,11 @@ mod tests {
 
     #[test]
     fn the_landmark_box_inverts_the_normalisation() {
-        let initial: Vec<[f32; 2]> = (0..68).map(|i| [(i % 9) as f32 / 8.0, (i / 9) as f32 / 8.0]).collect();
+        let initial: Vec<[f32; 2]> =
+            (0..68).map(|i| [(i % 9) as f32 / 8.0, (i / 9) as f32 / 8.0]).collect();
         let (left, top, side) = (40.0f32, 25.0f32, 120.0f32);
-        let pts: Vec<[f32; 2]> = initial.iter().map(|u| [left + u[0] * side, top + u[1] * side]).collect();
+        let pts: Vec<[f32; 2]> =
+            initial.iter().map(|u| [left + u[0] * side, top + u[1] * side]).collect();
         let b = box_from_landmarks(&initial, &pts);
         assert_eq!((b.left, b.top, b.right, b.bottom), (40, 25, 160, 145));
     }

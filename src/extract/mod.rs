@@ -21,7 +21,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::detect::{DetectError, DetectorConfig, FaceDetector};
 use crate::face::align::{self, FaceType};
-use crate::face::metadata::{FaceFileError, FaceMetadata, ImageFormat, METADATA_VERSION, write_face};
+use crate::face::metadata::{
+    FaceFileError, FaceMetadata, ImageFormat, METADATA_VERSION, write_face,
+};
 use crate::face::shape_predictor::{GrayImage, ShapePredictor, intensity_from_bgr};
 use crate::img::{self, ImageWriteError};
 use crate::progress::Progress;
@@ -168,8 +170,10 @@ pub fn run(
     let mut source = FrameSource::open(input)?;
     let done = prepare_outputs(cfg, ws, side, input)?;
     let mut log = StageLog::open(ws.stage_log(Stage::Extract, side))?;
-    let mut report =
-        ExtractReport { frames: StageReport { already_done: done.len(), ..Default::default() }, ..Default::default() };
+    let mut report = ExtractReport {
+        frames: StageReport { already_done: done.len(), ..Default::default() },
+        ..Default::default()
+    };
     progress.set_len(source.len_hint().max(done.len()) as u64);
     progress.inc(done.len() as u64);
 
@@ -177,7 +181,8 @@ pub fn run(
     let ctx = FrameContext { cfg, ws, side, predictor: models.predictor };
     let chunk_len = rayon::current_num_threads() * FRAMES_PER_THREAD_IN_FLIGHT;
     loop {
-        let chunk: Vec<Frame> = std::iter::from_fn(|| source.next_pending(&done)).take(chunk_len).collect();
+        let chunk: Vec<Frame> =
+            std::iter::from_fn(|| source.next_pending(&done)).take(chunk_len).collect();
         if chunk.is_empty() {
             break;
         }
@@ -216,7 +221,8 @@ fn prepare_outputs(
     dirs.extend(cfg.debug.then(|| ws.aligned_debug_dir(side)));
     dirs.extend((cfg.keep_frames && matches!(input, Input::Video(_))).then(|| ws.frames_dir(side)));
     for dir in dirs {
-        std::fs::create_dir_all(&dir).map_err(|source| ExtractError::CreateDir { path: dir.clone(), source })?;
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| ExtractError::CreateDir { path: dir.clone(), source })?;
     }
     let log_path = ws.stage_log(Stage::Extract, side);
     let check = check_settings(&ws.stage_settings(Stage::Extract, side), &settings, cfg.force)?;
@@ -226,18 +232,28 @@ fn prepare_outputs(
         let mut old = log_path.clone().into_os_string();
         old.push(".replaced");
         if log_path.exists() {
-            std::fs::rename(&log_path, &old).map_err(|e| StageLogError::Io { path: log_path.clone(), source: e })?;
+            std::fs::rename(&log_path, &old)
+                .map_err(|e| StageLogError::Io { path: log_path.clone(), source: e })?;
         }
     }
     let entries = StageLog::read::<ExtractEntry>(&log_path)?;
     if entries.bad_lines > 0 {
-        log::warn!("{}: {} unreadable line(s) ignored; those frames are redone", log_path.display(), entries.bad_lines);
+        log::warn!(
+            "{}: {} unreadable line(s) ignored; those frames are redone",
+            log_path.display(),
+            entries.bad_lines
+        );
     }
     Ok(entries.entries.into_iter().map(|e| e.frame).collect())
 }
 
 /// Appends a processed frame to the log and the report.
-fn record(log: &mut StageLog, report: &mut ExtractReport, frame: &Frame, outcome: FrameOutcome) -> Result<(), ExtractError> {
+fn record(
+    log: &mut StageLog,
+    report: &mut ExtractReport,
+    frame: &Frame,
+    outcome: FrameOutcome,
+) -> Result<(), ExtractError> {
     match outcome {
         FrameOutcome::Skipped(reason) => {
             log::warn!("skipping frame {} ({}): {reason}", frame.name, frame.source.display());
@@ -256,10 +272,11 @@ fn record(log: &mut StageLog, report: &mut ExtractReport, frame: &Frame, outcome
 /// Counts the frames a truncated video lost (decoding stopped before the reported length).
 fn report_truncation(source: &FrameSource, report: &mut ExtractReport) {
     let FrameSource::Video { path, reported, .. } = source else { return };
-    let decoded = source.video_position().saturating_sub(1);
+    let decoded = source.decoded_frames();
+    // Containers estimate their frame count; one frame short is not a truncation.
     if *reported > decoded + 1 {
         log::warn!(
-            "{}: decoding stopped at frame {decoded} of {reported}; the file may be truncated or corrupt",
+            "{}: only {decoded} of {reported} frames decode; the file may be truncated or corrupt",
             path.display()
         );
         report.frames.skipped += reported - decoded;
@@ -292,7 +309,11 @@ struct FoundFace {
 
 impl FrameContext<'_> {
     /// Detects, landmarks, aligns and writes the faces of one frame.
-    fn process(&self, frame: &Frame, detector: &mut dyn FaceDetector) -> Result<FrameOutcome, ExtractError> {
+    fn process(
+        &self,
+        frame: &Frame,
+        detector: &mut dyn FaceDetector,
+    ) -> Result<FrameOutcome, ExtractError> {
         let image = match &frame.image {
             Ok(image) => image,
             Err(reason) => return Ok(FrameOutcome::Skipped(reason.clone())),
@@ -309,7 +330,11 @@ impl FrameContext<'_> {
         Ok(FrameOutcome::Done(names))
     }
 
-    fn find_faces(&self, image: &Mat, detector: &mut dyn FaceDetector) -> Result<Vec<FoundFace>, String> {
+    fn find_faces(
+        &self,
+        image: &Mat,
+        detector: &mut dyn FaceDetector,
+    ) -> Result<Vec<FoundFace>, String> {
         let detections = detector.detect(image).map_err(|e| e.to_string())?;
         if detections.is_empty() {
             return Ok(Vec::new());
@@ -330,7 +355,13 @@ impl FrameContext<'_> {
         Ok(found)
     }
 
-    fn write_face(&self, frame: &Frame, image: &Mat, index: usize, face: &FoundFace) -> Result<String, ExtractError> {
+    fn write_face(
+        &self,
+        frame: &Frame,
+        image: &Mat,
+        index: usize,
+        face: &FoundFace,
+    ) -> Result<String, ExtractError> {
         let cfg = self.cfg;
         let name = format!("{}_{index}.{}", frame.name, cfg.format.extension());
         let path = self.ws.aligned_dir(self.side).join(&name);
@@ -355,17 +386,31 @@ impl FrameContext<'_> {
     }
 
     /// Writes the `--debug` drawing and the `--keep-frames` copy of a frame.
-    fn write_extras(&self, frame: &Frame, image: &Mat, faces: &[FoundFace]) -> Result<(), ExtractError> {
+    fn write_extras(
+        &self,
+        frame: &Frame,
+        image: &Mat,
+        faces: &[FoundFace],
+    ) -> Result<(), ExtractError> {
         if self.cfg.debug {
             let path = self.ws.aligned_debug_dir(self.side).join(format!("{}.jpg", frame.name));
             let drawn: Vec<debug::DebugFace<'_>> = faces
                 .iter()
-                .map(|f| debug::DebugFace { rect: f.rect, landmarks: &f.landmarks, to_face: &f.to_face, size_px: self.cfg.size_px })
+                .map(|f| debug::DebugFace {
+                    rect: f.rect,
+                    landmarks: &f.landmarks,
+                    to_face: &f.to_face,
+                    size_px: self.cfg.size_px,
+                })
                 .collect();
-            let canvas = debug::draw(image, &drawn).map_err(|source| ImageWriteError::Encode { path: path.clone(), source })?;
+            let canvas = debug::draw(image, &drawn)
+                .map_err(|source| ImageWriteError::Encode { path: path.clone(), source })?;
             img::write_image(&path, &canvas, debug::DEBUG_JPEG_QUALITY)?;
         }
-        if self.cfg.keep_frames && frame.source.is_file() && !crate::workspace::is_image_file(&frame.source) {
+        if self.cfg.keep_frames
+            && frame.source.is_file()
+            && !crate::workspace::is_image_file(&frame.source)
+        {
             let path = self.ws.frames_dir(self.side).join(format!("{}.png", frame.name));
             img::write_image(&path, image, 0)?;
         }
