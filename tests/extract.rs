@@ -46,16 +46,21 @@ fn snapshot(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
+/// Extracts a bundled clip into `ws` and returns (frames logged, frames with a face).
+fn extract_clip(ws: &Path, clip: &str, side: &str, size: &str) -> (usize, usize) {
+    let clip = sample(clip);
+    let out = dfl(ws, &["extract", side, "--input", clip.to_str().unwrap(), "--size", size]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let entries = log_entries(ws, side);
+    (entries.len(), entries.values().filter(|&&n| n > 0).count())
+}
+
 #[test]
 fn carphone_faces_are_found_in_almost_every_frame_and_carry_their_metadata() {
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path();
-    let clip = sample("carphone_pristine.mp4");
-    let out = dfl(ws, &["extract", "src", "--input", clip.to_str().unwrap(), "--size", "128"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let entries = log_entries(ws, "src");
-    assert_eq!(entries.len(), 120, "every frame is logged once");
-    let with_face = entries.values().filter(|&&n| n > 0).count();
+    let (frames, with_face) = extract_clip(ws, "carphone_pristine.mp4", "src", "128");
+    assert_eq!(frames, 120, "every frame is logged once");
     assert!(with_face >= 118, "a face in only {with_face} of 120 frames");
 
     let face = ws.join("data_src/aligned/00060_0.jpg");
@@ -78,13 +83,8 @@ fn carphone_faces_are_found_in_almost_every_frame_and_carry_their_metadata() {
 #[test]
 fn megamind_faces_are_found_in_at_least_265_of_270_frames() {
     let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path();
-    let clip = sample("Megamind.avi");
-    let out = dfl(ws, &["extract", "dst", "--input", clip.to_str().unwrap(), "--size", "64"]);
-    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    let entries = log_entries(ws, "dst");
-    assert_eq!(entries.len(), 270);
-    let with_face = entries.values().filter(|&&n| n > 0).count();
+    let (frames, with_face) = extract_clip(tmp.path(), "Megamind.avi", "dst", "64");
+    assert_eq!(frames, 270);
     assert!(with_face >= 265, "a face in only {with_face} of 270 frames");
 }
 
