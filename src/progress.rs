@@ -7,6 +7,8 @@ pub trait Progress: Sync {
     fn set_len(&self, len: u64);
     /// Adds `n` finished items.
     fn inc(&self, n: u64);
+    /// Shows a short running tally beside the count (e.g. "412 faces").
+    fn note(&self, _tally: &str) {}
 }
 
 /// Progress that goes nowhere.

@@ -241,10 +241,15 @@ fn a_truncated_video_keeps_what_decodes_and_reports_the_rest() {
     let clip = tmp.path().join("cut.avi");
     std::fs::write(&clip, &bytes[..300_000]).unwrap();
     let ws = tmp.path().join("ws");
-    let out = dfl(&ws, &["extract", "dst", "--input", clip.to_str().unwrap(), "--size", "64"]);
+    let args =
+        ["extract", "dst", "--input", clip.to_str().unwrap(), "--size", "64", "--keep-frames"];
+    let out = dfl(&ws, &args);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stderr(&out).contains("truncated"), "{}", stderr(&out));
     let entries = log_entries(&ws, "dst");
     assert!(entries.len() > 30 && entries.len() < 270, "{} frames", entries.len());
+    let kept = snapshot(&ws.join("data_dst/frames"));
+    assert_eq!(kept.len(), entries.len(), "--keep-frames wrote every decoded frame");
+    assert!(kept.contains_key("00001.png"));
     assert!(entries.values().filter(|&&n| n > 0).count() > 30);
 }

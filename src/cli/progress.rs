@@ -16,7 +16,7 @@ impl Bar {
     /// Adds a bar labelled `what` (e.g. "frames") to `bars`.
     pub fn new(bars: &MultiProgress, what: &str) -> Self {
         let style = ProgressStyle::with_template(
-            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} ({per_sec}, eta {eta})",
+            "{prefix} [{elapsed_precise}] {wide_bar} {pos}/{len} {msg} ({per_sec:1}, eta {eta})",
         )
         .expect("invariant: the template is valid");
         let bar = bars.add(ProgressBar::new(0).with_style(style).with_prefix(what.to_owned()));
@@ -32,6 +32,10 @@ impl Progress for Bar {
 
     fn inc(&self, n: u64) {
         self.bar.inc(n);
+    }
+
+    fn note(&self, tally: &str) {
+        self.bar.set_message(tally.to_owned());
     }
 }
 

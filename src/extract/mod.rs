@@ -190,6 +190,7 @@ pub fn run(
             record(&mut log, &mut report, frame, result?)?;
             progress.inc(1);
         }
+        progress.note(&format!("{} faces", report.faces));
     }
     report_truncation(&source, &mut report);
     Ok(report)
