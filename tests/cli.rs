@@ -98,7 +98,7 @@ fn status_in_a_populated_workspace_counts_what_each_stage_made() {
 #[test]
 fn unbuilt_stages_say_so_exit_2_and_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    for args in [&["sort", "dst"][..], &["train"], &["merge"]] {
+    for args in [&["sort", "dst"][..], &["train", "--model", "df"], &["merge"]] {
         let out = dfl(tmp.path(), args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(stderr(&out).contains("not built yet"), "{args:?}: {}", stderr(&out));
@@ -127,4 +127,23 @@ fn asking_for_cuda_without_a_gpu_is_a_clear_error() {
     let err = stderr(&out);
     assert!(err.starts_with("dfl: ") && err.contains("no CUDA device"), "{err}");
     assert_eq!(err.trim_end().lines().count(), 1, "one line per error: {err}");
+}
+
+#[test]
+fn train_dry_run_prints_the_layer_table_and_dfls_total() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = dfl(tmp.path(), &["train", "--model", "df", "--resolution", "128", "--dry-run"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(text.contains("decoder_src.upscale.0.conv"), "{text}");
+    assert!(text.lines().last().unwrap().ends_with("57,538,432"), "{text}");
+
+    let out = dfl(tmp.path(), &["train", "--model", "liae-ud", "--dry-run", "--json"]);
+    let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(json["total"], 82_376_555);
+    assert_eq!(json["config"]["arch"], "liae-ud");
+
+    let bad = dfl(tmp.path(), &["train", "--model", "df-d", "--resolution", "144", "--dry-run"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("multiple of 32"), "{}", stderr(&bad));
 }

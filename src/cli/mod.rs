@@ -65,7 +65,7 @@ pub enum Command {
     Extract(extract::ExtractArgs),
     /// Score, reorder and clean a faceset; rejects go to aligned_trash (not built yet).
     Sort(sort::SortArgs),
-    /// Train a DF or LIAE model on the two facesets, resumable (not built yet).
+    /// Train a DF or LIAE model on the two facesets (only --dry-run is built yet).
     Train(train::TrainArgs),
     /// Put the src face on every dst frame and build result.mp4 (not built yet).
     Merge(merge::MergeArgs),

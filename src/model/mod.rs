@@ -1,0 +1,9 @@
+//! The SAEHD models, their losses and the optimizer.
+
+pub mod arch;
+pub mod blocks;
+pub mod decoder;
+pub mod encoder;
+pub mod inter;
+pub mod saehd;
+pub mod summary;

@@ -1,0 +1,282 @@
+//! SAEHD's two autoencoders and the three paths training and merging need: src→src, dst→dst,
+//! and the swap (the src face decoded from the dst code). Anchors doc §2.4.
+//!
+//! Weight names are the checkpoint format (style rule 15): `encoder.down.0.conv.weight`,
+//! `inter.dense1.weight`, `decoder_src.upscale.0.conv.weight`, `inter_ab…`, `decoder…`.
+
+use tch::Tensor;
+use tch::nn;
+
+use super::arch::{ArchKind, ModelConfig};
+use super::decoder::Decoder;
+use super::encoder::Encoder;
+use super::inter::Inter;
+
+/// A face image and its mask, as a decoder produces them.
+///
+/// # Shapes
+/// `image`: `[N, 3, R, R]` f32 in [0,1], BGR; `mask`: `[N, 1, R, R]` f32 in [0,1].
+#[derive(Debug)]
+pub struct Prediction {
+    /// The face.
+    pub image: Tensor,
+    /// The face mask.
+    pub mask: Tensor,
+}
+
+/// What one training step needs from the network.
+#[derive(Debug)]
+pub struct TrainPredictions {
+    /// src reconstructed through src's path.
+    pub src_src: Prediction,
+    /// dst reconstructed through dst's path.
+    pub dst_dst: Prediction,
+}
+
+/// What merging needs for one batch of dst faces (DFL's `AE_merge`).
+#[derive(Debug)]
+pub struct MergePredictions {
+    /// The src face (and its mask) decoded from the dst code: the swap.
+    pub swap: Prediction,
+    /// The dst mask from dst's own path.
+    pub dst_mask: Tensor,
+}
+
+/// DF: shared encoder and inter, one decoder per person.
+#[derive(Debug)]
+struct Df {
+    encoder: Encoder,
+    inter: Inter,
+    decoder_src: Decoder,
+    decoder_dst: Decoder,
+}
+
+/// LIAE: shared encoder and decoder; `inter_ab` sees both people, `inter_b` only dst.
+#[derive(Debug)]
+struct Liae {
+    encoder: Encoder,
+    inter_ab: Inter,
+    inter_b: Inter,
+    decoder: Decoder,
+}
+
+/// A SAEHD autoencoder.
+#[derive(Debug)]
+pub struct Saehd {
+    net: Net,
+    resolution: i64,
+}
+
+#[derive(Debug)]
+enum Net {
+    Df(Df),
+    Liae(Liae),
+}
+
+impl Saehd {
+    /// Builds the network for `cfg` under `p` (fresh Glorot weights; load a checkpoint into the
+    /// VarStore afterwards to resume). `cfg` must pass [`ModelConfig::validate_dims`].
+    pub fn new(p: &nn::Path, cfg: &ModelConfig) -> Self {
+        let a = cfg.ae_dims;
+        let net = match cfg.arch.kind {
+            ArchKind::Df => Net::Df(Df {
+                encoder: Encoder::new(p / "encoder", cfg),
+                inter: Inter::new(p / "inter", cfg, a),
+                decoder_src: Decoder::new(p / "decoder_src", cfg, a),
+                decoder_dst: Decoder::new(p / "decoder_dst", cfg, a),
+            }),
+            ArchKind::Liae => Net::Liae(Liae {
+                encoder: Encoder::new(p / "encoder", cfg),
+                inter_ab: Inter::new(p / "inter_ab", cfg, 2 * a),
+                inter_b: Inter::new(p / "inter_b", cfg, 2 * a),
+                decoder: Decoder::new(p / "decoder", cfg, 4 * a),
+            }),
+        };
+        Self { net, resolution: cfg.resolution }
+    }
+
+    /// Returns the input and output side in pixels.
+    pub fn resolution(&self) -> i64 {
+        self.resolution
+    }
+
+    /// Reconstructs both people through their own paths (one encoder pass for both batches).
+    ///
+    /// # Shapes
+    /// `src`, `dst`: `[N, 3, R, R]` f32 in [0,1], BGR (the warped inputs).
+    pub fn train_forward(&self, src: &Tensor, dst: &Tensor) -> TrainPredictions {
+        let n = src.size()[0];
+        let (src_src, dst_dst) = match &self.net {
+            Net::Df(df) => {
+                let codes = Tensor::cat(&[src, dst], 0).apply(&df.encoder).apply(&df.inter);
+                let (src_code, dst_code) =
+                    (codes.narrow(0, 0, n), codes.narrow(0, n, codes.size()[0] - n));
+                (df.decoder_src.forward(&src_code), df.decoder_dst.forward(&dst_code))
+            }
+            Net::Liae(liae) => {
+                let encoded = Tensor::cat(&[src, dst], 0).apply(&liae.encoder);
+                let (src_enc, dst_enc) =
+                    (encoded.narrow(0, 0, n), encoded.narrow(0, n, encoded.size()[0] - n));
+                let src_ab = src_enc.apply(&liae.inter_ab);
+                let src_code = Tensor::cat(&[&src_ab, &src_ab], 1);
+                let dst_code =
+                    Tensor::cat(&[dst_enc.apply(&liae.inter_b), dst_enc.apply(&liae.inter_ab)], 1);
+                // One decoder pass for both codes.
+                let (image, mask) = liae.decoder.forward(&Tensor::cat(&[src_code, dst_code], 0));
+                let split = |t: &Tensor| (t.narrow(0, 0, n), t.narrow(0, n, t.size()[0] - n));
+                let ((si, di), (sm, dm)) = (split(&image), split(&mask));
+                ((si, sm), (di, dm))
+            }
+        };
+        let pred = |(image, mask)| Prediction { image, mask };
+        TrainPredictions { src_src: pred(src_src), dst_dst: pred(dst_dst) }
+    }
+
+    /// Reconstructs src faces through src's path.
+    pub fn src_src(&self, src: &Tensor) -> Prediction {
+        let (image, mask) = match &self.net {
+            Net::Df(df) => df.decoder_src.forward(&src.apply(&df.encoder).apply(&df.inter)),
+            Net::Liae(liae) => {
+                let ab = src.apply(&liae.encoder).apply(&liae.inter_ab);
+                liae.decoder.forward(&Tensor::cat(&[&ab, &ab], 1))
+            }
+        };
+        Prediction { image, mask }
+    }
+
+    /// Reconstructs dst faces through dst's path.
+    pub fn dst_dst(&self, dst: &Tensor) -> Prediction {
+        let (image, mask) = match &self.net {
+            Net::Df(df) => df.decoder_dst.forward(&dst.apply(&df.encoder).apply(&df.inter)),
+            Net::Liae(liae) => {
+                let enc = dst.apply(&liae.encoder);
+                liae.decoder.forward(&Tensor::cat(
+                    &[enc.apply(&liae.inter_b), enc.apply(&liae.inter_ab)],
+                    1,
+                ))
+            }
+        };
+        Prediction { image, mask }
+    }
+
+    /// Decodes the src face from dst faces: DF's src decoder on the dst code; LIAE's decoder on
+    /// the dst code with its `inter_b` half replaced by the `inter_ab` half.
+    pub fn swap(&self, dst: &Tensor) -> Prediction {
+        let (image, mask) = match &self.net {
+            Net::Df(df) => df.decoder_src.forward(&dst.apply(&df.encoder).apply(&df.inter)),
+            Net::Liae(liae) => {
+                let ab = dst.apply(&liae.encoder).apply(&liae.inter_ab);
+                liae.decoder.forward(&Tensor::cat(&[&ab, &ab], 1))
+            }
+        };
+        Prediction { image, mask }
+    }
+
+    /// Everything merging needs for dst faces: the swap and dst's own mask.
+    pub fn merge_forward(&self, dst: &Tensor) -> MergePredictions {
+        match &self.net {
+            Net::Df(df) => {
+                let code = dst.apply(&df.encoder).apply(&df.inter);
+                let (image, mask) = df.decoder_src.forward(&code);
+                let (_, dst_mask) = df.decoder_dst.forward(&code);
+                MergePredictions { swap: Prediction { image, mask }, dst_mask }
+            }
+            Net::Liae(liae) => {
+                let enc = dst.apply(&liae.encoder);
+                let ab = enc.apply(&liae.inter_ab);
+                let swap_code = Tensor::cat(&[&ab, &ab], 1);
+                let dst_code = Tensor::cat(&[&enc.apply(&liae.inter_b), &ab], 1);
+                let (image, mask) = liae.decoder.forward(&swap_code);
+                let (_, dst_mask) = liae.decoder.forward(&dst_code);
+                MergePredictions { swap: Prediction { image, mask }, dst_mask }
+            }
+        }
+    }
+}
+
+/// The top-level parts of an archi, in DFL's order (names are weight-name prefixes).
+pub fn part_names(kind: ArchKind) -> &'static [&'static str] {
+    match kind {
+        ArchKind::Df => &["encoder", "inter", "decoder_src", "decoder_dst"],
+        ArchKind::Liae => &["encoder", "inter_ab", "inter_b", "decoder"],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tch::{Device, Kind};
+
+    fn tiny(arch: &str, resolution: i64) -> (nn::VarStore, Saehd) {
+        let cfg = ModelConfig {
+            arch: arch.parse().unwrap(),
+            resolution,
+            ae_dims: 16,
+            e_dims: 4,
+            d_dims: 4,
+            d_mask_dims: 2,
+        };
+        cfg.validate_dims().unwrap();
+        let vs = nn::VarStore::new(Device::Cpu);
+        let model = Saehd::new(&vs.root(), &cfg);
+        (vs, model)
+    }
+
+    #[test]
+    fn every_archi_maps_faces_to_faces_and_masks() {
+        for arch in
+            ["df", "df-u", "df-d", "df-t", "df-udt", "liae", "liae-ud", "liae-t", "liae-udt"]
+        {
+            let (_vs, model) = tiny(arch, 32);
+            let xs = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let train = model.train_forward(&xs, &xs.flip([3]));
+            for p in
+                [&train.src_src, &train.dst_dst, &model.swap(&xs), &model.merge_forward(&xs).swap]
+            {
+                assert_eq!(p.image.size(), [2, 3, 32, 32], "{arch}");
+                assert_eq!(p.mask.size(), [2, 1, 32, 32], "{arch}");
+                let (lo, hi) = (p.image.min().double_value(&[]), p.image.max().double_value(&[]));
+                assert!(
+                    (0.0..=1.0).contains(&lo) && (0.0..=1.0).contains(&hi),
+                    "{arch}: sigmoid output"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_batched_training_pass_equals_the_single_paths() {
+        for arch in ["df-ud", "liae-ud"] {
+            let (_vs, model) = tiny(arch, 32);
+            let src = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let dst = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let train = model.train_forward(&src, &dst);
+            let diff = |a: &Tensor, b: &Tensor| (a - b).abs().max().double_value(&[]);
+            assert!(diff(&train.src_src.image, &model.src_src(&src).image) < 1e-6, "{arch}");
+            assert!(diff(&train.dst_dst.mask, &model.dst_dst(&dst).mask) < 1e-6, "{arch}");
+            let merge = model.merge_forward(&dst);
+            assert!(diff(&merge.swap.image, &model.swap(&dst).image) < 1e-6, "{arch}");
+            assert!(diff(&merge.dst_mask, &model.dst_dst(&dst).mask) < 1e-6, "{arch}");
+        }
+    }
+
+    #[test]
+    fn weight_names_read_like_the_checkpoint_format() {
+        let (vs, _) = tiny("df-ud", 32);
+        let names = vs.variables();
+        for name in [
+            "encoder.down.0.conv.weight",
+            "inter.dense1.weight",
+            "inter.upscale.conv.bias",
+            "decoder_src.upscale.0.conv.weight",
+            "decoder_dst.res.2.conv2.weight",
+            "decoder_src.out_conv3.weight",
+            "decoder_dst.upscalem.3.conv.weight",
+            "decoder_src.out_convm.bias",
+        ] {
+            assert!(names.contains_key(name), "missing {name}");
+        }
+        let (vs, _) = tiny("liae", 32);
+        assert!(vs.variables().contains_key("inter_b.dense2.weight"));
+    }
+}
