@@ -2,6 +2,7 @@
 
 pub mod arch;
 pub mod blocks;
+pub mod checkpoint;
 pub mod decoder;
 pub mod encoder;
 pub mod inter;
