@@ -13,6 +13,7 @@ pub mod device;
 pub mod extract;
 pub mod face;
 pub mod img;
+pub mod model;
 pub mod progress;
 pub mod report;
 pub mod settings;
