@@ -6,5 +6,7 @@ pub mod checkpoint;
 pub mod decoder;
 pub mod encoder;
 pub mod inter;
+pub mod loss;
+pub mod optim;
 pub mod saehd;
 pub mod summary;
