@@ -46,4 +46,20 @@ fn main() {
     if lib_dir.join("libtorch_cuda.so").exists() {
         println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
     }
+    build_autocast_shim(&libtorch);
+}
+
+/// Compiles `csrc/autocast.cpp` (bfloat16 autocast regions, which tch cannot set up) against
+/// the same libtorch headers `torch-sys` uses.
+fn build_autocast_shim(libtorch: &std::path::Path) {
+    println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    cc::Build::new()
+        .cpp(true)
+        .file("csrc/autocast.cpp")
+        .include(libtorch.join("include"))
+        .include(libtorch.join("include/torch/csrc/api/include"))
+        .flag("-std=c++17")
+        .define("_GLIBCXX_USE_CXX11_ABI", "1")
+        .warnings(false)
+        .compile("dfl_autocast");
 }

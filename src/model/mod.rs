@@ -8,5 +8,6 @@ pub mod encoder;
 pub mod inter;
 pub mod loss;
 pub mod optim;
+pub mod precision;
 pub mod saehd;
 pub mod summary;
