@@ -160,16 +160,10 @@ impl Saehd {
     }
 
     /// Decodes the src face from dst faces: DF's src decoder on the dst code; LIAE's decoder on
-    /// the dst code with its `inter_b` half replaced by the `inter_ab` half.
+    /// the dst code with its `inter_b` half replaced by the `inter_ab` half. Both are exactly
+    /// src's own path applied to dst faces.
     pub fn swap(&self, dst: &Tensor) -> Prediction {
-        let (image, mask) = match &self.net {
-            Net::Df(df) => df.decoder_src.forward(&dst.apply(&df.encoder).apply(&df.inter)),
-            Net::Liae(liae) => {
-                let ab = dst.apply(&liae.encoder).apply(&liae.inter_ab);
-                liae.decoder.forward(&Tensor::cat(&[&ab, &ab], 1))
-            }
-        };
-        Prediction { image, mask }
+        self.src_src(dst)
     }
 
     /// Everything merging needs for dst faces: the swap and dst's own mask.
