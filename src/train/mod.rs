@@ -1,3 +1,5 @@
 //! `dfl train`: the run around the SAEHD models (issue #5): checkpoint sets so far.
 
+pub mod config;
+pub mod state;
 pub mod store;
