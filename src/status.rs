@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::stage_log::StageLog;
+use crate::train::store::{STATE_FILE, Store};
 use crate::workspace::{Input, Side, Stage, Workspace, count_images};
 
 /// Everything `dfl status` reports about one workspace.
@@ -104,7 +105,7 @@ fn model_statuses(models_dir: &Path) -> Vec<ModelStatus> {
             let dir = e.path();
             ModelStatus {
                 name: e.file_name().to_string_lossy().into_owned(),
-                iteration: saved_iteration(&dir.join("state.json")),
+                iteration: saved_iteration(&dir),
                 has_config: dir.join("config.json").is_file(),
             }
         })
@@ -113,9 +114,10 @@ fn model_statuses(models_dir: &Path) -> Vec<ModelStatus> {
     models
 }
 
-/// Reads `iteration` from a trainer's `state.json` (train owns the rest of its format).
-fn saved_iteration(state_json: &Path) -> Option<u64> {
-    let bytes = std::fs::read(state_json).ok()?;
+/// Reads `iteration` from the latest checkpoint's `state.json` in a model folder.
+fn saved_iteration(model_dir: &Path) -> Option<u64> {
+    let latest = Store::new(model_dir).latest().ok()??;
+    let bytes = std::fs::read(latest.join(STATE_FILE)).ok()?;
     serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("iteration")?.as_u64()
 }
 
@@ -196,9 +198,9 @@ mod tests {
         }
         std::fs::write(ws.stage_log(Stage::Extract, Side::Src), "{\"frame\":1}\n{\"frame\":2}\n")
             .unwrap();
-        let model = ws.model_dir("m1").unwrap();
-        std::fs::create_dir_all(&model).unwrap();
-        std::fs::write(model.join("state.json"), r#"{"iteration": 1200}"#).unwrap();
+        let store = Store::new(ws.model_dir("m1").unwrap());
+        let none: Vec<(String, tch::Tensor)> = Vec::new();
+        store.save(1200, &none, &none, &serde_json::json!({"iteration": 1200})).unwrap();
 
         let status = read(&ws);
         let src = &status.sides[0];

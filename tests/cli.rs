@@ -75,8 +75,9 @@ fn status_in_a_populated_workspace_counts_what_each_stage_made() {
     }
     std::fs::create_dir_all(ws.join("data_dst")).unwrap();
     std::fs::write(ws.join("data_dst/00001.png"), b"x").unwrap();
-    std::fs::create_dir_all(ws.join("model/df128")).unwrap();
-    std::fs::write(ws.join("model/df128/state.json"), r#"{"iteration": 42}"#).unwrap();
+    let store = dfl::train::store::Store::new(ws.join("model/df128"));
+    let none: Vec<(String, tch::Tensor)> = Vec::new();
+    store.save(42, &none, &none, &serde_json::json!({"iteration": 42})).unwrap();
 
     // The workspace comes from DFL_WORKSPACE here.
     let out = Command::new(env!("CARGO_BIN_EXE_dfl"))
