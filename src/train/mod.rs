@@ -3,3 +3,4 @@
 pub mod config;
 pub mod state;
 pub mod store;
+pub mod trainer;
