@@ -165,7 +165,7 @@ impl Trainer {
                 r,
                 self.cfg.bg_style_power,
             );
-            total = total + bg;
+            total += bg;
         }
         // DFL differentiates the per-sample losses' sum over the batch (anchors doc §3.1 ⚠).
         total.sum(Kind::Float).backward();
