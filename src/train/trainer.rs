@@ -331,6 +331,14 @@ mod tests {
     }
 
     #[test]
+    fn background_style_power_adds_a_finite_term() {
+        let cfg = TrainConfig { bg_style_power: 10.0, ..config() };
+        let mut t = Trainer::new(&cfg, Device::Cpu).unwrap();
+        t.step(&side(1), &side(2)).unwrap();
+        assert!(matches!(t.check().unwrap(), Check::Good { .. }));
+    }
+
+    #[test]
     fn repeated_divergence_stops_the_run() {
         let mut t = Trainer::new(&config(), Device::Cpu).unwrap();
         let (src, dst) = (side(1), side(2));
