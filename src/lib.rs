@@ -19,4 +19,5 @@ pub mod report;
 pub mod settings;
 pub mod stage_log;
 pub mod status;
+pub mod train;
 pub mod workspace;
