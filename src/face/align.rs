@@ -231,13 +231,22 @@ pub fn transform_mat(landmarks: &[[f32; 2]], size_px: u32, face_type: FaceType) 
     affine_from_3_points(crop, [[0.0, 0.0], [s, 0.0], [s, s]])
 }
 
-/// DFL's yaw estimate on unit-square landmarks, damped near zero (`estimate_averaged_yaw`).
+/// DFL's yaw estimate on unit-square landmarks, damped near zero (HEAD's centre shift).
 fn damped_yaw(unit_landmarks: &[[f32; 2]]) -> f64 {
-    let x = |i: usize| f64::from(unit_landmarks[i][0]);
+    let yaw = averaged_yaw(unit_landmarks);
+    yaw * (2.0 * yaw).tanh().abs()
+}
+
+/// Returns DFL's `estimate_averaged_yaw`: how much wider the image-right half of the face is
+/// than the image-left half, from the jaw (0–2, 14–16) and the nose bridge (27–29).
+///
+/// The value is in the units of `landmarks`' x; on unit-square landmarks (see [`umeyama`] to
+/// [`MEAN_FACE`]) it is dimensionless, 0 for a frontal face. `landmarks` must hold 68 points.
+pub fn averaged_yaw(landmarks: &[[f32; 2]]) -> f64 {
+    let x = |i: usize| f64::from(landmarks[i][0]);
     let left = (0..3).map(|k| x(27 + k) - x(k)).sum::<f64>() / 3.0;
     let right = (0..3).map(|k| x(16 - k) - x(27 + k)).sum::<f64>() / 3.0;
-    let yaw = right - left;
-    yaw * (2.0 * yaw).tanh().abs()
+    right - left
 }
 
 #[cfg(test)]

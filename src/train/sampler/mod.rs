@@ -1,0 +1,367 @@
+//! Training samples: faces of a faceset fitted to the model's face type and resolution,
+//! augmented as DFL's SAEHD augments them, with their masks, batched into tensors ahead of the
+//! trainer (anchors doc §3.8, §4.3–4.7).
+//!
+//! DFL: `samplelib/SampleGeneratorFace.py`, `samplelib/SampleProcessor.py`.
+//!
+//! Sample `i` of iteration `t` draws everything (its face under `uniform_yaw`, its warp) from an
+//! RNG keyed by `(seed, t, i)`, and shuffled epochs are keyed by `(seed, epoch)`: batch `t` is
+//! the same whatever the thread count, and a run resumed at `t` continues exactly.
+
+pub mod augment;
+mod batch;
+pub mod cache;
+pub mod faceset;
+pub mod masks;
+pub mod order;
+mod prefetch;
+#[cfg(test)]
+mod testutil;
+
+use opencv::core::Mat;
+use opencv::prelude::*;
+use rand::Rng;
+use serde::{Deserialize, Serialize};
+
+use crate::face::align::FaceType;
+use crate::face::metadata::FaceFileError;
+use augment::{Fit, Layer, WarpParams};
+pub use batch::{Batch, make_batch};
+pub use cache::FaceCache;
+pub use faceset::{FaceRecord, Faceset, FacesetError, SkippedFace};
+pub use prefetch::{Sampler, SamplerOptions};
+
+/// What samples look like. Colour transfer (DFL's `ct_mode`, §3.9) is not an option yet: it
+/// belongs in [`make_sample`] where the `HOOK(colour transfer)` comment marks it.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SampleConfig {
+    /// The model's resolution `R`: samples are `R`×`R`.
+    pub resolution_px: u32,
+    /// The model's face type; faces of a wider type are re-cropped to it.
+    pub face_type: FaceType,
+    /// Apply DFL's random warp grid to the network input (`warped`).
+    pub random_warp: bool,
+    /// Mirror 40 % of samples (DFL: `random_src_flip` off, `random_dst_flip` on by default).
+    pub random_flip: bool,
+    /// Build the eyes-and-mouth mask (all zeros when off).
+    pub eyes_mouth: bool,
+    /// Pick faces uniformly over yaw bins instead of shuffled epochs.
+    pub uniform_yaw: bool,
+    /// Seeds every random choice.
+    pub seed: u64,
+}
+
+impl Default for SampleConfig {
+    fn default() -> Self {
+        Self {
+            resolution_px: 128,
+            face_type: FaceType::Full,
+            random_warp: true,
+            random_flip: false,
+            eyes_mouth: true,
+            uniform_yaw: false,
+            seed: 42,
+        }
+    }
+}
+
+/// Errors of making a sample or a batch.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SampleError {
+    /// A face file cannot be read or decoded.
+    #[error(transparent)]
+    FaceFile(#[from] FaceFileError),
+    /// An OpenCV operation failed on a face.
+    #[error("{}: {source}", .path.display())]
+    OpenCv {
+        /// The face file.
+        path: std::path::PathBuf,
+        /// OpenCV's error.
+        #[source]
+        source: opencv::Error,
+    },
+    /// The decoded image's size differs from the metadata's.
+    #[error("{}: the image is {got} px but its metadata says {expected_px}x{expected_px}; re-extract this face", .path.display())]
+    SizeMismatch {
+        /// The face file.
+        path: std::path::PathBuf,
+        /// `size_px` from the metadata.
+        expected_px: u32,
+        /// The decoded width×height.
+        got: String,
+    },
+    /// The face shows less of the head than the model needs. DFL raises the same.
+    #[error("{}: a {} face cannot be re-cropped to the model's {} face type; extract with --face-type {} or train a narrower face type", .path.display(), .face.as_str(), .model.as_str(), .model.as_str())]
+    FaceTypeTooNarrow {
+        /// The face file.
+        path: std::path::PathBuf,
+        /// The face's type.
+        face: FaceType,
+        /// The model's type.
+        model: FaceType,
+    },
+    /// The landmarks do not define an alignment.
+    #[error("{}: degenerate landmarks; remove this face or re-extract it", .path.display())]
+    DegenerateLandmarks {
+        /// The face file.
+        path: std::path::PathBuf,
+    },
+    /// A batch size or resolution of 0.
+    #[error("batch size and resolution must be at least 1 (got {batch_size} and {resolution_px})")]
+    EmptyBatch {
+        /// The batch size asked for.
+        batch_size: usize,
+        /// The resolution asked for.
+        resolution_px: u32,
+    },
+    /// A tensor operation failed (pinning memory).
+    #[error("batch tensors: {0}")]
+    Tensor(#[from] tch::TchError),
+    /// The worker thread pool cannot be created.
+    #[error("cannot start the sampler's threads: {0}")]
+    ThreadPool(#[from] rayon::ThreadPoolBuildError),
+    /// The sampler's producer thread cannot be started.
+    #[error("cannot start the sampler's thread: {0}")]
+    Spawn(#[source] std::io::Error),
+    /// The sampler's worker thread stopped without a batch or an error (it panicked).
+    #[error("the sampler's worker thread stopped unexpectedly; see the log above")]
+    WorkerStopped,
+}
+
+/// One augmented sample.
+///
+/// # Shapes
+/// `warped`, `target`: `[3, R, R]` f32 in [0, 1], BGR, CHW. `mask`, `eyes_mouth`: `[1, R, R]`
+/// f32 in [0, 1].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Sample {
+    /// The network input: target plus the random warp grid.
+    pub warped: Vec<f32>,
+    /// The reconstruction target.
+    pub target: Vec<f32>,
+    /// The full-face mask (the landmark hull; DFL uses an XSeg mask when a face has one).
+    pub mask: Vec<f32>,
+    /// The eyes-and-mouth mask, maximum 1 (zeros when off or when the face has none).
+    pub eyes_mouth: Vec<f32>,
+}
+
+/// One face's layers at one stage of the pipeline.
+struct Layers {
+    image: Mat,
+    mask: Mat,
+    eyes_mouth: Option<Mat>,
+}
+
+/// Makes the sample of face `face_index`, drawing its geometry from `rng`.
+///
+/// # Errors
+/// The face cannot be decoded, is narrower than `cfg.face_type`, has a size or landmarks that
+/// do not fit its metadata, or OpenCV fails.
+///
+/// # Panics
+/// When `face_index` is not an index of `faceset`.
+pub fn make_sample(
+    faceset: &Faceset,
+    cache: &FaceCache,
+    face_index: usize,
+    cfg: &SampleConfig,
+    rng: &mut impl Rng,
+) -> Result<Sample, SampleError> {
+    let face = &faceset.faces()[face_index];
+    let cv = |source| SampleError::OpenCv { path: face.path.clone(), source };
+    check_face_type(face, cfg.face_type)?;
+    let bgr = cache.get_or_load(&face.path)?;
+    check_size(face, &bgr)?;
+    let source = source_layers(face, &bgr, cfg.eyes_mouth).map_err(cv)?;
+    let resolution_px = cfg.resolution_px as i32;
+    let fit = Fit {
+        landmarks: &face.landmarks,
+        face_type: face.face_type,
+        model_face_type: cfg.face_type,
+        resolution_px,
+    };
+    let fitted = fit_layers(&source, &fit)
+        .map_err(cv)?
+        .ok_or_else(|| SampleError::DegenerateLandmarks { path: face.path.clone() })?;
+    // HOOK(colour transfer): DFL recolours `fitted.image` toward a random dst sample here
+    // (§3.8 step 3, src side only), before warping; masks are left alone.
+    let params =
+        WarpParams::draw(rng, resolution_px, cfg.random_warp, cfg.random_flip).map_err(cv)?;
+    warp_layers(&fitted, &params, resolution_px).map_err(cv)
+}
+
+/// Checks up front that every face can be cropped to `cfg.face_type`, so a wrong faceset fails
+/// before training starts rather than at the batch that first draws a bad face.
+///
+/// # Errors
+/// `FaceTypeTooNarrow` for the first face (in file order) whose type is narrower.
+pub fn check_faceset(faceset: &Faceset, cfg: &SampleConfig) -> Result<(), SampleError> {
+    faceset.faces().iter().try_for_each(|face| check_face_type(face, cfg.face_type))
+}
+
+/// DFL refuses to widen a crop (`SampleProcessor`: "does not match model requirement").
+fn check_face_type(face: &FaceRecord, model: FaceType) -> Result<(), SampleError> {
+    if face.face_type.padding() < model.padding() {
+        return Err(SampleError::FaceTypeTooNarrow {
+            path: face.path.clone(),
+            face: face.face_type,
+            model,
+        });
+    }
+    Ok(())
+}
+
+fn check_size(face: &FaceRecord, bgr: &Mat) -> Result<(), SampleError> {
+    let n = face.size_px as i32;
+    if bgr.rows() != n || bgr.cols() != n {
+        return Err(SampleError::SizeMismatch {
+            path: face.path.clone(),
+            expected_px: face.size_px,
+            got: format!("{}x{}", bgr.cols(), bgr.rows()),
+        });
+    }
+    Ok(())
+}
+
+/// The face as f32 [0, 1] and its masks, at the face file's own size (as DFL draws them).
+fn source_layers(face: &FaceRecord, bgr: &Mat, eyes_mouth: bool) -> opencv::Result<Layers> {
+    let image = augment::to_unit_float(bgr)?;
+    let mask = masks::hull_mask(face.size_px as i32, &face.landmarks)?;
+    let eyes_mouth =
+        if eyes_mouth { Some(masks::eyes_mouth_mask(&mask, &face.landmarks)?) } else { None };
+    Ok(Layers { image, mask, eyes_mouth })
+}
+
+fn fit_layers(src: &Layers, fit: &Fit<'_>) -> opencv::Result<Option<Layers>> {
+    let Some(image) = augment::fit_to_model(&src.image, fit, Layer::Image)? else {
+        return Ok(None);
+    };
+    let Some(mask) = augment::fit_to_model(&src.mask, fit, Layer::Mask)? else {
+        return Ok(None);
+    };
+    let eyes_mouth = match &src.eyes_mouth {
+        Some(em) => augment::fit_to_model(em, fit, Layer::Mask)?,
+        None => None,
+    };
+    Ok(Some(Layers { image, mask, eyes_mouth }))
+}
+
+/// Warps every layer with the same `params` (the grid only on `warped`) and flattens them.
+fn warp_layers(fitted: &Layers, params: &WarpParams, resolution_px: i32) -> opencv::Result<Sample> {
+    let plane = (resolution_px * resolution_px) as usize;
+    let mut sample = Sample {
+        warped: Vec::with_capacity(3 * plane),
+        target: Vec::with_capacity(3 * plane),
+        mask: Vec::with_capacity(plane),
+        eyes_mouth: Vec::with_capacity(plane),
+    };
+    let warp = augment::apply_warp;
+    augment::push_chw(&warp(&fitted.image, params, true, Layer::Image)?, &mut sample.warped)?;
+    augment::push_chw(&warp(&fitted.image, params, false, Layer::Image)?, &mut sample.target)?;
+    augment::push_chw(&warp(&fitted.mask, params, false, Layer::Mask)?, &mut sample.mask)?;
+    match &fitted.eyes_mouth {
+        Some(em) => {
+            let warped = masks::normalise_max(&warp(em, params, false, Layer::Mask)?)?;
+            augment::push_chw(&warped, &mut sample.eyes_mouth)?;
+        }
+        None => sample.eyes_mouth.resize(plane, 0.0),
+    }
+    Ok(sample)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::NoProgress;
+    use opencv::core::Size;
+    use opencv::imgproc;
+    use rand::SeedableRng;
+    use rand_chacha::ChaCha8Rng;
+    use testutil::{small_faceset, write_faceset};
+
+    fn sample(set: &Faceset, cache: &FaceCache, cfg: &SampleConfig, seed: u64) -> Sample {
+        make_sample(set, cache, 0, cfg, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap()
+    }
+
+    #[test]
+    fn the_mask_covers_the_centre_and_not_the_corners() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (set, cache, cfg) = small_faceset(tmp.path());
+        for seed in 0..8 {
+            let s = sample(&set, &cache, &cfg, seed);
+            let at = |x: usize, y: usize| s.mask[y * 32 + x];
+            assert_eq!(at(16, 16), 1.0, "seed {seed}");
+            for (x, y) in [(0, 0), (31, 0), (0, 31), (31, 31)] {
+                assert_eq!(at(x, y), 0.0, "seed {seed} corner {x},{y}");
+            }
+            let em_max = s.eyes_mouth.iter().copied().fold(0.0, f32::max);
+            assert!((em_max - 1.0).abs() < 1e-6, "eyes/mouth max {em_max}");
+            assert!(s.warped.iter().chain(&s.target).all(|v| (0.0..=1.0).contains(v)));
+        }
+    }
+
+    #[test]
+    fn a_flip_mirrors_the_sample() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (set, cache, cfg) = small_faceset(tmp.path());
+        let flipping = SampleConfig { random_flip: true, ..cfg };
+        // The flip is the last draw, so both configs share the rest of the geometry.
+        let (plain, flipped) = (0..20)
+            .map(|seed| (sample(&set, &cache, &cfg, seed), sample(&set, &cache, &flipping, seed)))
+            .find(|(a, b)| a.mask != b.mask)
+            .expect("some of 20 seeds flip at p = 0.4");
+        for y in 0..32 {
+            for x in 0..32 {
+                assert_eq!(flipped.mask[y * 32 + x], plain.mask[y * 32 + 31 - x]);
+                assert_eq!(flipped.target[y * 32 + x], plain.target[y * 32 + 31 - x]);
+            }
+        }
+    }
+
+    #[test]
+    fn without_warp_and_affine_the_target_is_the_plain_resize() {
+        // At R ≥ 64 warps run at R itself (below, DFL detours through 64 px).
+        let tmp = tempfile::tempdir().unwrap();
+        write_faceset(tmp.path(), 1, 96, |_| 0.0);
+        let (set, _) = Faceset::load(tmp.path(), &NoProgress).unwrap();
+        let cache = FaceCache::default();
+        let face = &set.faces()[0];
+        let bgr = cache.get_or_load(&face.path).unwrap();
+        let fit = Fit {
+            landmarks: &face.landmarks,
+            face_type: face.face_type,
+            model_face_type: FaceType::WholeFace,
+            resolution_px: 64,
+        };
+        let layers = source_layers(face, &bgr, true).unwrap();
+        let fitted = fit_layers(&layers, &fit).unwrap().unwrap();
+        let s = warp_layers(&fitted, &WarpParams::identity(64), 64).unwrap();
+        assert_eq!(s.warped, s.target, "no grid without random warp");
+        let mut resized = Mat::default();
+        let img = augment::to_unit_float(&bgr).unwrap();
+        imgproc::resize(&img, &mut resized, Size::new(64, 64), 0.0, 0.0, imgproc::INTER_CUBIC)
+            .unwrap();
+        let mut want = Vec::new();
+        augment::push_chw(&resized, &mut want).unwrap();
+        let max_diff = s.target.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+        assert!(max_diff < 1e-5, "target differs from the resize by {max_diff}");
+    }
+
+    #[test]
+    fn re_cropping_whole_face_to_full_makes_the_face_larger() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (set, cache, cfg) = small_faceset(tmp.path());
+        let area = |face_type| {
+            let cfg = SampleConfig { face_type, random_warp: false, ..cfg };
+            let s = sample(&set, &cache, &cfg, 9);
+            assert_eq!(s.warped, s.target, "random_warp off leaves only the shared affine");
+            s.mask.iter().sum::<f32>() / (32.0 * 32.0)
+        };
+        let (whole, full) = (area(FaceType::WholeFace), area(FaceType::Full));
+        // Full's unit square is 62.6 % of the crop against whole face's 46.9 %: (0.626/0.469)².
+        let ratio = full / whole;
+        assert!((1.5..2.1).contains(&ratio), "mask area {whole} → {full} (×{ratio})");
+    }
+}
