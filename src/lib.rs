@@ -8,6 +8,7 @@
 pub mod assets;
 pub mod atomic;
 pub mod cli;
+pub mod color;
 pub mod detect;
 pub mod device;
 pub mod extract;
