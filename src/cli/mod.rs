@@ -65,7 +65,7 @@ pub enum Command {
     Extract(extract::ExtractArgs),
     /// Score, reorder and clean a faceset; rejects go to aligned_trash (not built yet).
     Sort(sort::SortArgs),
-    /// Train a DF or LIAE model on the two facesets (only --dry-run is built yet).
+    /// Train a DF or LIAE model on the two facesets; resumable, saves on Ctrl-C.
     Train(train::TrainArgs),
     /// Put the src face on every dst frame and build result.mp4 (not built yet).
     Merge(merge::MergeArgs),
@@ -84,7 +84,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Extract(args) => extract::run(args, &cli.global, bars),
         Command::Faceset(args) => faceset::run(args),
         Command::Sort(args) => sort::run(args, &cli.global),
-        Command::Train(args) => train::run(args, &cli.global),
+        Command::Train(args) => train::run(args, &cli.global, bars),
         Command::Merge(args) => merge::run(args, &cli.global),
         Command::Status(args) => status::run(args, &cli.global),
     }

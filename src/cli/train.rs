@@ -1,39 +1,82 @@
-//! `dfl train`: train a DF or LIAE model on the two facesets (issues #4 and #5). For now only
-//! `--dry-run` is built: it builds the network and prints its layer table.
+//! `dfl train`: train a DF or LIAE model on the two facesets, resumable. `--dry-run` builds the
+//! network and prints its layer table.
 
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+
+use anyhow::Context;
+use indicatif::MultiProgress;
 use tch::{Device, nn};
 
-use crate::model::arch::{Arch, ModelConfig, default_mask_dims};
+use crate::device;
+use crate::face::align::FaceType;
+use crate::model::arch::{Arch, default_mask_dims};
+use crate::model::precision::Precision;
 use crate::model::saehd::Saehd;
 use crate::model::summary::summarize;
 use crate::report::Outcome;
+use crate::train::config::TrainConfig;
+use crate::train::run::{CONFIG_FILE, RunOptions, run as run_training};
+use crate::workspace::Workspace;
 
 use super::GlobalArgs;
+use super::progress::Bar;
 
-/// Arguments of `dfl train`. Unset options keep DFL's defaults (shown in brackets).
+/// Arguments of `dfl train`. Unset options keep the saved ones on resume, DFL's defaults on a
+/// new model (shown in brackets).
 #[derive(Debug, clap::Args)]
 pub struct TrainArgs {
-    /// The model's name: its folder under workspace/model/.
+    /// The model's name: its folder under workspace/model/ (required unless --dry-run).
     #[arg(long, short = 'n', value_name = "NAME")]
     pub name: Option<String>,
-    /// Archi: df or liae, optionally with letters u, d, t (e.g. liae-ud, df-udt) [liae-ud].
+    /// Archi: df or liae, optionally with letters u, d, t (e.g. liae-ud, df-udt) [liae-ud]. New models only.
     #[arg(long, value_name = "ARCHI")]
     pub model: Option<Arch>,
-    /// Face size the model works at: a multiple of 16 (32 with d), 64–640 [128].
+    /// Face size the model works at: a multiple of 16 (32 with d), 64–640 [128]. New models only.
     #[arg(long, value_name = "PX")]
     pub resolution: Option<i64>,
-    /// Bottleneck width, 32–1024 [256].
+    /// Bottleneck width, 32–1024 [256]. New models only.
     #[arg(long, value_name = "N")]
     pub ae_dims: Option<i64>,
-    /// Encoder width, 16–256, even [64].
+    /// Encoder width, 16–256, even [64]. New models only.
     #[arg(long, value_name = "N")]
     pub e_dims: Option<i64>,
-    /// Decoder width, 16–256, even [64].
+    /// Decoder width, 16–256, even [64]. New models only.
     #[arg(long, value_name = "N")]
     pub d_dims: Option<i64>,
-    /// Mask decoder width, 16–256, even [d_dims/3 rounded up to even].
+    /// Mask decoder width, 16–256, even [d_dims/3 rounded up to even]. New models only.
     #[arg(long, value_name = "N")]
     pub d_mask_dims: Option<i64>,
+    /// The crop the model works in, re-cut from the facesets [full]. New models only.
+    #[arg(long, value_enum)]
+    pub face_type: Option<FaceType>,
+    /// Samples per side per iteration [8].
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Learning rate [5e-5].
+    #[arg(long, value_name = "LR")]
+    pub lr: Option<f64>,
+    /// Stop at this iteration (0 = never) [0].
+    #[arg(long, value_name = "N")]
+    pub target_iter: Option<u64>,
+    /// Run this many iterations now, then save and exit.
+    #[arg(long, value_name = "N")]
+    pub iterations: Option<u64>,
+    /// Save every this many minutes [25].
+    #[arg(long, value_name = "MIN")]
+    pub save_every: Option<f64>,
+    /// Refresh preview.png every this many iterations [100].
+    #[arg(long, value_name = "N")]
+    pub preview_every: Option<u64>,
+    /// Forward-pass precision: fp32, or bf16 autocast for CUDA GPUs [fp32].
+    #[arg(long, value_enum)]
+    pub precision: Option<Precision>,
+    /// Random warp of the inputs: on early, off late for sharpness [true].
+    #[arg(long, value_name = "BOOL")]
+    pub random_warp: Option<bool>,
+    /// Add 300·L1 over eyes and mouth [false].
+    #[arg(long, value_name = "BOOL")]
+    pub eyes_mouth_prio: Option<bool>,
     /// Build the model and print its layer table and parameter count, then exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -43,25 +86,78 @@ pub struct TrainArgs {
 }
 
 impl TrainArgs {
-    /// Applies the overrides to DFL's defaults.
-    fn model_config(&self) -> ModelConfig {
-        let mut cfg = ModelConfig::default();
-        cfg.arch = self.model.unwrap_or(cfg.arch);
-        cfg.resolution = self.resolution.unwrap_or(cfg.resolution);
-        cfg.ae_dims = self.ae_dims.unwrap_or(cfg.ae_dims);
-        cfg.e_dims = self.e_dims.unwrap_or(cfg.e_dims);
-        cfg.d_dims = self.d_dims.unwrap_or(cfg.d_dims);
-        cfg.d_mask_dims = self.d_mask_dims.unwrap_or_else(|| default_mask_dims(cfg.d_dims));
+    /// Applies the options given on the command line to `base` (saved or default).
+    fn apply(&self, mut cfg: TrainConfig) -> TrainConfig {
+        let m = &mut cfg.model;
+        m.arch = self.model.unwrap_or(m.arch);
+        m.resolution = self.resolution.unwrap_or(m.resolution);
+        m.ae_dims = self.ae_dims.unwrap_or(m.ae_dims);
+        m.e_dims = self.e_dims.unwrap_or(m.e_dims);
+        if let Some(d) = self.d_dims {
+            m.d_dims = d;
+            m.d_mask_dims = default_mask_dims(d);
+        }
+        m.d_mask_dims = self.d_mask_dims.unwrap_or(m.d_mask_dims);
+        cfg.face_type = self.face_type.unwrap_or(cfg.face_type);
+        cfg.batch_size = self.batch_size.unwrap_or(cfg.batch_size);
+        cfg.optimizer.lr = self.lr.unwrap_or(cfg.optimizer.lr);
+        cfg.target_iter = self.target_iter.unwrap_or(cfg.target_iter);
+        cfg.save_every_min = self.save_every.unwrap_or(cfg.save_every_min);
+        cfg.preview_every = self.preview_every.unwrap_or(cfg.preview_every);
+        cfg.precision = self.precision.unwrap_or(cfg.precision);
+        cfg.random_warp = self.random_warp.unwrap_or(cfg.random_warp);
+        cfg.eyes_mouth_prio = self.eyes_mouth_prio.unwrap_or(cfg.eyes_mouth_prio);
         cfg
     }
 }
 
 /// Runs `dfl train`.
-pub fn run(args: &TrainArgs, _global: &GlobalArgs) -> anyhow::Result<Outcome> {
-    if !args.dry_run {
-        return Err(super::not_built("train", 5));
+pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+    if args.dry_run {
+        return dry_run(args);
     }
-    let cfg = args.model_config();
+    let name = args
+        .name
+        .as_deref()
+        .context("--name NAME is required: the model's folder under workspace/model/")?;
+    let ws = Workspace::new(&global.workspace);
+    let model_dir = ws.model_dir(name)?;
+    let saved = model_dir.join(CONFIG_FILE);
+    let base = if saved.is_file() {
+        let bytes =
+            std::fs::read(&saved).with_context(|| format!("reading {}", saved.display()))?;
+        serde_json::from_slice(&bytes).with_context(|| {
+            format!("{} is not a valid dfl config; fix or delete it", saved.display())
+        })?
+    } else {
+        TrainConfig::default()
+    };
+    let cfg = args.apply(base);
+    if !saved.is_file() {
+        cfg.model.validate()?;
+    }
+    let device = device::resolve(global.device)?.device;
+    let stop = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(signal, Arc::clone(&stop))
+            .context("installing the Ctrl-C handler")?;
+    }
+    opencv::core::set_num_threads(1).context("setting OpenCV's thread count")?;
+    let bar = Bar::new(bars, "iterations");
+    let opts = RunOptions { name, iterations: args.iterations, stop, device, progress: &bar };
+    let report = run_training(&cfg, &ws, &opts)?;
+    drop(bar);
+    log::info!(
+        "model {name} at iteration {} ({} this run); preview: {}",
+        report.iteration,
+        report.ran,
+        report.preview.display()
+    );
+    Ok(Outcome::Done)
+}
+
+fn dry_run(args: &TrainArgs) -> anyhow::Result<Outcome> {
+    let cfg = args.apply(TrainConfig::default()).model;
     cfg.validate()?;
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = tch::no_grad(|| Saehd::new(&vs.root(), &cfg));

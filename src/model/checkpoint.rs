@@ -100,7 +100,20 @@ pub fn save_weights(vs: &VarStore, path: &Path) -> Result<(), CheckpointError> {
 /// # Errors
 /// `Read`, `Missing`, `Unexpected` or `ShapeMismatch`, each naming the file and tensor.
 pub fn load_into(path: &Path, targets: &HashMap<String, Tensor>) -> Result<(), CheckpointError> {
-    let mut file: HashMap<String, Tensor> = read_tensors(path)?.into_iter().collect();
+    copy_named(path, read_tensors(path)?, targets)
+}
+
+/// Copies `tensors` (read from `path`) into same-named `targets`, strictly; nothing changes
+/// unless every name and shape matches.
+///
+/// # Errors
+/// `Missing`, `Unexpected` or `ShapeMismatch`, naming `path` and the tensor.
+pub fn copy_named(
+    path: &Path,
+    tensors: Vec<(String, Tensor)>,
+    targets: &HashMap<String, Tensor>,
+) -> Result<(), CheckpointError> {
+    let mut file: HashMap<String, Tensor> = tensors.into_iter().collect();
     let mut names: Vec<&String> = targets.keys().collect();
     names.sort();
     let mut checked = Vec::with_capacity(names.len());

@@ -3,6 +3,7 @@
 
 pub mod config;
 pub mod preview;
+pub mod run;
 pub mod sampler;
 pub mod state;
 pub mod store;

@@ -1,0 +1,324 @@
+//! A training run: resolve the config (first run or resume), load the latest checkpoint set,
+//! feed the trainer from both facesets, check, save, preview; stop on request, at the target
+//! iteration or after a given number of iterations, always saving before returning.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use tch::{Device, Tensor};
+
+use super::config::{FrozenOptionChanged, TrainConfig, compare};
+use super::preview::{PreviewTensors, write_loss_plot, write_preview};
+use super::sampler::{
+    Batch, FaceCache, Faceset, FacesetError, SampleConfig, SampleError, Sampler, SamplerOptions,
+    make_batch,
+};
+use super::state::{LossPoint, TrainState};
+use super::store::{Store, StoreError};
+use super::trainer::{Check, SideTensors, TrainError, Trainer};
+use crate::atomic::write_json_atomic;
+use crate::img::ImageWriteError;
+use crate::model::checkpoint::{CheckpointError, copy_named};
+use crate::model::optim::OptimError;
+use crate::progress::Progress;
+use crate::workspace::{Side, Workspace, WorkspaceError};
+
+/// Iterations between loss read-backs (and divergence checks).
+pub const CHECK_EVERY: u64 = 10;
+/// Samples per side in the preview grid.
+const PREVIEW_ROWS: usize = 4;
+/// The model's options file.
+pub const CONFIG_FILE: &str = "config.json";
+
+/// Errors that stop a run.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum RunError {
+    /// The model name or workspace is unusable.
+    #[error(transparent)]
+    Workspace(#[from] WorkspaceError),
+    /// A resumed run changed a frozen option.
+    #[error(transparent)]
+    Frozen(#[from] FrozenOptionChanged),
+    /// `config.json` is unreadable.
+    #[error("{}: {reason}; fix or delete it (deleting starts the options from the command line)", .path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A faceset is missing or empty.
+    #[error(transparent)]
+    Faceset(#[from] FacesetError),
+    /// A sample could not be made.
+    #[error(transparent)]
+    Sample(#[from] SampleError),
+    /// A checkpoint could not be saved or loaded.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A checkpoint's tensors do not fit this model.
+    #[error(transparent)]
+    Checkpoint(#[from] CheckpointError),
+    /// The optimizer state does not fit.
+    #[error(transparent)]
+    Optimizer(#[from] OptimError),
+    /// Training failed (divergence, autocast).
+    #[error(transparent)]
+    Train(#[from] TrainError),
+    /// A preview could not be written.
+    #[error(transparent)]
+    Preview(#[from] ImageWriteError),
+}
+
+/// How long a run goes and how it reports.
+pub struct RunOptions<'a> {
+    /// The model's name (its folder under `model/`).
+    pub name: &'a str,
+    /// Stop after this many iterations in this run (then save), if set.
+    pub iterations: Option<u64>,
+    /// Set from a signal handler to stop after the current step (then save).
+    pub stop: Arc<AtomicBool>,
+    /// The training device.
+    pub device: Device,
+    /// Iterations progress.
+    pub progress: &'a dyn Progress,
+}
+
+/// What a run did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RunReport {
+    /// The iteration the model is at now.
+    pub iteration: u64,
+    /// Iterations run in this call.
+    pub ran: u64,
+    /// Whether the run continued an existing checkpoint.
+    pub resumed: bool,
+    /// Where the preview grid is.
+    pub preview: PathBuf,
+}
+
+/// Trains the model `opts.name` in `ws` with `cfg` (or the saved options, when resuming).
+///
+/// # Errors
+/// See [`RunError`]; whatever was saved before the error stays loadable.
+pub fn run(
+    cfg: &TrainConfig,
+    ws: &Workspace,
+    opts: &RunOptions<'_>,
+) -> Result<RunReport, RunError> {
+    let store = Store::new(ws.model_dir(opts.name)?);
+    let cfg = resolve_config(cfg, &store)?;
+    let mut trainer = Trainer::new(&cfg, opts.device)?;
+    let (mut state, resumed) = load_latest(&store, &mut trainer)?;
+    let feeds = Feeds::start(&cfg, ws, state.iteration, opts.device)?;
+    let preview = feeds.preview_batches()?;
+    let clock = Clock { started: Instant::now(), before: state.elapsed_secs };
+    let (mut last_save, first_iteration) = (Instant::now(), state.iteration);
+    let goal = opts.iterations.map(|n| state.iteration + n);
+    opts.progress.set_len(goal.or((cfg.target_iter > 0).then_some(cfg.target_iter)).unwrap_or(0));
+    opts.progress.inc(state.iteration);
+    let mut feeds = feeds;
+    while !is_done(&cfg, &state, goal, &opts.stop) {
+        let (src, dst) = feeds.next(opts.device)?;
+        trainer.step(&src, &dst)?;
+        state.iteration += 1;
+        opts.progress.inc(1);
+        if state.iteration % CHECK_EVERY == 0 {
+            record_check(&mut trainer, &mut state)?;
+        }
+        if last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
+            save(&store, &mut trainer, &mut state, &clock, &preview, &cfg)?;
+            last_save = Instant::now();
+        } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
+            write_previews(&store, &trainer, &state, &preview)?;
+        }
+    }
+    record_check(&mut trainer, &mut state)?;
+    save(&store, &mut trainer, &mut state, &clock, &preview, &cfg)?;
+    let ran = state.iteration - first_iteration;
+    Ok(RunReport {
+        iteration: state.iteration,
+        ran,
+        resumed,
+        preview: store.dir().join("preview.png"),
+    })
+}
+
+fn is_done(cfg: &TrainConfig, state: &TrainState, goal: Option<u64>, stop: &AtomicBool) -> bool {
+    stop.load(Ordering::Relaxed)
+        || goal.is_some_and(|g| state.iteration >= g)
+        || (cfg.target_iter > 0 && state.iteration >= cfg.target_iter)
+}
+
+/// First run: saves `cfg`. Resume: keeps the saved frozen options (refusing changes), takes the
+/// overridable ones from `cfg`, and logs each change.
+fn resolve_config(cfg: &TrainConfig, store: &Store) -> Result<TrainConfig, RunError> {
+    let path = store.dir().join(CONFIG_FILE);
+    let config_err = |reason: String| RunError::Config { path: path.clone(), reason };
+    if path.is_file() {
+        let bytes = std::fs::read(&path).map_err(|e| config_err(e.to_string()))?;
+        let saved: TrainConfig =
+            serde_json::from_slice(&bytes).map_err(|e| config_err(e.to_string()))?;
+        for change in compare(&saved, cfg)? {
+            log::info!("option changed on resume: {change}");
+        }
+    }
+    cfg.model.validate_dims().map_err(|e| config_err(e.to_string()))?;
+    write_json_atomic(&path, cfg).map_err(|e| config_err(e.to_string()))?;
+    Ok(cfg.clone())
+}
+
+/// Loads the latest checkpoint set into the trainer; a new model starts at iteration 0.
+fn load_latest(store: &Store, trainer: &mut Trainer) -> Result<(TrainState, bool), RunError> {
+    let Some(ck) = store.load::<TrainState>()? else {
+        log::info!("new model in {}", store.dir().display());
+        return Ok((TrainState::default(), false));
+    };
+    let weights_path = ck.dir.join(super::store::WEIGHTS_FILE);
+    copy_named(&weights_path, ck.weights, &trainer.var_store().variables())?;
+    trainer.optimizer_mut().load_state(&ck.optimizer)?;
+    trainer.mark_good();
+    log::info!("resuming {} at iteration {}", store.dir().display(), ck.state.iteration);
+    Ok((ck.state, true))
+}
+
+fn record_check(trainer: &mut Trainer, state: &mut TrainState) -> Result<(), RunError> {
+    match trainer.check()? {
+        Check::Good { src, dst } => {
+            state.loss_history.push(LossPoint { iteration: state.iteration, src, dst })
+        }
+        Check::RolledBack { undone } => {
+            log::warn!(
+                "non-finite or spiking loss before iteration {}: rolled back {undone} iteration(s)",
+                state.iteration
+            );
+            state.skipped_batches += undone;
+        }
+        Check::Idle => {}
+    }
+    Ok(())
+}
+
+/// Training time: what earlier runs spent, plus this run's.
+struct Clock {
+    started: Instant,
+    before: f64,
+}
+
+fn save(
+    store: &Store,
+    trainer: &mut Trainer,
+    state: &mut TrainState,
+    clock: &Clock,
+    preview: &PreviewBatches,
+    cfg: &TrainConfig,
+) -> Result<(), RunError> {
+    state.elapsed_secs = clock.before + clock.started.elapsed().as_secs_f64();
+    let mut weights: Vec<(String, Tensor)> = trainer.var_store().variables().into_iter().collect();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    store.save(state.iteration, &weights, &trainer.optimizer().state(), state)?;
+    if cfg.backup_every_hours > 0.0 {
+        store.backup(cfg.backups_kept)?;
+    }
+    write_previews(store, trainer, state, preview)?;
+    log::info!("saved iteration {} in {}", state.iteration, store.dir().display());
+    Ok(())
+}
+
+/// Fixed, unwarped samples of both sides for the preview grid.
+struct PreviewBatches {
+    src: Batch,
+    dst: Batch,
+}
+
+fn write_previews(
+    store: &Store,
+    trainer: &Trainer,
+    state: &TrainState,
+    p: &PreviewBatches,
+) -> Result<(), RunError> {
+    let _guard = tch::no_grad_guard();
+    let device = trainer.var_store().device();
+    let (src, dst) = (p.src.target.to_device(device), p.dst.target.to_device(device));
+    let model = trainer.model();
+    let (ss, dd, swap) = (model.src_src(&src), model.dst_dst(&dst), model.swap(&dst));
+    let columns = [&src, &ss.image, &ss.mask, &dst, &dd.image, &dd.mask, &swap.image];
+    write_preview(
+        &store.dir().join("preview.png"),
+        &PreviewTensors { columns },
+        PREVIEW_ROWS as i64,
+    )?;
+    write_loss_plot(&store.dir().join("loss.png"), &state.loss_history)?;
+    Ok(())
+}
+
+/// Both sides' samplers.
+struct Feeds {
+    src: Sampler,
+    dst: Sampler,
+    src_set: (Arc<Faceset>, Arc<FaceCache>, SampleConfig),
+    dst_set: (Arc<Faceset>, Arc<FaceCache>, SampleConfig),
+}
+
+impl Feeds {
+    fn start(
+        cfg: &TrainConfig,
+        ws: &Workspace,
+        iteration: u64,
+        device: Device,
+    ) -> Result<Self, RunError> {
+        let side = |side: Side, flip: bool, seed: u64| -> Result<_, RunError> {
+            let (faceset, skipped) =
+                Faceset::load(&ws.aligned_dir(side), &crate::progress::NoProgress)?;
+            for s in &skipped {
+                log::warn!("skipping {}: {}", s.path.display(), s.error);
+            }
+            let sample = SampleConfig {
+                resolution_px: u32::try_from(cfg.model.resolution).unwrap_or(u32::MAX),
+                face_type: cfg.face_type,
+                random_warp: cfg.random_warp,
+                random_flip: flip,
+                eyes_mouth: cfg.eyes_mouth_prio,
+                uniform_yaw: cfg.uniform_yaw,
+                seed,
+            };
+            Ok((Arc::new(faceset), Arc::new(FaceCache::default()), sample))
+        };
+        let src_set = side(Side::Src, cfg.random_src_flip, cfg.seed.wrapping_mul(2))?;
+        let dst_set = side(Side::Dst, cfg.random_dst_flip, cfg.seed.wrapping_mul(2) + 1)?;
+        let pin = device.is_cuda().then_some(device);
+        let options = || SamplerOptions { threads: 1, pin_memory: pin, ..Default::default() };
+        let start = |(f, c, s): &(Arc<Faceset>, Arc<FaceCache>, SampleConfig)| {
+            Sampler::start(f.clone(), c.clone(), *s, cfg.batch_size, iteration, options())
+        };
+        Ok(Self { src: start(&src_set)?, dst: start(&dst_set)?, src_set, dst_set })
+    }
+
+    fn next(&mut self, device: Device) -> Result<(SideTensors, SideTensors), RunError> {
+        let ended = || SampleError::WorkerStopped;
+        let src = self.src.next().ok_or_else(ended)??;
+        let dst = self.dst.next().ok_or_else(ended)??;
+        Ok((to_side(src, device), to_side(dst, device)))
+    }
+
+    fn preview_batches(&self) -> Result<PreviewBatches, RunError> {
+        let still = |(f, c, s): &(Arc<Faceset>, Arc<FaceCache>, SampleConfig)| {
+            let s = SampleConfig { random_warp: false, random_flip: false, ..*s };
+            make_batch(f, c, &s, 0, PREVIEW_ROWS)
+        };
+        Ok(PreviewBatches { src: still(&self.src_set)?, dst: still(&self.dst_set)? })
+    }
+}
+
+fn to_side(batch: Batch, device: Device) -> SideTensors {
+    let move_ = |t: Tensor| t.to_device_(device, tch::Kind::Float, true, false);
+    SideTensors {
+        warped: move_(batch.warped),
+        target: move_(batch.target),
+        mask: move_(batch.mask),
+        eyes_mouth: move_(batch.eyes_mouth),
+    }
+}

@@ -1,0 +1,185 @@
+//! `dfl train` end to end through the real binary on tiny models: a run saves a loadable
+//! checkpoint set and previews, resumes at the saved iteration, refuses frozen-option changes,
+//! survives kill -9 (during training and saves) and saves on Ctrl-C.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use dfl::model::checkpoint::read_tensors;
+use dfl::train::state::TrainState;
+use dfl::train::store::{OPTIMIZER_FILE, Store, WEIGHTS_FILE};
+
+/// A tiny DF that trains in a fraction of a second per step.
+const TINY: [&str; 14] = [
+    "--model",
+    "df",
+    "--resolution",
+    "64",
+    "--ae-dims",
+    "32",
+    "--e-dims",
+    "16",
+    "--d-dims",
+    "16",
+    "--d-mask-dims",
+    "16",
+    "--batch-size",
+    "2",
+];
+
+fn dfl_cmd(ws: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfl"));
+    cmd.arg("--workspace").arg(ws).args(args).env_remove("DFL_WORKSPACE");
+    cmd
+}
+
+fn dfl(ws: &Path, args: &[&str]) -> Output {
+    dfl_cmd(ws, args).output().expect("the dfl binary runs")
+}
+
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// A workspace whose facesets are extracted from the bundled portraits (Obama as src, Biden and
+/// the astronaut as dst).
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let assets = dfl::cli::assets();
+    for (side, names) in [
+        ("src", &["obama.jpg", "obama2.jpg", "obama3.jpg"][..]),
+        ("dst", &["biden.jpg", "astronaut.png"]),
+    ] {
+        let dir = ws.join(format!("data_{side}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in names {
+            std::fs::copy(assets.sample(name).unwrap_or_else(|e| panic!("{e}")), dir.join(name))
+                .unwrap();
+        }
+        let out = dfl(&ws, &["-q", "extract", side, "--size", "96"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    (tmp, ws)
+}
+
+fn train(ws: &Path, extra: &[&str]) -> Output {
+    dfl(ws, &[&["train", "--name", "m"], &TINY[..], extra].concat())
+}
+
+fn latest_state(ws: &Path) -> TrainState {
+    Store::new(ws.join("model/m")).load::<TrainState>().unwrap().expect("a checkpoint exists").state
+}
+
+#[test]
+fn a_run_saves_previews_and_resumes_at_the_saved_iteration() {
+    let (_tmp, ws) = workspace();
+    let out = train(&ws, &["--iterations", "12"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let state = latest_state(&ws);
+    assert_eq!(state.iteration, 12);
+    assert_eq!(state.loss_history.iter().map(|p| p.iteration).collect::<Vec<_>>(), [10, 12]);
+    for file in ["preview.png", "loss.png", "config.json"] {
+        assert!(ws.join("model/m").join(file).is_file(), "{file}");
+    }
+    let again = dfl(&ws, &["train", "--name", "m", "--iterations", "3"]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(stderr(&again).contains("resuming"), "{}", stderr(&again));
+    assert_eq!(latest_state(&ws).iteration, 15);
+    let status = dfl(&ws, &["status", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
+    assert_eq!(json["models"][0]["iteration"], 15);
+}
+
+#[test]
+fn changing_the_architecture_on_resume_is_refused() {
+    let (_tmp, ws) = workspace();
+    assert_eq!(train(&ws, &["--iterations", "1"]).status.code(), Some(0));
+    let out = dfl(&ws, &["train", "--name", "m", "--resolution", "128", "--iterations", "1"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("cannot change on resume") && err.contains("resolution"), "{err}");
+    assert_eq!(latest_state(&ws).iteration, 1, "nothing was trained or saved");
+}
+
+/// Waits until `cond` holds (or panics after `secs`).
+fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn kill_9_during_training_and_saves_leaves_a_checkpoint_that_resumes_exactly() {
+    let (_tmp, ws) = workspace();
+    let pointer = ws.join("model/m/LATEST");
+    // Save about every 0.3 s, so kills land in training steps and in saves.
+    for round in 0..4 {
+        let mut child = dfl_cmd(
+            &ws,
+            &[
+                &["train", "--name", "m"],
+                &TINY[..],
+                &["--iterations", "100000", "--save-every", "0.005"],
+            ]
+            .concat(),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let before = std::fs::read_to_string(&pointer).ok();
+        wait_for(60, "a save", || std::fs::read_to_string(&pointer).ok() != before);
+        std::thread::sleep(Duration::from_millis(137 * (round + 1)));
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let state = latest_state(&ws); // always loadable
+        eprintln!("round {round}: killed; latest checkpoint at iteration {}", state.iteration);
+    }
+    let store = Store::new(ws.join("model/m"));
+    let latest = store.latest().unwrap().unwrap();
+    let (weights, optimizer) = (
+        read_tensors(&latest.join(WEIGHTS_FILE)).unwrap(),
+        read_tensors(&latest.join(OPTIMIZER_FILE)).unwrap(),
+    );
+    let iteration = latest_state(&ws).iteration;
+    // Resuming with no iterations to run loads and saves the same set again.
+    let out = dfl(&ws, &["train", "--name", "m", "--iterations", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(latest_state(&ws).iteration, iteration);
+    let resaved = store.latest().unwrap().unwrap();
+    for (before, after) in [(weights, WEIGHTS_FILE), (optimizer, OPTIMIZER_FILE)] {
+        let after = read_tensors(&resaved.join(after)).unwrap();
+        assert_eq!(before.len(), after.len());
+        for ((name, a), (_, b)) in sorted(before).iter().zip(&sorted(after)) {
+            assert!(a.equal(b), "{name} changed across resume");
+        }
+    }
+}
+
+fn sorted(mut v: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)> {
+    v.sort_by(|a, b| a.0.cmp(&b.0));
+    v
+}
+
+#[test]
+fn ctrl_c_finishes_the_step_saves_and_exits_0() {
+    let (_tmp, ws) = workspace();
+    let mut child =
+        dfl_cmd(&ws, &[&["train", "--name", "m"], &TINY[..], &["--iterations", "100000"]].concat())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+    // Give it time to start training (it saves only on the 25-minute interval otherwise).
+    wait_for(60, "the preview of iteration 0", || ws.join("model/m/config.json").is_file());
+    std::thread::sleep(Duration::from_millis(1500));
+    let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
+    assert!(status.success());
+    let out = child.wait_with_output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(latest_state(&ws).iteration > 0);
+}
