@@ -168,7 +168,7 @@ fn sorted(mut v: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)> {
 #[test]
 fn ctrl_c_finishes_the_step_saves_and_exits_0() {
     let (_tmp, ws) = workspace();
-    let mut child =
+    let child =
         dfl_cmd(&ws, &[&["train", "--name", "m"], &TINY[..], &["--iterations", "100000"]].concat())
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
