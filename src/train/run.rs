@@ -115,7 +115,8 @@ pub fn run(
     let (mut state, resumed) = load_latest(&store, &mut trainer)?;
     let feeds = Feeds::start(&cfg, ws, state.iteration, opts.device)?;
     let preview = feeds.preview_batches()?;
-    let clock = Clock { started: Instant::now(), before: state.elapsed_secs };
+    let mut clock =
+        Clock { started: Instant::now(), before: state.elapsed_secs, last_backup: Instant::now() };
     let (mut last_save, first_iteration) = (Instant::now(), state.iteration);
     let goal = opts.iterations.map(|n| state.iteration + n);
     opts.progress.set_len(goal.or((cfg.target_iter > 0).then_some(cfg.target_iter)).unwrap_or(0));
@@ -130,14 +131,14 @@ pub fn run(
             record_check(&mut trainer, &mut state)?;
         }
         if last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
-            save(&store, &mut trainer, &mut state, &clock, &preview, &cfg)?;
+            save(&store, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
             last_save = Instant::now();
         } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
             write_previews(&store, &trainer, &state, &preview)?;
         }
     }
     record_check(&mut trainer, &mut state)?;
-    save(&store, &mut trainer, &mut state, &clock, &preview, &cfg)?;
+    save(&store, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
     let ran = state.iteration - first_iteration;
     Ok(RunReport {
         iteration: state.iteration,
@@ -202,17 +203,18 @@ fn record_check(trainer: &mut Trainer, state: &mut TrainState) -> Result<(), Run
     Ok(())
 }
 
-/// Training time: what earlier runs spent, plus this run's.
+/// Training time: what earlier runs spent, plus this run's; and when the last backup was made.
 struct Clock {
     started: Instant,
     before: f64,
+    last_backup: Instant,
 }
 
 fn save(
     store: &Store,
     trainer: &mut Trainer,
     state: &mut TrainState,
-    clock: &Clock,
+    clock: &mut Clock,
     preview: &PreviewBatches,
     cfg: &TrainConfig,
 ) -> Result<(), RunError> {
@@ -220,8 +222,11 @@ fn save(
     let mut weights: Vec<(String, Tensor)> = trainer.var_store().variables().into_iter().collect();
     weights.sort_by(|a, b| a.0.cmp(&b.0));
     store.save(state.iteration, &weights, &trainer.optimizer().state(), state)?;
-    if cfg.backup_every_hours > 0.0 {
+    if cfg.backup_every_hours > 0.0
+        && clock.last_backup.elapsed().as_secs_f64() >= cfg.backup_every_hours * 3600.0
+    {
         store.backup(cfg.backups_kept)?;
+        clock.last_backup = Instant::now();
     }
     write_previews(store, trainer, state, preview)?;
     log::info!("saved iteration {} in {}", state.iteration, store.dir().display());
