@@ -109,19 +109,14 @@ pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<(), ImageWr
             "iter {}..{}  src {:.4} -> {:.4}  dst {:.4} -> {:.4}  (log scale)",
             first.iteration, last.iteration, first.src, last.src, first.dst, last.dst
         );
-        let at = Point::new(x0 + 5, y1 + 15);
-        imgproc::put_text(
-            &mut img,
-            &label,
-            at,
-            imgproc::FONT_HERSHEY_SIMPLEX,
-            0.45,
-            axis,
-            1,
-            imgproc::LINE_AA,
-            false,
-        )
-        .map_err(err)?;
+        let text = |img: &mut Mat, s: &str, x: i32, colour: Scalar| {
+            let at = Point::new(x, y1 + 15);
+            let font = imgproc::FONT_HERSHEY_SIMPLEX;
+            imgproc::put_text(img, s, at, font, 0.45, colour, 1, imgproc::LINE_AA, false)
+        };
+        text(&mut img, &label, x0 + 5, axis).map_err(err)?;
+        text(&mut img, "src", x1 - 70, SRC_COLOUR).map_err(err)?;
+        text(&mut img, "dst", x1 - 35, DST_COLOUR).map_err(err)?;
     }
     write_image(path, &img, 0)
 }
