@@ -4,7 +4,7 @@
 //! ```text
 //! model/<name>/
 //!   config.json                 frozen options (written once)
-//!   checkpoints/<iteration>/    weights.safetensors, optimizer.safetensors, state.json
+//!   checkpoints/<iteration>-<t>/ weights.safetensors, optimizer.safetensors, state.json
 //!   LATEST                      the name of the newest complete checkpoint folder
 //!   backups/<iteration>/        rolling copies of older checkpoints
 //! ```
@@ -149,11 +149,13 @@ impl Store {
         optimizer: &[(String, Tensor)],
         state: &S,
     ) -> Result<PathBuf, StoreError> {
-        let name = format!("{iteration:012}");
+        // A fresh folder name even when the iteration repeats (a save right after a resume), so
+        // the current set is never touched before the pointer has moved.
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("{iteration:012}-{nanos}");
         let dir = self.checkpoints_dir().join(&name);
-        if dir.exists() {
-            std::fs::remove_dir_all(&dir).map_err(io_err(&dir))?; // a half-written earlier try
-        }
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         save_tensors(&dir.join(WEIGHTS_FILE), weights)?;
         save_tensors(&dir.join(OPTIMIZER_FILE), optimizer)?;
@@ -298,7 +300,7 @@ mod tests {
         let store = Store::new(tmp.path());
         store.save(10, &tensors(1.0), &tensors(2.0), &State { iteration: 10 }).unwrap();
         // A crash mid-save: a new folder with only part of its files, LATEST untouched.
-        let partial = store.checkpoints_dir().join(format!("{:012}", 20));
+        let partial = store.checkpoints_dir().join(format!("{:012}-1", 20));
         std::fs::create_dir_all(&partial).unwrap();
         std::fs::write(partial.join(WEIGHTS_FILE), b"half a file").unwrap();
         let ck = store.load::<State>().unwrap().unwrap();
@@ -324,6 +326,18 @@ mod tests {
     }
 
     #[test]
+    fn saving_the_same_iteration_again_never_touches_the_current_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = Store::new(tmp.path());
+        let first = store.save(10, &tensors(1.0), &tensors(2.0), &State { iteration: 10 }).unwrap();
+        let second =
+            store.save(10, &tensors(1.0), &tensors(2.0), &State { iteration: 10 }).unwrap();
+        assert_ne!(first, second);
+        assert_eq!(store.latest().unwrap().unwrap(), second);
+        assert!(!first.exists());
+    }
+
+    #[test]
     fn backups_roll_keeping_the_newest() {
         let tmp = tempfile::tempdir().unwrap();
         let store = Store::new(tmp.path());
@@ -336,6 +350,8 @@ mod tests {
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
             .collect();
-        assert_eq!(names, [format!("{:012}", 4), format!("{:012}", 5)]);
+        assert_eq!(names.len(), 2);
+        assert!(names[0].starts_with(&format!("{:012}-", 4)), "{names:?}");
+        assert!(names[1].starts_with(&format!("{:012}-", 5)), "{names:?}");
     }
 }
