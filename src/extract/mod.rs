@@ -172,8 +172,8 @@ pub fn run(
         frames: StageReport { already_done: done.len(), ..Default::default() },
         ..Default::default()
     };
-    progress.set_len(source.len_hint().max(done.len()) as u64);
-    progress.inc(done.len() as u64);
+    // The bar counts this run's frames, so its rate and ETA are this run's.
+    progress.set_len(source.len_hint().saturating_sub(done.len()) as u64);
 
     let pool = DetectorPool { free: Mutex::new(Vec::new()), make: models.detector };
     let ctx = FrameContext { cfg, ws, side, predictor: models.predictor };

@@ -119,8 +119,9 @@ pub fn run(
         Clock { started: Instant::now(), before: state.elapsed_secs, last_backup: Instant::now() };
     let (mut last_save, first_iteration) = (Instant::now(), state.iteration);
     let goal = opts.iterations.map(|n| state.iteration + n);
-    opts.progress.set_len(goal.or((cfg.target_iter > 0).then_some(cfg.target_iter)).unwrap_or(0));
-    opts.progress.inc(state.iteration);
+    // The bar counts this run's iterations, so its rate and ETA are this run's.
+    let end = goal.or((cfg.target_iter > 0).then_some(cfg.target_iter));
+    opts.progress.set_len(end.map_or(0, |e| e.saturating_sub(state.iteration)));
     let mut feeds = feeds;
     while !is_done(&cfg, &state, goal, &opts.stop) {
         let (src, dst) = feeds.next(opts.device)?;
@@ -129,6 +130,11 @@ pub fn run(
         opts.progress.inc(1);
         if state.iteration % CHECK_EVERY == 0 {
             record_check(&mut trainer, &mut state)?;
+            if let Some(p) = state.loss_history.last() {
+                let ms = clock.started.elapsed().as_secs_f64() * 1000.0
+                    / (state.iteration - first_iteration) as f64;
+                opts.progress.note(&format!("src {:.4} dst {:.4}, {ms:.0} ms/it", p.src, p.dst));
+            }
         }
         if last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
             save(&store, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
