@@ -27,6 +27,14 @@ impl Bar {
 
 impl Progress for Bar {
     fn set_len(&self, len: u64) {
+        if len == 0 {
+            // Open-ended work (training with no target): a count and a rate, no bar or ETA.
+            let style = ProgressStyle::with_template(
+                "{prefix} [{elapsed_precise}] {pos} {msg} ({per_sec:1})",
+            )
+            .expect("invariant: the template is valid");
+            self.bar.set_style(style);
+        }
         self.bar.set_length(len);
     }
 
