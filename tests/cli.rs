@@ -99,7 +99,7 @@ fn status_in_a_populated_workspace_counts_what_each_stage_made() {
 #[test]
 fn unbuilt_stages_say_so_exit_2_and_write_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    for args in [&["sort", "dst"][..], &["train", "--model", "df"], &["merge"]] {
+    for args in [&["sort", "dst"][..], &["merge"]] {
         let out = dfl(tmp.path(), args);
         assert_eq!(out.status.code(), Some(2), "{args:?}");
         assert!(stderr(&out).contains("not built yet"), "{args:?}: {}", stderr(&out));
@@ -147,4 +147,13 @@ fn train_dry_run_prints_the_layer_table_and_dfls_total() {
     let bad = dfl(tmp.path(), &["train", "--model", "df-d", "--resolution", "144", "--dry-run"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("multiple of 32"), "{}", stderr(&bad));
+}
+
+#[test]
+fn train_without_a_name_says_which_flag_is_missing() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = dfl(tmp.path(), &["train", "--model", "df"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing was written");
 }
