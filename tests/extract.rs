@@ -3,27 +3,17 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::Stdio;
+
 use std::time::Duration;
 
 use serde_json::Value;
 
+mod common;
+use common::{dfl, dfl_cmd, stderr};
+
 fn sample(name: &str) -> PathBuf {
     dfl::cli::assets().sample(name).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn dfl_cmd(ws: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfl"));
-    cmd.arg("--workspace").arg(ws).args(args).env_remove("DFL_WORKSPACE");
-    cmd
-}
-
-fn dfl(ws: &Path, args: &[&str]) -> Output {
-    dfl_cmd(ws, args).output().expect("the dfl binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 /// Frame name → number of faces, from `extract.jsonl`.

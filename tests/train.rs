@@ -4,11 +4,15 @@
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
+
 use std::time::{Duration, Instant};
 
 use dfl::model::checkpoint::read_tensors;
 use dfl::train::state::TrainState;
 use dfl::train::store::{OPTIMIZER_FILE, Store, WEIGHTS_FILE};
+
+mod common;
+use common::{dfl, dfl_cmd, stderr};
 
 /// A tiny DF that trains in a fraction of a second per step.
 const TINY: [&str; 14] = [
@@ -27,20 +31,6 @@ const TINY: [&str; 14] = [
     "--batch-size",
     "2",
 ];
-
-fn dfl_cmd(ws: &Path, args: &[&str]) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfl"));
-    cmd.arg("--workspace").arg(ws).args(args).env_remove("DFL_WORKSPACE");
-    cmd
-}
-
-fn dfl(ws: &Path, args: &[&str]) -> Output {
-    dfl_cmd(ws, args).output().expect("the dfl binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
 
 /// A workspace whose facesets are extracted from the bundled portraits (Obama as src, Biden and
 /// the astronaut as dst).

@@ -187,11 +187,9 @@ pub fn compose(outer: &Affine, inner: &Affine) -> Affine {
     m
 }
 
-/// Returns the frame → aligned-face matrix for an output of `size_px`² pixels: DFL's
-/// `get_transform_mat(landmarks, size, face_type)` with scale 1.
-///
-/// `landmarks` are the 68 iBUG points in frame pixels. `None` when they are degenerate.
-pub fn transform_mat(landmarks: &[[f32; 2]], size_px: u32, face_type: FaceType) -> Option<Affine> {
+/// Returns the similarity from 68 frame landmarks to DFL's unit square (the 33-point Umeyama
+/// fit to [`MEAN_FACE`]); `None` for another point count or degenerate points.
+pub fn to_unit_square(landmarks: &[[f32; 2]]) -> Option<Affine> {
     if landmarks.len() != 68 {
         return None;
     }
@@ -200,6 +198,15 @@ pub fn transform_mat(landmarks: &[[f32; 2]], size_px: u32, face_type: FaceType) 
         .map(|&i| [f64::from(landmarks[i][0]), f64::from(landmarks[i][1])])
         .collect();
     let to_unit = umeyama(&src, &MEAN_FACE);
+    invert(&to_unit).map(|_| to_unit)
+}
+
+/// Returns the frame → aligned-face matrix for an output of `size_px`² pixels: DFL's
+/// `get_transform_mat(landmarks, size, face_type)` with scale 1.
+///
+/// `landmarks` are the 68 iBUG points in frame pixels. `None` when they are degenerate.
+pub fn transform_mat(landmarks: &[[f32; 2]], size_px: u32, face_type: FaceType) -> Option<Affine> {
+    let to_unit = to_unit_square(landmarks)?;
     let from_unit = invert(&to_unit)?;
     // Unit-square corners (tl, tr, br, bl) and centre, in the frame.
     let g = [[0.0, 0.0], [1.0, 0.0], [1.0, 1.0], [0.0, 1.0]].map(|p| apply(&from_unit, p));

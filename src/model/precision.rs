@@ -84,11 +84,10 @@ mod tests {
     use crate::model::saehd::Saehd;
     use tch::{Kind, Tensor, nn};
 
-    #[test]
-    fn bf16_runs_convolutions_in_bf16_and_restores_fp32_after() {
+    fn tiny(arch: &str) -> (nn::VarStore, Saehd, Tensor) {
         let vs = nn::VarStore::new(Device::Cpu);
         let cfg = ModelConfig {
-            arch: "df-ud".parse().unwrap(),
+            arch: arch.parse().unwrap(),
             resolution: 32,
             ae_dims: 16,
             e_dims: 4,
@@ -96,7 +95,12 @@ mod tests {
             d_mask_dims: 4,
         };
         let model = Saehd::new(&vs.root(), &cfg);
-        let xs = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        (vs, model, Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu)))
+    }
+
+    #[test]
+    fn bf16_runs_convolutions_in_bf16_and_restores_fp32_after() {
+        let (vs, model, xs) = tiny("df-ud");
         let conv = |xs: &Tensor| {
             xs.conv2d(
                 &vs.variables()["encoder.down.0.conv.weight"],
@@ -124,17 +128,7 @@ mod tests {
 
     #[test]
     fn gradients_reach_fp32_weights_through_a_bf16_forward() {
-        let vs = nn::VarStore::new(Device::Cpu);
-        let cfg = ModelConfig {
-            arch: "liae-ud".parse().unwrap(),
-            resolution: 32,
-            ae_dims: 16,
-            e_dims: 4,
-            d_dims: 4,
-            d_mask_dims: 4,
-        };
-        let model = Saehd::new(&vs.root(), &cfg);
-        let xs = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let (vs, model, xs) = tiny("liae-ud");
         let pred = run_at(Precision::Bf16, Device::Cpu, || model.train_forward(&xs, &xs)).unwrap();
         let loss = (pred.src_src.image.to_kind(Kind::Float) - &xs).square().mean(Kind::Float);
         loss.backward();

@@ -7,8 +7,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::face::align::{ALIGN_POINTS, FaceType, MEAN_FACE, averaged_yaw, transform_points};
-use crate::face::align::{invert, umeyama};
+use crate::face::align::{FaceType, averaged_yaw, to_unit_square, transform_points};
 use crate::face::metadata::{FaceFileError, FaceMetadata, read_metadata};
 use crate::progress::Progress;
 use crate::workspace::is_image_file;
@@ -180,15 +179,7 @@ fn record(path: &Path, meta: FaceMetadata) -> Result<FaceRecord, FaceFileError> 
 /// Maps the 68 landmarks into the alignment's unit square (DFL's 33-point Umeyama fit to the
 /// mean face) and returns their averaged yaw; `None` when the points are degenerate.
 pub fn unit_square_yaw(landmarks: &[[f32; 2]]) -> Option<f64> {
-    if landmarks.len() != 68 {
-        return None;
-    }
-    let src: Vec<[f64; 2]> = ALIGN_POINTS
-        .iter()
-        .map(|&i| [f64::from(landmarks[i][0]), f64::from(landmarks[i][1])])
-        .collect();
-    let to_unit = umeyama(&src, &MEAN_FACE);
-    invert(&to_unit)?;
+    let to_unit = to_unit_square(landmarks)?;
     Some(averaged_yaw(&transform_points(&to_unit, landmarks)))
 }
 

@@ -1,0 +1,22 @@
+//! Helpers shared by the integration tests that drive the real `dfl` binary.
+#![allow(dead_code)]
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+/// `dfl --workspace WS ARGS…`, with dfl's own environment variables cleared.
+pub fn dfl_cmd(ws: &Path, args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_dfl"));
+    cmd.arg("--workspace").arg(ws).args(args).env_remove("DFL_WORKSPACE");
+    cmd
+}
+
+/// Runs `dfl --workspace WS ARGS…` to completion.
+pub fn dfl(ws: &Path, args: &[&str]) -> Output {
+    dfl_cmd(ws, args).output().expect("the dfl binary runs")
+}
+
+/// The run's stderr as text.
+pub fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
