@@ -65,7 +65,7 @@ fn latest_state(ws: &Path) -> TrainState {
 #[test]
 fn a_run_saves_previews_and_resumes_at_the_saved_iteration() {
     let (_tmp, ws) = workspace();
-    let out = train(&ws, &["--iterations", "12"]);
+    let out = train(&ws, &["--iterations", "12", "--ct-mode", "rct"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let state = latest_state(&ws);
     assert_eq!(state.iteration, 12);

@@ -8,6 +8,7 @@ use anyhow::Context;
 use indicatif::MultiProgress;
 use tch::{Device, nn};
 
+use crate::color::ColorTransfer;
 use crate::device;
 use crate::face::align::FaceType;
 use crate::model::arch::{Arch, default_mask_dims};
@@ -77,6 +78,9 @@ pub struct TrainArgs {
     /// Add 300·L1 over eyes and mouth [false].
     #[arg(long, value_name = "BOOL")]
     pub eyes_mouth_prio: Option<bool>,
+    /// Recolour src samples toward random dst faces: none, rct, lct, mkl, idt, sot [none].
+    #[arg(long, value_enum)]
+    pub ct_mode: Option<ColorTransfer>,
     /// Build the model and print its layer table and parameter count, then exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -107,6 +111,7 @@ impl TrainArgs {
         cfg.precision = self.precision.unwrap_or(cfg.precision);
         cfg.random_warp = self.random_warp.unwrap_or(cfg.random_warp);
         cfg.eyes_mouth_prio = self.eyes_mouth_prio.unwrap_or(cfg.eyes_mouth_prio);
+        cfg.ct_mode = self.ct_mode.unwrap_or(cfg.ct_mode);
         cfg
     }
 }

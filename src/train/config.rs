@@ -5,6 +5,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+use crate::color::ColorTransfer;
 use crate::face::align::FaceType;
 use crate::model::arch::ModelConfig;
 use crate::model::optim::OptimizerConfig;
@@ -41,6 +42,8 @@ pub struct TrainConfig {
     pub random_dst_flip: bool,
     /// Yaw-balanced sampling.
     pub uniform_yaw: bool,
+    /// Recolour src samples toward random dst faces (DFL's `ct_mode`).
+    pub ct_mode: ColorTransfer,
     /// Stop at this iteration (0 = never).
     pub target_iter: u64,
     /// Save every this many minutes.
@@ -70,6 +73,7 @@ impl Default for TrainConfig {
             random_src_flip: false,
             random_dst_flip: true,
             uniform_yaw: false,
+            ct_mode: ColorTransfer::None,
             target_iter: 0,
             save_every_min: 25.0,
             backup_every_hours: 0.0,

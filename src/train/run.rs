@@ -12,13 +12,14 @@ use tch::{Device, Tensor};
 use super::config::{FrozenOptionChanged, TrainConfig, compare};
 use super::preview::{PreviewTensors, write_loss_plot, write_preview};
 use super::sampler::{
-    Batch, FaceCache, Faceset, FacesetError, SampleConfig, SampleError, Sampler, SamplerOptions,
-    make_batch,
+    Batch, ColorReference, FaceCache, Faceset, FacesetError, SampleConfig, SampleError, Sampler,
+    SamplerOptions, make_batch,
 };
 use super::state::{LossPoint, TrainState};
 use super::store::{Store, StoreError};
 use super::trainer::{Check, SideTensors, TrainError, Trainer};
 use crate::atomic::write_json_atomic;
+use crate::color::ColorTransfer;
 use crate::img::ImageWriteError;
 use crate::model::checkpoint::{CheckpointError, copy_named};
 use crate::model::optim::OptimError;
@@ -281,25 +282,34 @@ impl Feeds {
         iteration: u64,
         device: Device,
     ) -> Result<Self, RunError> {
-        let side = |side: Side, flip: bool, seed: u64| -> Result<_, RunError> {
+        let load = |side: Side| -> Result<Faceset, RunError> {
             let (faceset, skipped) =
                 Faceset::load(&ws.aligned_dir(side), &crate::progress::NoProgress)?;
             for s in &skipped {
                 log::warn!("skipping {}: {}", s.path.display(), s.error);
             }
-            let sample = SampleConfig {
-                resolution_px: u32::try_from(cfg.model.resolution).unwrap_or(u32::MAX),
-                face_type: cfg.face_type,
-                random_warp: cfg.random_warp,
-                random_flip: flip,
-                eyes_mouth: cfg.eyes_mouth_prio,
-                uniform_yaw: cfg.uniform_yaw,
-                seed,
-            };
-            Ok((Arc::new(faceset), Arc::new(FaceCache::default()), sample))
+            Ok(faceset)
         };
-        let src_set = side(Side::Src, cfg.random_src_flip, cfg.seed.wrapping_mul(2))?;
-        let dst_set = side(Side::Dst, cfg.random_dst_flip, cfg.seed.wrapping_mul(2) + 1)?;
+        let sample = |flip: bool, seed: u64, ct_mode: ColorTransfer| SampleConfig {
+            resolution_px: u32::try_from(cfg.model.resolution).unwrap_or(u32::MAX),
+            face_type: cfg.face_type,
+            random_warp: cfg.random_warp,
+            random_flip: flip,
+            eyes_mouth: cfg.eyes_mouth_prio,
+            uniform_yaw: cfg.uniform_yaw,
+            seed,
+            ct_mode,
+        };
+        let (dst_faces, dst_cache) = (Arc::new(load(Side::Dst)?), Arc::new(FaceCache::default()));
+        // Src samples are recoloured toward random dst faces (DFL's ct_mode); dst never is.
+        let reference =
+            ColorReference { faceset: Arc::clone(&dst_faces), cache: Arc::clone(&dst_cache) };
+        let src_faces = Arc::new(load(Side::Src)?.recolor_toward(reference));
+        let seed = cfg.seed.wrapping_mul(2);
+        let src_sample = sample(cfg.random_src_flip, seed, cfg.ct_mode);
+        let src_set = (src_faces, Arc::new(FaceCache::default()), src_sample);
+        let dst_set =
+            (dst_faces, dst_cache, sample(cfg.random_dst_flip, seed + 1, ColorTransfer::None));
         let pin = device.is_cuda().then_some(device);
         let options = || SamplerOptions { threads: 1, pin_memory: pin, ..Default::default() };
         let start = |(f, c, s): &(Arc<Faceset>, Arc<FaceCache>, SampleConfig)| {

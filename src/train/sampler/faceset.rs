@@ -75,6 +75,8 @@ pub enum FacesetError {
 pub struct Faceset {
     dir: PathBuf,
     faces: Vec<FaceRecord>,
+    /// With a colour-transfer mode, samples are recoloured toward these faces.
+    recolor_toward: Option<super::recolor::ColorReference>,
 }
 
 impl Faceset {
@@ -112,12 +114,24 @@ impl Faceset {
             return Err(FacesetError::Empty { dir: dir.to_owned(), skipped: skipped.len() });
         }
         log::info!("{} faces in {} ({} skipped)", faces.len(), dir.display(), skipped.len());
-        Ok((Faceset { dir: dir.to_owned(), faces }, skipped))
+        Ok((Faceset { dir: dir.to_owned(), faces, recolor_toward: None }, skipped))
     }
 
     /// Builds a faceset from records already read (tests, or a caller with its own index).
     pub fn from_records(dir: impl Into<PathBuf>, faces: Vec<FaceRecord>) -> Self {
-        Self { dir: dir.into(), faces }
+        Self { dir: dir.into(), faces, recolor_toward: None }
+    }
+
+    /// Makes samples of this faceset recolour toward `reference`'s faces when the sample
+    /// config has a colour-transfer mode (DFL pairs each src sample with a random dst face).
+    pub fn recolor_toward(mut self, reference: super::recolor::ColorReference) -> Self {
+        self.recolor_toward = Some(reference);
+        self
+    }
+
+    /// Returns the faces samples are recoloured toward, if any.
+    pub fn color_reference(&self) -> Option<&super::recolor::ColorReference> {
+        self.recolor_toward.as_ref()
     }
 
     /// Returns the folder the faces came from.

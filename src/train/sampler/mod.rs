@@ -15,6 +15,7 @@ pub mod faceset;
 pub mod masks;
 pub mod order;
 mod prefetch;
+pub mod recolor;
 #[cfg(test)]
 mod testutil;
 
@@ -23,6 +24,7 @@ use opencv::prelude::*;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::color::ColorTransfer;
 use crate::face::align::FaceType;
 use crate::face::metadata::FaceFileError;
 use augment::{Fit, Layer, WarpParams};
@@ -30,9 +32,9 @@ pub use batch::{Batch, make_batch};
 pub use cache::FaceCache;
 pub use faceset::{FaceRecord, Faceset, FacesetError, SkippedFace};
 pub use prefetch::{Sampler, SamplerOptions};
+pub use recolor::ColorReference;
 
-/// What samples look like. Colour transfer (DFL's `ct_mode`, §3.9) is not an option yet: it
-/// belongs in [`make_sample`] where the `HOOK(colour transfer)` comment marks it.
+/// What samples look like.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SampleConfig {
@@ -50,6 +52,8 @@ pub struct SampleConfig {
     pub uniform_yaw: bool,
     /// Seeds every random choice.
     pub seed: u64,
+    /// Recolour samples toward the faceset's colour reference (DFL's `ct_mode`; src only).
+    pub ct_mode: ColorTransfer,
 }
 
 impl Default for SampleConfig {
@@ -62,6 +66,7 @@ impl Default for SampleConfig {
             eyes_mouth: true,
             uniform_yaw: false,
             seed: 42,
+            ct_mode: ColorTransfer::None,
         }
     }
 }
@@ -185,10 +190,17 @@ pub fn make_sample(
     let fitted = fit_layers(&source, &fit)
         .map_err(cv)?
         .ok_or_else(|| SampleError::DegenerateLandmarks { path: face.path.clone() })?;
-    // HOOK(colour transfer): DFL recolours `fitted.image` toward a random dst sample here
-    // (§3.8 step 3, src side only), before warping; masks are left alone.
+    // The geometry is drawn first, so turning colour transfer on or off keeps every warp.
     let params =
         WarpParams::draw(rng, resolution_px, cfg.random_warp, cfg.random_flip).map_err(cv)?;
+    // DFL recolours the fitted image toward a random dst face here (§3.8 step 3), before
+    // warping; masks are left alone.
+    let fitted = match (cfg.ct_mode, faceset.color_reference()) {
+        (ColorTransfer::None, _) | (_, None) => fitted,
+        (mode, Some(reference)) => {
+            Layers { image: recolor::recolor(&fitted.image, mode, reference, rng)?, ..fitted }
+        }
+    };
     warp_layers(&fitted, &params, resolution_px).map_err(cv)
 }
 
@@ -283,6 +295,42 @@ mod tests {
 
     fn sample(set: &Faceset, cache: &FaceCache, cfg: &SampleConfig, seed: u64) -> Sample {
         make_sample(set, cache, 0, cfg, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap()
+    }
+
+    /// Mean of channel `c` of a CHW sample image of `plane` pixels per channel.
+    fn channel_mean(chw: &[f32], c: usize, plane: usize) -> f32 {
+        chw[c * plane..(c + 1) * plane].iter().sum::<f32>() / plane as f32
+    }
+
+    #[test]
+    fn colour_transfer_moves_src_colours_toward_the_reference() {
+        use crate::face::metadata::{ImageFormat, read_face_image, read_metadata, write_face};
+        let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (set, cache, cfg) = small_faceset(a.path());
+        // Reference faces: the same synthetic faces, tinted red (blue and green scaled down).
+        for path in write_faceset(b.path(), 3, 64, |_| 0.0) {
+            let (img, meta) = (read_face_image(&path).unwrap(), read_metadata(&path).unwrap());
+            let mut tinted = Mat::default();
+            let tint = opencv::core::Scalar::new(0.3, 0.3, 1.0, 0.0);
+            opencv::core::multiply(&img, &tint, &mut tinted, 1.0, -1).unwrap();
+            write_face(&path, &tinted, &meta, ImageFormat::Png, 95).unwrap();
+        }
+        let (reference, _) = Faceset::load(b.path(), &NoProgress).unwrap();
+        let set = set.recolor_toward(ColorReference {
+            faceset: std::sync::Arc::new(reference),
+            cache: std::sync::Arc::new(FaceCache::default()),
+        });
+        let plane = (cfg.resolution_px * cfg.resolution_px) as usize;
+        let red_over_blue =
+            |s: &Sample| channel_mean(&s.target, 2, plane) / channel_mean(&s.target, 0, plane);
+        let plain = sample(&set, &cache, &cfg, 1);
+        let lct = SampleConfig { ct_mode: ColorTransfer::Lct, ..cfg };
+        let recoloured = sample(&set, &cache, &lct, 1);
+        assert!(
+            red_over_blue(&recoloured) > 1.5 * red_over_blue(&plain),
+            "ct moved colours toward red"
+        );
+        assert_eq!(plain.mask, recoloured.mask, "masks are left alone");
     }
 
     #[test]

@@ -1,0 +1,75 @@
+//! DFL's `ct_mode` at training time (anchors doc §3.8 step 3, §3.9): each src sample's fitted
+//! image is recoloured toward a random face of the other faceset (resized to R×R) before
+//! warping; masks are left alone.
+
+use std::sync::Arc;
+
+use opencv::core::{CV_32FC3, Mat, Size};
+use opencv::imgproc;
+use opencv::prelude::*;
+use rand::Rng;
+
+use super::augment::to_unit_float;
+use super::{FaceCache, Faceset, SampleError};
+use crate::color::{self, ColorTransfer, Image};
+
+/// The faces src samples are recoloured toward (the dst faceset and its cache).
+#[derive(Clone)]
+pub struct ColorReference {
+    /// The reference faces.
+    pub faceset: Arc<Faceset>,
+    /// Their decoded images.
+    pub cache: Arc<FaceCache>,
+}
+
+impl std::fmt::Debug for ColorReference {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "ColorReference({} faces in {})",
+            self.faceset.len(),
+            self.faceset.dir().display()
+        )
+    }
+}
+
+/// Recolours `image` (`CV_32FC3` BGR in [0,1], `R`×`R`) toward a random reference face.
+///
+/// # Errors
+/// The reference face cannot be decoded, or OpenCV fails.
+pub fn recolor(
+    image: &Mat,
+    mode: ColorTransfer,
+    reference: &ColorReference,
+    rng: &mut impl Rng,
+) -> Result<Mat, SampleError> {
+    let faces = reference.faceset.faces();
+    let face = &faces[rng.random_range(0..faces.len())];
+    let cv = |source| SampleError::OpenCv { path: face.path.clone(), source };
+    let bgr = reference.cache.get_or_load(&face.path)?;
+    let (w, h) = (image.cols(), image.rows());
+    let mut resized = Mat::default();
+    imgproc::resize(&*bgr, &mut resized, Size::new(w, h), 0.0, 0.0, imgproc::INTER_LINEAR)
+        .map_err(cv)?;
+    let reference_img = as_image(&to_unit_float(&resized).map_err(cv)?).map_err(cv)?;
+    let src_img = as_image(image).map_err(cv)?;
+    let out = color::transfer(mode, &src_img, &reference_img, rng)
+        .map_err(|e| cv(opencv::Error::new(opencv::core::StsError, e.to_string())))?;
+    let mut mat = Mat::new_rows_cols_with_default(h, w, CV_32FC3, opencv::core::Scalar::all(0.0))
+        .map_err(cv)?;
+    mat.data_typed_mut::<opencv::core::Vec3f>()
+        .map_err(cv)?
+        .iter_mut()
+        .zip(out.data.chunks_exact(3))
+        .for_each(|(px, c)| *px = opencv::core::Vec3f::from([c[0], c[1], c[2]]));
+    Ok(mat)
+}
+
+/// Copies a `CV_32FC3` Mat into a colour-transfer image (HWC, BGR).
+fn as_image(mat: &Mat) -> opencv::Result<Image> {
+    let continuous = if mat.is_continuous() { mat.clone() } else { mat.try_clone()? };
+    let data: Vec<f32> =
+        continuous.data_typed::<opencv::core::Vec3f>()?.iter().flat_map(|p| p.0).collect();
+    let (w, h) = (mat.cols() as usize, mat.rows() as usize);
+    Image::new(w, h, data).map_err(|e| opencv::Error::new(opencv::core::StsError, e.to_string()))
+}
