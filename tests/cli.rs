@@ -157,3 +157,31 @@ fn train_without_a_name_says_which_flag_is_missing() {
     assert!(stderr(&out).contains("--name"), "{}", stderr(&out));
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing was written");
 }
+
+#[test]
+fn train_reads_options_from_a_config_file_and_flags_override_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let file = tmp.path().join("df.json");
+    std::fs::write(&file, r#"{"model": {"arch": "df", "resolution": 256, "ae_dims": 256, "e_dims": 64, "d_dims": 64, "d_mask_dims": 22}}"#)
+        .unwrap();
+    let run = |extra: &[&str]| {
+        let out = dfl(
+            tmp.path(),
+            &[&["train", "--config", file.to_str().unwrap(), "--dry-run", "--json"], extra]
+                .concat(),
+        );
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        serde_json::from_slice::<Value>(&out.stdout).unwrap()["total"].clone()
+    };
+    assert_eq!(run(&[]), 95_336_320, "DF at 256 from the file");
+    assert_eq!(run(&["--resolution", "128"]), 57_538_432, "the flag wins");
+
+    std::fs::write(&file, r#"{"batch_sise": 4}"#).unwrap();
+    let out = dfl(tmp.path(), &["train", "--config", file.to_str().unwrap(), "--dry-run"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(
+        stderr(&out).contains("df.json") && stderr(&out).contains("batch_sise"),
+        "{}",
+        stderr(&out)
+    );
+}

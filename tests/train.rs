@@ -91,6 +91,17 @@ fn changing_the_architecture_on_resume_is_refused() {
     let err = stderr(&out);
     assert!(err.contains("cannot change on resume") && err.contains("resolution"), "{err}");
     assert_eq!(latest_state(&ws).iteration, 1, "nothing was trained or saved");
+
+    // The same through --config: the saved file with another resolution is refused too.
+    let saved = std::fs::read_to_string(ws.join("model/m/config.json")).unwrap();
+    let other = ws.join("other.json");
+    std::fs::write(&other, saved.replace("\"resolution\": 64", "\"resolution\": 128")).unwrap();
+    let out = dfl(
+        &ws,
+        &["train", "--name", "m", "--config", other.to_str().unwrap(), "--iterations", "1"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(stderr(&out).contains("cannot change on resume"), "{}", stderr(&out));
 }
 
 /// Waits until `cond` holds (or panics after `secs`).

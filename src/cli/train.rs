@@ -81,6 +81,10 @@ pub struct TrainArgs {
     /// Recolour src samples toward random dst faces: none, rct, lct, mkl, idt, sot [none].
     #[arg(long, value_enum)]
     pub ct_mode: Option<ColorTransfer>,
+    /// Read options from this JSON file (the format of model/NAME/config.json; missing keys
+    /// keep their defaults); flags given on the command line override it.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
     /// Build the model and print its layer table and parameter count, then exit.
     #[arg(long)]
     pub dry_run: bool,
@@ -128,14 +132,10 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     let ws = Workspace::new(&global.workspace);
     let model_dir = ws.model_dir(name)?;
     let saved = model_dir.join(CONFIG_FILE);
-    let base = if saved.is_file() {
-        let bytes =
-            std::fs::read(&saved).with_context(|| format!("reading {}", saved.display()))?;
-        serde_json::from_slice(&bytes).with_context(|| {
-            format!("{} is not a valid dfl config; fix or delete it", saved.display())
-        })?
-    } else {
-        TrainConfig::default()
+    let base = match (&args.config, saved.is_file()) {
+        (Some(file), _) => read_config(file)?,
+        (None, true) => read_config(&saved)?,
+        (None, false) => TrainConfig::default(),
     };
     let cfg = args.apply(base);
     if !saved.is_file() {
@@ -161,8 +161,19 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     Ok(Outcome::Done)
 }
 
+/// Reads a `TrainConfig` JSON file (unknown keys are refused, missing ones take defaults).
+fn read_config(path: &std::path::Path) -> anyhow::Result<TrainConfig> {
+    let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+    serde_json::from_slice(&bytes)
+        .with_context(|| format!("{} is not a valid dfl train config; fix it (see model/NAME/config.json for the format)", path.display()))
+}
+
 fn dry_run(args: &TrainArgs) -> anyhow::Result<Outcome> {
-    let cfg = args.apply(TrainConfig::default()).model;
+    let base = match &args.config {
+        Some(file) => read_config(file)?,
+        None => TrainConfig::default(),
+    };
+    let cfg = args.apply(base).model;
     cfg.validate()?;
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = tch::no_grad(|| Saehd::new(&vs.root(), &cfg));
