@@ -65,12 +65,30 @@ fn latest_state(ws: &Path) -> TrainState {
 #[test]
 fn a_run_saves_previews_and_resumes_at_the_saved_iteration() {
     let (_tmp, ws) = workspace();
-    let out = train(&ws, &["--iterations", "12", "--ct-mode", "rct"]);
+    let out = train(
+        &ws,
+        &[
+            "--iterations",
+            "12",
+            "--ct-mode",
+            "rct",
+            "--preview-every",
+            "5",
+            "--preview-history",
+            "true",
+        ],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let state = latest_state(&ws);
     assert_eq!(state.iteration, 12);
     assert_eq!(state.loss_history.iter().map(|p| p.iteration).collect::<Vec<_>>(), [10, 12]);
-    for file in ["preview.png", "loss.png", "config.json"] {
+    for file in [
+        "preview.png",
+        "loss.png",
+        "config.json",
+        "previews/000000005.png",
+        "previews/000000012.png",
+    ] {
         assert!(ws.join("model/m").join(file).is_file(), "{file}");
     }
     let again = dfl(&ws, &["train", "--name", "m", "--iterations", "3"]);

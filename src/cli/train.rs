@@ -69,6 +69,9 @@ pub struct TrainArgs {
     /// Refresh preview.png every this many iterations [100].
     #[arg(long, value_name = "N")]
     pub preview_every: Option<u64>,
+    /// Also keep every preview in model/NAME/previews/ [false].
+    #[arg(long, value_name = "BOOL")]
+    pub preview_history: Option<bool>,
     /// Forward-pass precision: fp32, or bf16 autocast for CUDA GPUs [fp32].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
@@ -112,6 +115,7 @@ impl TrainArgs {
         cfg.target_iter = self.target_iter.unwrap_or(cfg.target_iter);
         cfg.save_every_min = self.save_every.unwrap_or(cfg.save_every_min);
         cfg.preview_every = self.preview_every.unwrap_or(cfg.preview_every);
+        cfg.preview_history = self.preview_history.unwrap_or(cfg.preview_history);
         cfg.precision = self.precision.unwrap_or(cfg.precision);
         cfg.random_warp = self.random_warp.unwrap_or(cfg.random_warp);
         cfg.eyes_mouth_prio = self.eyes_mouth_prio.unwrap_or(cfg.eyes_mouth_prio);

@@ -54,6 +54,8 @@ pub struct TrainConfig {
     pub backups_kept: usize,
     /// Write the preview grid every this many iterations.
     pub preview_every: u64,
+    /// Also keep every preview grid in `model/<name>/previews/` (DFL's preview history).
+    pub preview_history: bool,
 }
 
 impl Default for TrainConfig {
@@ -79,6 +81,7 @@ impl Default for TrainConfig {
             backup_every_hours: 0.0,
             backups_kept: 24,
             preview_every: 100,
+            preview_history: false,
         }
     }
 }

@@ -115,7 +115,7 @@ pub fn run(
     let mut trainer = Trainer::new(&cfg, opts.device)?;
     let (mut state, resumed) = load_latest(&store, &mut trainer)?;
     let feeds = Feeds::start(&cfg, ws, state.iteration, opts.device)?;
-    let preview = feeds.preview_batches()?;
+    let preview = feeds.preview_batches(cfg.preview_history)?;
     let mut clock =
         Clock { started: Instant::now(), before: state.elapsed_secs, last_backup: Instant::now() };
     let (mut last_save, first_iteration) = (Instant::now(), state.iteration);
@@ -244,6 +244,8 @@ fn save(
 struct PreviewBatches {
     src: Batch,
     dst: Batch,
+    /// Also keep every grid as `previews/<iteration>.png`.
+    keep_history: bool,
 }
 
 fn write_previews(
@@ -258,11 +260,12 @@ fn write_previews(
     let model = trainer.model();
     let (ss, dd, swap) = (model.src_src(&src), model.dst_dst(&dst), model.swap(&dst));
     let columns = [&src, &ss.image, &ss.mask, &dst, &dd.image, &dd.mask, &swap.image];
-    write_preview(
-        &store.dir().join("preview.png"),
-        &PreviewTensors { columns },
-        PREVIEW_ROWS as i64,
-    )?;
+    let grid = PreviewTensors { columns };
+    write_preview(&store.dir().join("preview.png"), &grid, PREVIEW_ROWS as i64)?;
+    if p.keep_history {
+        let path = store.dir().join("previews").join(format!("{:09}.png", state.iteration));
+        write_preview(&path, &grid, PREVIEW_ROWS as i64)?;
+    }
     write_loss_plot(&store.dir().join("loss.png"), &state.loss_history)?;
     Ok(())
 }
@@ -325,12 +328,12 @@ impl Feeds {
         Ok((to_side(src, device), to_side(dst, device)))
     }
 
-    fn preview_batches(&self) -> Result<PreviewBatches, RunError> {
+    fn preview_batches(&self, keep_history: bool) -> Result<PreviewBatches, RunError> {
         let still = |(f, c, s): &(Arc<Faceset>, Arc<FaceCache>, SampleConfig)| {
             let s = SampleConfig { random_warp: false, random_flip: false, ..*s };
             make_batch(f, c, &s, 0, PREVIEW_ROWS)
         };
-        Ok(PreviewBatches { src: still(&self.src_set)?, dst: still(&self.dst_set)? })
+        Ok(PreviewBatches { src: still(&self.src_set)?, dst: still(&self.dst_set)?, keep_history })
     }
 }
 
