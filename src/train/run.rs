@@ -118,7 +118,8 @@ pub fn run(
     let preview = feeds.preview_batches(cfg.preview_history)?;
     let mut clock =
         Clock { started: Instant::now(), before: state.elapsed_secs, last_backup: Instant::now() };
-    let (mut last_save, first_iteration) = (Instant::now(), state.iteration);
+    let (mut last_save, mut last_check, first_iteration) =
+        (Instant::now(), Instant::now(), state.iteration);
     let goal = opts.iterations.map(|n| state.iteration + n);
     // The bar counts this run's iterations, so its rate and ETA are this run's.
     let end = goal.or((cfg.target_iter > 0).then_some(cfg.target_iter));
@@ -131,9 +132,10 @@ pub fn run(
         opts.progress.inc(1);
         if state.iteration % CHECK_EVERY == 0 {
             record_check(&mut trainer, &mut state)?;
+            // ms/iteration over the last check interval (a moving window, not the run's mean).
+            let ms = last_check.elapsed().as_secs_f64() * 1000.0 / CHECK_EVERY as f64;
+            last_check = Instant::now();
             if let Some(p) = state.loss_history.last() {
-                let ms = clock.started.elapsed().as_secs_f64() * 1000.0
-                    / (state.iteration - first_iteration) as f64;
                 opts.progress.note(&format!("src {:.4} dst {:.4}, {ms:.0} ms/it", p.src, p.dst));
             }
         }
