@@ -202,3 +202,71 @@ fn ctrl_c_finishes_the_step_saves_and_exits_0() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(latest_state(&ws).iteration > 0);
 }
+
+/// The latest checkpoint's weights of model `name`, by name.
+fn latest_weights(ws: &Path, name: &str) -> std::collections::HashMap<String, tch::Tensor> {
+    let latest = Store::new(ws.join("model").join(name)).latest().unwrap().expect("a checkpoint");
+    read_tensors(&latest.join(WEIGHTS_FILE)).unwrap().into_iter().collect()
+}
+
+/// Whether every weight of part `part` (e.g. `encoder`) is equal in `a` and `b`.
+fn part_equal(
+    a: &std::collections::HashMap<String, tch::Tensor>,
+    b: &std::collections::HashMap<String, tch::Tensor>,
+    part: &str,
+) -> bool {
+    let prefix = format!("{part}.");
+    a.iter().filter(|(n, _)| n.starts_with(&prefix)).all(|(n, t)| t.equal(&b[n]))
+}
+
+#[test]
+fn pretraining_then_switching_it_off_restarts_iterations_and_inters_only() {
+    let (_tmp, ws) = workspace();
+    // A "generic" faceset: every face of both sides in one folder.
+    let generic = ws.join("generic");
+    std::fs::create_dir_all(&generic).unwrap();
+    for side in ["src", "dst"] {
+        for entry in std::fs::read_dir(ws.join(format!("data_{side}/aligned"))).unwrap() {
+            let path = entry.unwrap().path();
+            std::fs::copy(&path, generic.join(path.file_name().unwrap())).unwrap();
+        }
+    }
+    let out = train(
+        &ws,
+        &[
+            "--pretrain",
+            "true",
+            "--pretrain-faceset",
+            generic.to_str().unwrap(),
+            "--iterations",
+            "4",
+        ],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(latest_state(&ws).iteration, 4);
+    let pretrained = latest_weights(&ws, "m");
+
+    let out = dfl(&ws, &["train", "--name", "m", "--pretrain", "false", "--iterations", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("pretraining switched off"), "{}", stderr(&out));
+    assert_eq!(latest_state(&ws).iteration, 0, "the count restarts");
+    let after = latest_weights(&ws, "m");
+    assert!(
+        part_equal(&pretrained, &after, "encoder")
+            && part_equal(&pretrained, &after, "decoder_src")
+    );
+    assert!(!part_equal(&pretrained, &after, "inter"), "the inter was re-initialised");
+}
+
+#[test]
+fn a_new_model_from_a_trained_one_keeps_the_encoder_and_src_decoder() {
+    let (_tmp, ws) = workspace();
+    assert_eq!(train(&ws, &["--iterations", "3"]).status.code(), Some(0));
+    let out = dfl(&ws, &["train", "--name", "n", "--from", "m", "--iterations", "0"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (old, new) = (latest_weights(&ws, "m"), latest_weights(&ws, "n"));
+    assert!(part_equal(&old, &new, "encoder") && part_equal(&old, &new, "decoder_src"));
+    assert!(!part_equal(&old, &new, "decoder_dst") && !part_equal(&old, &new, "inter"));
+    let cfg = std::fs::read_to_string(ws.join("model/n/config.json")).unwrap();
+    assert!(cfg.contains("\"resolution\": 64"), "the architecture comes from m: {cfg}");
+}

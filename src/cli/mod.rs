@@ -66,7 +66,7 @@ pub enum Command {
     /// Score, reorder and clean a faceset; rejects go to aligned_trash (not built yet).
     Sort(sort::SortArgs),
     /// Train a DF or LIAE model on the two facesets; resumable, saves on Ctrl-C.
-    Train(train::TrainArgs),
+    Train(Box<train::TrainArgs>),
     /// Put the src face on every dst frame and build result.mp4 (not built yet).
     Merge(merge::MergeArgs),
     /// Tools for face files: read the metadata inside them.

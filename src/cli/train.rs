@@ -66,6 +66,12 @@ pub struct TrainArgs {
     /// Save every this many minutes [25].
     #[arg(long, value_name = "MIN")]
     pub save_every: Option<f64>,
+    /// Copy the latest checkpoint to model/NAME/backups/ every this many hours (0 = never) [0].
+    #[arg(long, value_name = "HOURS")]
+    pub backup_every: Option<f64>,
+    /// Backups kept (the oldest go first) [24].
+    #[arg(long, value_name = "N")]
+    pub backups_kept: Option<usize>,
     /// Refresh preview.png every this many iterations [100].
     #[arg(long, value_name = "N")]
     pub preview_every: Option<u64>,
@@ -84,6 +90,16 @@ pub struct TrainArgs {
     /// Recolour src samples toward random dst faces: none, rct, lct, mkl, idt, sot [none].
     #[arg(long, value_enum)]
     pub ct_mode: Option<ColorTransfer>,
+    /// Start a new model from this model's weights (its options too), re-initialising what
+    /// belongs to its dst: reuse a trained src for a new dst, as DFL users do.
+    #[arg(long, value_name = "MODEL")]
+    pub from: Option<String>,
+    /// Pretrain on one generic faceset for both sides (set false to finish pretraining) [false].
+    #[arg(long, value_name = "BOOL")]
+    pub pretrain: Option<bool>,
+    /// The generic faceset (a folder of aligned faces) for --pretrain.
+    #[arg(long, value_name = "DIR")]
+    pub pretrain_faceset: Option<std::path::PathBuf>,
     /// Read options from this JSON file (the format of model/NAME/config.json; missing keys
     /// keep their defaults); flags given on the command line override it.
     #[arg(long, value_name = "FILE")]
@@ -115,11 +131,15 @@ impl TrainArgs {
         cfg.target_iter = self.target_iter.unwrap_or(cfg.target_iter);
         cfg.save_every_min = self.save_every.unwrap_or(cfg.save_every_min);
         cfg.preview_every = self.preview_every.unwrap_or(cfg.preview_every);
+        cfg.backup_every_hours = self.backup_every.unwrap_or(cfg.backup_every_hours);
+        cfg.backups_kept = self.backups_kept.unwrap_or(cfg.backups_kept);
         cfg.preview_history = self.preview_history.unwrap_or(cfg.preview_history);
         cfg.precision = self.precision.unwrap_or(cfg.precision);
         cfg.random_warp = self.random_warp.unwrap_or(cfg.random_warp);
         cfg.eyes_mouth_prio = self.eyes_mouth_prio.unwrap_or(cfg.eyes_mouth_prio);
         cfg.ct_mode = self.ct_mode.unwrap_or(cfg.ct_mode);
+        cfg.pretrain = self.pretrain.unwrap_or(cfg.pretrain);
+        cfg.pretrain_faceset = self.pretrain_faceset.clone().or(cfg.pretrain_faceset);
         cfg
     }
 }
@@ -136,10 +156,11 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     let ws = Workspace::new(&global.workspace);
     let model_dir = ws.model_dir(name)?;
     let saved = model_dir.join(CONFIG_FILE);
-    let base = match (&args.config, saved.is_file()) {
-        (Some(file), _) => read_config(file)?,
-        (None, true) => read_config(&saved)?,
-        (None, false) => TrainConfig::default(),
+    let base = match (&args.config, saved.is_file(), &args.from) {
+        (Some(file), _, _) => read_config(file)?,
+        (None, true, _) => read_config(&saved)?,
+        (None, false, Some(from)) => read_config(&ws.model_dir(from)?.join(CONFIG_FILE))?,
+        (None, false, None) => TrainConfig::default(),
     };
     let cfg = args.apply(base);
     if !saved.is_file() {
@@ -153,7 +174,8 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     }
     opencv::core::set_num_threads(1).context("setting OpenCV's thread count")?;
     let bar = Bar::new(bars, "iterations");
-    let opts = RunOptions { name, iterations: args.iterations, stop, device, progress: &bar };
+    let from = args.from.as_deref();
+    let opts = RunOptions { name, iterations: args.iterations, stop, device, progress: &bar, from };
     let report = run_training(&cfg, &ws, &opts)?;
     drop(bar);
     log::info!(

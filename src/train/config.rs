@@ -56,6 +56,10 @@ pub struct TrainConfig {
     pub preview_every: u64,
     /// Also keep every preview grid in `model/<name>/previews/` (DFL's preview history).
     pub preview_history: bool,
+    /// Pretrain on one generic faceset for both sides (DFL's `pretrain`, anchors doc §3.7).
+    pub pretrain: bool,
+    /// The generic faceset (a folder of aligned faces) pretraining reads.
+    pub pretrain_faceset: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -82,7 +86,29 @@ impl Default for TrainConfig {
             backups_kept: 24,
             preview_every: 100,
             preview_history: false,
+            pretrain: false,
+            pretrain_faceset: None,
         }
+    }
+}
+
+impl TrainConfig {
+    /// Returns the options a run actually uses: pretraining forces random warp off, flips on
+    /// for both sides, yaw-balanced sampling, no colour transfer, no lr dropout and no
+    /// background style (DFL: `Model_SAEHD/Model.py`, anchors doc §3.7).
+    pub fn effective(&self) -> TrainConfig {
+        if !self.pretrain {
+            return self.clone();
+        }
+        let mut cfg = self.clone();
+        cfg.random_warp = false;
+        cfg.random_src_flip = true;
+        cfg.random_dst_flip = true;
+        cfg.uniform_yaw = true;
+        cfg.ct_mode = ColorTransfer::None;
+        cfg.optimizer.lr_dropout = false;
+        cfg.bg_style_power = 0.0;
+        cfg
     }
 }
 
@@ -134,6 +160,15 @@ mod tests {
             serde_json::from_str::<TrainConfig>(r#"{"batch_sise": 2}"#).is_err(),
             "typos are refused"
         );
+    }
+
+    #[test]
+    fn pretraining_forces_dfls_overrides() {
+        let cfg = TrainConfig { pretrain: true, ct_mode: ColorTransfer::Rct, ..Default::default() };
+        let run = cfg.effective();
+        assert!(!run.random_warp && run.random_src_flip && run.uniform_yaw);
+        assert_eq!(run.ct_mode, ColorTransfer::None);
+        assert_eq!(TrainConfig::default().effective(), TrainConfig::default());
     }
 
     #[test]

@@ -21,6 +21,7 @@ use super::trainer::{Check, SideTensors, TrainError, Trainer};
 use crate::atomic::write_json_atomic;
 use crate::color::ColorTransfer;
 use crate::img::ImageWriteError;
+use crate::model::arch::ArchKind;
 use crate::model::checkpoint::{CheckpointError, copy_named};
 use crate::model::optim::OptimError;
 use crate::progress::Progress;
@@ -86,6 +87,8 @@ pub struct RunOptions<'a> {
     pub device: Device,
     /// Iterations progress.
     pub progress: &'a dyn Progress,
+    /// A new model starts from this model's weights (reuse for a new dst), if set.
+    pub from: Option<&'a str>,
 }
 
 /// What a run did.
@@ -111,9 +114,11 @@ pub fn run(
     opts: &RunOptions<'_>,
 ) -> Result<RunReport, RunError> {
     let store = Store::new(ws.model_dir(opts.name)?);
-    let cfg = resolve_config(cfg, &store)?;
+    let saved = resolve_config(cfg, &store)?;
+    let (stored, cfg) = (cfg.clone(), cfg.effective());
     let mut trainer = Trainer::new(&cfg, opts.device)?;
     let (mut state, resumed) = load_latest(&store, &mut trainer)?;
+    adapt_start(&stored, saved.as_ref(), ws, opts, &mut trainer, &mut state, resumed)?;
     let feeds = Feeds::start(&cfg, ws, state.iteration, opts.device)?;
     let preview = feeds.preview_batches(cfg.preview_history)?;
     let mut clock =
@@ -165,20 +170,76 @@ fn is_done(cfg: &TrainConfig, state: &TrainState, goal: Option<u64>, stop: &Atom
 
 /// First run: saves `cfg`. Resume: keeps the saved frozen options (refusing changes), takes the
 /// overridable ones from `cfg`, and logs each change.
-fn resolve_config(cfg: &TrainConfig, store: &Store) -> Result<TrainConfig, RunError> {
+fn resolve_config(cfg: &TrainConfig, store: &Store) -> Result<Option<TrainConfig>, RunError> {
     let path = store.dir().join(CONFIG_FILE);
     let config_err = |reason: String| RunError::Config { path: path.clone(), reason };
+    let mut saved = None;
     if path.is_file() {
         let bytes = std::fs::read(&path).map_err(|e| config_err(e.to_string()))?;
-        let saved: TrainConfig =
+        let old: TrainConfig =
             serde_json::from_slice(&bytes).map_err(|e| config_err(e.to_string()))?;
-        for change in compare(&saved, cfg)? {
+        for change in compare(&old, cfg)? {
             log::info!("option changed on resume: {change}");
         }
+        saved = Some(old);
     }
     cfg.model.validate_dims().map_err(|e| config_err(e.to_string()))?;
+    if cfg.pretrain && cfg.pretrain_faceset.is_none() {
+        return Err(config_err(
+            "--pretrain needs --pretrain-faceset DIR (a folder of aligned faces)".into(),
+        ));
+    }
     write_json_atomic(&path, cfg).map_err(|e| config_err(e.to_string()))?;
-    Ok(cfg.clone())
+    Ok(saved)
+}
+
+/// After loading: a model whose pretraining was just switched off restarts its iteration count
+/// and its inters (DFL §3.7); a new model made `--from` another takes that model's weights and
+/// re-initialises what belongs to the old dst.
+fn adapt_start(
+    cfg: &TrainConfig,
+    saved: Option<&TrainConfig>,
+    ws: &Workspace,
+    opts: &RunOptions<'_>,
+    trainer: &mut Trainer,
+    state: &mut TrainState,
+    resumed: bool,
+) -> Result<(), RunError> {
+    let kind = cfg.model.arch.kind;
+    if resumed && saved.is_some_and(|s| s.pretrain) && !cfg.pretrain {
+        log::info!(
+            "pretraining switched off: iteration and loss history restart, inters re-initialised"
+        );
+        *state = TrainState::default();
+        trainer.reinit_parts(match kind {
+            ArchKind::Df => &["inter"],
+            ArchKind::Liae => &["inter_ab", "inter_b"],
+        });
+    }
+    if let (false, Some(from)) = (resumed, opts.from) {
+        let old = Store::new(ws.model_dir(from)?);
+        let Some(ck) = old.load::<TrainState>()? else {
+            return Err(RunError::Config {
+                path: old.dir().to_owned(),
+                reason: format!("--from {from}: that model has no checkpoint yet"),
+            });
+        };
+        copy_named(
+            &ck.dir.join(super::store::WEIGHTS_FILE),
+            ck.weights,
+            &trainer.var_store().variables(),
+        )?;
+        // What is dst-specific starts fresh: DF keeps its encoder and src decoder (the inter is
+        // re-learnt with the new dst); LIAE keeps encoder, inter_ab and decoder (inter_b is the
+        // only part that sees dst alone).
+        let dst_parts: &[&str] = match kind {
+            ArchKind::Df => &["inter", "decoder_dst"],
+            ArchKind::Liae => &["inter_b"],
+        };
+        trainer.reinit_parts(dst_parts);
+        log::info!("new model from {from}'s weights; re-initialised {}", dst_parts.join(", "));
+    }
+    Ok(())
 }
 
 /// Loads the latest checkpoint set into the trainer; a new model starts at iteration 0.
@@ -288,8 +349,13 @@ impl Feeds {
         device: Device,
     ) -> Result<Self, RunError> {
         let load = |side: Side| -> Result<Faceset, RunError> {
-            let (faceset, skipped) =
-                Faceset::load(&ws.aligned_dir(side), &crate::progress::NoProgress)?;
+            // Pretraining reads one generic faceset for both sides.
+            let dir = cfg
+                .pretrain_faceset
+                .clone()
+                .filter(|_| cfg.pretrain)
+                .unwrap_or_else(|| ws.aligned_dir(side));
+            let (faceset, skipped) = Faceset::load(&dir, &crate::progress::NoProgress)?;
             for s in &skipped {
                 log::warn!("skipping {}: {}", s.path.display(), s.error);
             }

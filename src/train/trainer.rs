@@ -136,6 +136,23 @@ impl Trainer {
         &self.optimizer
     }
 
+    /// Gives every weight under the top-level parts `parts` (e.g. `inter`, `decoder_dst`) fresh
+    /// initial values, as a new model would have, and marks the result good.
+    pub fn reinit_parts(&mut self, parts: &[&str]) {
+        let fresh_vs = VarStore::new(self.vs.device());
+        let _fresh = Saehd::new(&fresh_vs.root(), &self.cfg.model);
+        let fresh = fresh_vs.variables();
+        let is_in_parts = |name: &str| parts.iter().any(|p| name.split('.').next() == Some(*p));
+        tch::no_grad(|| {
+            for (name, var) in self.vs.variables() {
+                if let (true, Some(new)) = (is_in_parts(&name), fresh.get(&name)) {
+                    var.shallow_clone().copy_(new);
+                }
+            }
+        });
+        self.mark_good();
+    }
+
     /// Marks the current weights as the last good state (after loading a checkpoint).
     pub fn mark_good(&mut self) {
         self.last_good = self.snapshot();
@@ -328,6 +345,18 @@ mod tests {
 
         t.step(&src, &dst).unwrap();
         assert!(matches!(t.check().unwrap(), Check::Good { .. }), "training goes on");
+    }
+
+    #[test]
+    fn reinit_changes_only_the_named_parts() {
+        let mut t = Trainer::new(&config(), Device::Cpu).unwrap();
+        let before = weights(&t);
+        t.reinit_parts(&["inter", "decoder_dst"]);
+        for ((name, now), (_, was)) in weights(&t).iter().zip(&before) {
+            let reset = name.starts_with("inter.") || name.starts_with("decoder_dst.");
+            let is_bias = name.ends_with("bias"); // zero before and after
+            assert_eq!(now.equal(was), !reset || is_bias, "{name}");
+        }
     }
 
     #[test]
