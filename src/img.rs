@@ -99,3 +99,34 @@ pub fn bgr_bytes(image: &Mat) -> opencv::Result<std::borrow::Cow<'_, [u8]>> {
         Ok(std::borrow::Cow::Owned(image.try_clone()?.data_bytes()?.to_vec()))
     }
 }
+
+/// Builds a `CV_32FC3` Mat from HWC BGR floats (`width·height·3` values).
+///
+/// # Errors
+/// OpenCV's error, or a length that is not `width·height·3`.
+pub fn mat_from_bgr_f32(data: &[f32], width: usize, height: usize) -> opencv::Result<Mat> {
+    if data.len() != width * height * 3 {
+        return Err(opencv::Error::new(
+            opencv::core::StsBadSize,
+            "pixel data does not match the image size",
+        ));
+    }
+    let (rows, cols) =
+        (i32::try_from(height).unwrap_or(i32::MAX), i32::try_from(width).unwrap_or(i32::MAX));
+    let mut mat =
+        Mat::new_rows_cols_with_default(rows, cols, opencv::core::CV_32FC3, Scalar::all(0.0))?;
+    for (px, c) in mat.data_typed_mut::<opencv::core::Vec3f>()?.iter_mut().zip(data.chunks_exact(3))
+    {
+        *px = opencv::core::Vec3f::from([c[0], c[1], c[2]]);
+    }
+    Ok(mat)
+}
+
+/// Copies a `CV_32FC3` Mat out as HWC BGR floats.
+///
+/// # Errors
+/// OpenCV's error (e.g. a Mat of another type).
+pub fn bgr_f32_from_mat(mat: &Mat) -> opencv::Result<Vec<f32>> {
+    let continuous = if mat.is_continuous() { mat.clone() } else { mat.try_clone()? };
+    Ok(continuous.data_typed::<opencv::core::Vec3f>()?.iter().flat_map(|px| px.0).collect())
+}

@@ -157,9 +157,8 @@ fn reflect_101(mut p: isize, len: usize) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opencv::core::{BORDER_DEFAULT, CV_32FC3, Mat, Vec3f};
+    use opencv::core::{BORDER_DEFAULT, Mat};
     use opencv::imgproc;
-    use opencv::prelude::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -172,21 +171,11 @@ mod tests {
     }
 
     fn opencv_bilateral(data: &[f32], w: usize, h: usize, sc: f64, ss: f64) -> Vec<f32> {
-        let (rows, cols) = (h as i32, w as i32);
-        let mut src = Mat::new_rows_cols_with_default(rows, cols, CV_32FC3, 0.0.into())
-            .expect("allocating a test Mat");
-        for (px, v) in src
-            .data_typed_mut::<Vec3f>()
-            .expect("CV_32FC3 is Vec3f")
-            .iter_mut()
-            .zip(data.chunks_exact(3))
-        {
-            *px = Vec3f::from([v[0], v[1], v[2]]);
-        }
+        let src = crate::img::mat_from_bgr_f32(data, w, h).expect("a test Mat");
         let mut dst = Mat::default();
         imgproc::bilateral_filter(&src, &mut dst, 0, sc, ss, BORDER_DEFAULT)
             .expect("bilateralFilter on a CV_32FC3 Mat");
-        dst.data_typed::<Vec3f>().expect("CV_32FC3 is Vec3f").iter().flat_map(|px| px.0).collect()
+        crate::img::bgr_f32_from_mat(&dst).expect("CV_32FC3 out")
     }
 
     #[test]

@@ -134,9 +134,8 @@ fn map_pixels(data: &[f32], f: impl Fn([f64; 3]) -> [f64; 3]) -> Vec<f32> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opencv::core::{CV_32FC3, Mat, Vec3f};
+    use opencv::core::Mat;
     use opencv::imgproc;
-    use opencv::prelude::*;
     use rand::{Rng, SeedableRng};
     use rand_chacha::ChaCha8Rng;
 
@@ -162,20 +161,10 @@ mod tests {
     }
 
     fn opencv_convert(data: &[f32], code: i32) -> Vec<f32> {
-        let rows = i32::try_from(data.len() / 3).expect("test data is small");
-        let mut src = Mat::new_rows_cols_with_default(rows, 1, CV_32FC3, 0.0.into())
-            .expect("allocating a test Mat");
-        for (px, v) in src
-            .data_typed_mut::<Vec3f>()
-            .expect("CV_32FC3 is Vec3f")
-            .iter_mut()
-            .zip(data.chunks_exact(3))
-        {
-            *px = Vec3f::from([v[0], v[1], v[2]]);
-        }
+        let src = crate::img::mat_from_bgr_f32(data, 1, data.len() / 3).expect("a test Mat");
         let mut dst = Mat::default();
         imgproc::cvt_color_def(&src, &mut dst, code).expect("cvtColor on a CV_32FC3 Mat");
-        dst.data_typed::<Vec3f>().expect("CV_32FC3 is Vec3f").iter().flat_map(|px| px.0).collect()
+        crate::img::bgr_f32_from_mat(&dst).expect("CV_32FC3 out")
     }
 
     fn test_pixels() -> Vec<f32> {

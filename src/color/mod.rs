@@ -278,6 +278,35 @@ pub(crate) mod test_images {
         }
         out
     }
+
+    /// Checks that `transfer` maps a fixed correlated image onto a reference's mean (to 1e-6)
+    /// and covariance (to `cov_tol`).
+    pub(crate) fn assert_matches_reference_stats(
+        transfer: fn(&[f32], &[f32]) -> Vec<f32>,
+        seed: u64,
+        cov_tol: f64,
+    ) {
+        use super::stats::{covariance, mean};
+        use rand::SeedableRng;
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let src =
+            correlated(3000, 0.5, [[0.2, 0.05, 0.0], [0.0, 0.1, 0.0], [0.05, 0.0, 0.15]], &mut rng);
+        let reference = correlated(
+            2000,
+            0.4,
+            [[0.05, 0.0, 0.02], [0.03, 0.08, 0.0], [0.0, 0.02, 0.06]],
+            &mut rng,
+        );
+        let out = transfer(&src, &reference);
+        let (mu_o, mu_r) = (mean(&out), mean(&reference));
+        let (cov_o, cov_r) = (covariance(&out, mu_o), covariance(&reference, mu_r));
+        for i in 0..3 {
+            assert!((mu_o[i] - mu_r[i]).abs() < 1e-6, "{mu_o:?} vs {mu_r:?}");
+            for j in 0..3 {
+                assert!((cov_o[i][j] - cov_r[i][j]).abs() < cov_tol, "{cov_o:?} vs {cov_r:?}");
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use opencv::core::{CV_32FC3, Mat, Size};
+use opencv::core::{Mat, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 use rand::Rng;
@@ -55,21 +55,12 @@ pub fn recolor(
     let src_img = as_image(image).map_err(cv)?;
     let out = color::transfer(mode, &src_img, &reference_img, rng)
         .map_err(|e| cv(opencv::Error::new(opencv::core::StsError, e.to_string())))?;
-    let mut mat = Mat::new_rows_cols_with_default(h, w, CV_32FC3, opencv::core::Scalar::all(0.0))
-        .map_err(cv)?;
-    mat.data_typed_mut::<opencv::core::Vec3f>()
-        .map_err(cv)?
-        .iter_mut()
-        .zip(out.data.chunks_exact(3))
-        .for_each(|(px, c)| *px = opencv::core::Vec3f::from([c[0], c[1], c[2]]));
-    Ok(mat)
+    crate::img::mat_from_bgr_f32(&out.data, out.width, out.height).map_err(cv)
 }
 
 /// Copies a `CV_32FC3` Mat into a colour-transfer image (HWC, BGR).
 fn as_image(mat: &Mat) -> opencv::Result<Image> {
-    let continuous = if mat.is_continuous() { mat.clone() } else { mat.try_clone()? };
-    let data: Vec<f32> =
-        continuous.data_typed::<opencv::core::Vec3f>()?.iter().flat_map(|p| p.0).collect();
+    let data = crate::img::bgr_f32_from_mat(mat)?;
     let (w, h) = (mat.cols() as usize, mat.rows() as usize);
     Image::new(w, h, data).map_err(|e| opencv::Error::new(opencv::core::StsError, e.to_string()))
 }
