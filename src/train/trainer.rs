@@ -112,7 +112,7 @@ impl Trainer {
             last_mean: None,
             failed_checks: 0,
         };
-        trainer.last_good = trainer.snapshot();
+        trainer.save_good();
         Ok(trainer)
     }
 
@@ -155,7 +155,7 @@ impl Trainer {
 
     /// Marks the current weights as the last good state (after loading a checkpoint).
     pub fn mark_good(&mut self) {
-        self.last_good = self.snapshot();
+        self.save_good();
     }
 
     /// Runs one SAEHD iteration: forward both sides, DFL's losses, backward of their sum over
@@ -227,7 +227,7 @@ impl Trainer {
         if mean.is_finite() && !spiked {
             self.failed_checks = 0;
             self.last_mean = Some(mean);
-            self.last_good = self.snapshot();
+            self.save_good();
             return Ok(Check::Good { src, dst });
         }
         self.failed_checks += 1;
@@ -238,15 +238,14 @@ impl Trainer {
         Ok(Check::RolledBack { undone: n as u64 })
     }
 
-    /// Copies every weight and optimizer-state tensor (on the device).
-    fn snapshot(&self) -> Snapshot {
+    /// Copies every weight and optimizer-state tensor into the last-good buffers, on the
+    /// device. The buffers are allocated once and then reused, so a check allocates nothing.
+    fn save_good(&mut self) {
         let _guard = tch::no_grad_guard();
-        let copy =
-            |named: Vec<(String, Tensor)>| named.into_iter().map(|(n, t)| (n, t.copy())).collect();
-        Snapshot {
-            weights: copy(self.vs.variables().into_iter().collect()),
-            optimizer: copy(self.optimizer.state()),
-        }
+        let mut weights: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+        weights.sort_by(|a, b| a.0.cmp(&b.0));
+        fill_snapshot(&mut self.last_good.weights, weights);
+        fill_snapshot(&mut self.last_good.optimizer, self.optimizer.state());
     }
 
     fn restore(&mut self) -> Result<(), TrainError> {
@@ -260,6 +259,23 @@ impl Trainer {
         });
         self.optimizer.load_state(&self.last_good.optimizer)?;
         Ok(())
+    }
+}
+
+/// Copies `live` into `buf` in place when their names and shapes line up, else replaces `buf`
+/// with fresh copies.
+fn fill_snapshot(buf: &mut Vec<(String, Tensor)>, live: Vec<(String, Tensor)>) {
+    let same = buf.len() == live.len()
+        && buf
+            .iter()
+            .zip(&live)
+            .all(|((a, x), (b, y))| a == b && x.size() == y.size() && x.kind() == y.kind());
+    if same {
+        for ((_, dst), (_, src)) in buf.iter_mut().zip(&live) {
+            dst.copy_(src);
+        }
+    } else {
+        *buf = live.into_iter().map(|(n, t)| (n, t.copy())).collect();
     }
 }
 
