@@ -52,19 +52,27 @@ fn square_box(centre: [f32; 2], side: f32) -> DlibRect {
     DlibRect { left, top, right: left + span, bottom: top + span }
 }
 
-/// Returns the 68 landmarks of the face `det` in `gray`: one pass from the detector's box, and
-/// with `refine` a second pass from the box those landmarks imply.
-pub fn locate(
-    predictor: &ShapePredictor,
-    gray: &GrayImage<'_>,
-    det: &Detection,
-    refine: bool,
-) -> Vec<[f32; 2]> {
-    let first = predictor.predict(gray, box_from_detection(det));
-    if !refine {
-        return first;
+/// dlib's predictor with its mean shape read out once (the refining pass needs it per face).
+pub struct Landmarker<'a> {
+    predictor: &'a ShapePredictor,
+    initial: Vec<[f32; 2]>,
+}
+
+impl<'a> Landmarker<'a> {
+    /// Wraps `predictor`.
+    pub fn new(predictor: &'a ShapePredictor) -> Self {
+        Self { predictor, initial: predictor.initial_shape() }
     }
-    predictor.predict(gray, box_from_landmarks(&predictor.initial_shape(), &first))
+
+    /// Returns the 68 landmarks of the face `det` in `gray`: one pass from the detector's box,
+    /// and with `refine` a second pass from the box those landmarks imply.
+    pub fn locate(&self, gray: &GrayImage<'_>, det: &Detection, refine: bool) -> Vec<[f32; 2]> {
+        let first = self.predictor.predict(gray, box_from_detection(det));
+        if !refine {
+            return first;
+        }
+        self.predictor.predict(gray, box_from_landmarks(&self.initial, &first))
+    }
 }
 
 #[cfg(test)]

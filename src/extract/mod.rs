@@ -176,7 +176,8 @@ pub fn run(
     progress.set_len(source.len_hint().saturating_sub(done.len()) as u64);
 
     let pool = DetectorPool { free: Mutex::new(Vec::new()), make: models.detector };
-    let ctx = FrameContext { cfg, ws, side, predictor: models.predictor };
+    let landmarker = landmarks::Landmarker::new(models.predictor);
+    let ctx = FrameContext { cfg, ws, side, landmarker };
     let chunk_len = rayon::current_num_threads() * FRAMES_PER_THREAD_IN_FLIGHT;
     loop {
         let chunk: Vec<Frame> =

@@ -10,7 +10,7 @@ use super::{DetectorFactory, ExtractConfig, ExtractError, debug, landmarks};
 use crate::detect::FaceDetector;
 use crate::face::align;
 use crate::face::metadata::{FaceFileError, FaceMetadata, METADATA_VERSION, write_face};
-use crate::face::shape_predictor::{GrayImage, ShapePredictor, intensity_from_bgr};
+use crate::face::shape_predictor::{GrayImage, intensity_from_bgr};
 use crate::img::{self, ImageWriteError};
 use crate::workspace::{Side, Workspace};
 
@@ -27,7 +27,7 @@ pub(super) struct FrameContext<'a> {
     pub(super) cfg: &'a ExtractConfig,
     pub(super) ws: &'a Workspace,
     pub(super) side: Side,
-    pub(super) predictor: &'a ShapePredictor,
+    pub(super) landmarker: landmarks::Landmarker<'a>,
 }
 
 /// One face found in a frame, before it is written.
@@ -78,7 +78,7 @@ impl FrameContext<'_> {
         let found = detections
             .iter()
             .filter_map(|det| {
-                let landmarks = landmarks::locate(self.predictor, &gray, det, cfg.refine_landmarks);
+                let landmarks = self.landmarker.locate(&gray, det, cfg.refine_landmarks);
                 let to_face = align::transform_mat(&landmarks, cfg.size_px, cfg.face_type)?;
                 Some(FoundFace { rect: det.rect, score: det.score, landmarks, to_face })
             })
