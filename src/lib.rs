@@ -14,6 +14,7 @@ pub mod device;
 pub mod extract;
 pub mod face;
 pub mod img;
+pub mod merge;
 pub mod model;
 pub mod progress;
 pub mod report;

@@ -1,0 +1,1 @@
+//! Probing the dst video and assembling `result.mp4` with ffmpeg.
