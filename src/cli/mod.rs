@@ -67,7 +67,7 @@ pub enum Command {
     Sort(sort::SortArgs),
     /// Train a DF or LIAE model on the two facesets; resumable, saves on Ctrl-C.
     Train(Box<train::TrainArgs>),
-    /// Put the src face on every dst frame and build result.mp4 (not built yet).
+    /// Put the src face on every dst frame and build result.mp4 with the dst audio.
     Merge(merge::MergeArgs),
     /// Tools for face files: read the metadata inside them.
     Faceset(faceset::FacesetArgs),
@@ -85,7 +85,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Faceset(args) => faceset::run(args),
         Command::Sort(args) => sort::run(args, &cli.global),
         Command::Train(args) => train::run(args, &cli.global, bars),
-        Command::Merge(args) => merge::run(args, &cli.global),
+        Command::Merge(args) => merge::run(args, &cli.global, bars),
         Command::Status(args) => status::run(args, &cli.global),
     }
 }

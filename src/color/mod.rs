@@ -138,7 +138,7 @@ pub enum ColorTransfer {
 /// Merge-time colour transfer of the predicted face toward the dst face (DFL's
 /// `color_transfer_mode`); the `-m` modes see only the pixels inside the mask.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
+#[serde(rename_all = "kebab-case")]
 pub enum MergeColorTransfer {
     /// No recolouring.
     #[default]

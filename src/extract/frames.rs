@@ -16,6 +16,8 @@ use crate::workspace::{Input, is_image_file};
 /// One frame: its name, and its pixels (BGR u8) unless it had to be skipped.
 #[derive(Debug)]
 pub struct Frame {
+    /// The frame's 0-based position in the input.
+    pub index: usize,
     /// The stable frame name.
     pub name: String,
     /// The video file or image the frame came from.
@@ -45,6 +47,17 @@ pub enum FramesError {
     Missing(PathBuf),
 }
 
+/// What to do with the next frame of a [`FrameSource`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pick {
+    /// Decode and return it.
+    Take,
+    /// Pass over it without decoding.
+    Skip,
+    /// Return `None` now (the frame stays next).
+    Stop,
+}
+
 /// A sequential reader of frames that skips the names in `done` cheaply (no decoding).
 pub enum FrameSource {
     /// Frames of a video, decoded in order.
@@ -62,6 +75,8 @@ pub enum FrameSource {
     Images {
         /// The remaining files, in reverse order (popped from the end).
         files: Vec<PathBuf>,
+        /// Files taken so far (= the next file's 0-based index).
+        next: usize,
     },
 }
 
@@ -80,7 +95,7 @@ impl FrameSource {
             Input::Images(dir) => {
                 let mut files = list_images(dir)?;
                 files.reverse();
-                Ok(FrameSource::Images { files })
+                Ok(FrameSource::Images { files, next: 0 })
             }
         }
     }
@@ -89,17 +104,27 @@ impl FrameSource {
     pub fn len_hint(&self) -> usize {
         match self {
             FrameSource::Video { reported, .. } => *reported,
-            FrameSource::Images { files } => files.len(),
+            FrameSource::Images { files, next } => files.len() + next,
         }
     }
 
     /// Returns the next frame whose name is not in `done`, or `None` at the end.
     pub fn next_pending(&mut self, done: &HashSet<String>) -> Option<Frame> {
+        self.next_picked(|_, name| if done.contains(name) { Pick::Skip } else { Pick::Take })
+    }
+
+    /// Returns the next frame `pick(index, name)` takes (skipped frames are not decoded), or
+    /// `None` at the end or when `pick` says [`Pick::Stop`].
+    pub fn next_picked(&mut self, pick: impl Fn(usize, &str) -> Pick) -> Option<Frame> {
         match self {
             FrameSource::Video { path, capture, next, .. } => loop {
                 // `next` counts frames consumed; a failed read leaves it, so the end is stable.
                 let name = video_frame_name(*next);
-                if done.contains(&name) {
+                let choice = pick(*next, &name);
+                if choice == Pick::Stop {
+                    return None;
+                }
+                if choice == Pick::Skip {
                     if !capture.grab().unwrap_or(false) {
                         return None;
                     }
@@ -110,19 +135,32 @@ impl FrameSource {
                 return match capture.read(&mut image) {
                     Ok(true) if !image.empty() => {
                         *next += 1;
-                        Some(Frame { name, source: path.clone(), image: Ok(image) })
+                        Some(Frame {
+                            index: *next - 1,
+                            name,
+                            source: path.clone(),
+                            image: Ok(image),
+                        })
                     }
                     _ => None,
                 };
             },
-            FrameSource::Images { files } => loop {
+            FrameSource::Images { files, next } => loop {
                 let file = files.pop()?;
-                let name = image_frame_name(&file);
-                if done.contains(&name) {
-                    continue;
+                let (index, name) = (*next, image_frame_name(&file));
+                match pick(index, &name) {
+                    Pick::Stop => {
+                        files.push(file);
+                        return None;
+                    }
+                    Pick::Skip => {
+                        *next += 1;
+                        continue;
+                    }
+                    Pick::Take => *next += 1,
                 }
                 let image = read_image(&file);
-                return Some(Frame { name, source: file, image });
+                return Some(Frame { index, name, source: file, image });
             },
         }
     }
@@ -132,6 +170,13 @@ impl FrameSource {
         match self {
             FrameSource::Video { next, .. } => *next,
             FrameSource::Images { .. } => 0,
+        }
+    }
+
+    /// Returns the 0-based index of the next frame (= frames consumed so far).
+    pub fn position(&self) -> usize {
+        match self {
+            FrameSource::Video { next, .. } | FrameSource::Images { next, .. } => *next,
         }
     }
 }
@@ -159,7 +204,7 @@ fn open_video(path: &Path) -> Result<FrameSource, FramesError> {
 
 /// Lists the image files directly in `dir` (not in subfolders such as `aligned/`), sorted by
 /// name; other files are skipped with a warning, and a second file with the same stem too.
-fn list_images(dir: &Path) -> Result<Vec<PathBuf>, FramesError> {
+pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, FramesError> {
     let mut files = Vec::new();
     let mut stems = HashSet::new();
     let walk = walkdir::WalkDir::new(dir).min_depth(1).max_depth(1).sort_by_file_name();

@@ -206,6 +206,20 @@ pub fn to_unit_square(landmarks: &[[f32; 2]]) -> Option<Affine> {
 ///
 /// `landmarks` are the 68 iBUG points in frame pixels. `None` when they are degenerate.
 pub fn transform_mat(landmarks: &[[f32; 2]], size_px: u32, face_type: FaceType) -> Option<Affine> {
+    transform_mat_scaled(landmarks, size_px, face_type, 1.0)
+}
+
+/// [`transform_mat`] with DFL's `scale`: the face fills `scale` times as much of the output
+/// (the crop around the same centre shrinks by `1/scale`). The merger's `output_face_scale`.
+pub fn transform_mat_scaled(
+    landmarks: &[[f32; 2]],
+    size_px: u32,
+    face_type: FaceType,
+    scale: f64,
+) -> Option<Affine> {
+    if !(scale.is_finite() && scale > 0.0) {
+        return None;
+    }
     let to_unit = to_unit_square(landmarks)?;
     let from_unit = invert(&to_unit)?;
     // Unit-square corners (tl, tr, br, bl) and centre, in the frame.
@@ -216,7 +230,8 @@ pub fn transform_mat(landmarks: &[[f32; 2]], size_px: u32, face_type: FaceType) 
     let unit = |v: [f64; 2]| [v[0] / len(v), v[1] / len(v)];
     let tb = unit(sub(g[2], g[0]));
     let bt = unit(sub(g[1], g[3]));
-    let half_diag = len(sub(g[0], g[2])) * (std::f64::consts::SQRT_2 * face_type.padding() + 0.5);
+    let half_diag =
+        len(sub(g[0], g[2])) * (std::f64::consts::SQRT_2 * face_type.padding() + 0.5) / scale;
     let up = sub(g[0], g[3]); // one unit side, towards the top of the face
     match face_type {
         FaceType::WholeFace => {

@@ -182,14 +182,29 @@ impl Store {
     /// # Errors
     /// As [`Store::load`].
     pub fn load_dir<S: DeserializeOwned>(&self, dir: &Path) -> Result<Checkpoint<S>, StoreError> {
-        let with_backup = |e: CheckpointError| match e {
-            CheckpointError::Read { path, reason } => {
-                StoreError::Corrupt { path, reason, backup: self.newest_backup() }
-            }
-            other => StoreError::Tensors(other),
-        };
-        let weights = read_tensors(&dir.join(WEIGHTS_FILE)).map_err(with_backup)?;
-        let optimizer = read_tensors(&dir.join(OPTIMIZER_FILE)).map_err(with_backup)?;
+        let (weights, state) = self.read_weights_and_state(dir)?;
+        let optimizer = read_tensors(&dir.join(OPTIMIZER_FILE)).map_err(self.with_backup())?;
+        Ok(Checkpoint { dir: dir.to_owned(), weights, optimizer, state })
+    }
+
+    /// Loads the latest set without its optimizer state (for inference): the folder, the
+    /// weights and the state, or `None` when no checkpoint was ever saved.
+    ///
+    /// # Errors
+    /// As [`Store::load`].
+    pub fn load_weights<S: DeserializeOwned>(
+        &self,
+    ) -> Result<Option<(PathBuf, Vec<(String, Tensor)>, S)>, StoreError> {
+        let Some(dir) = self.latest()? else { return Ok(None) };
+        let (weights, state) = self.read_weights_and_state(&dir)?;
+        Ok(Some((dir, weights, state)))
+    }
+
+    fn read_weights_and_state<S: DeserializeOwned>(
+        &self,
+        dir: &Path,
+    ) -> Result<(Vec<(String, Tensor)>, S), StoreError> {
+        let weights = read_tensors(&dir.join(WEIGHTS_FILE)).map_err(self.with_backup())?;
         let state_path = dir.join(STATE_FILE);
         let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
         let state = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
@@ -197,7 +212,17 @@ impl Store {
             reason: e.to_string(),
             backup: self.newest_backup(),
         })?;
-        Ok(Checkpoint { dir: dir.to_owned(), weights, optimizer, state })
+        Ok((weights, state))
+    }
+
+    /// Maps an unreadable tensor file to `Corrupt` naming the newest backup.
+    fn with_backup(&self) -> impl Fn(CheckpointError) -> StoreError + '_ {
+        |e| match e {
+            CheckpointError::Read { path, reason } => {
+                StoreError::Corrupt { path, reason, backup: self.newest_backup() }
+            }
+            other => StoreError::Tensors(other),
+        }
     }
 
     /// Copies the latest set into `backups/<iteration>/` and keeps only the newest `keep`.
