@@ -220,6 +220,11 @@ impl Workspace {
         self.side_dir(Side::Dst).join("merged")
     }
 
+    /// Returns `data_dst/merged_mask`: where each merged frame's blend mask goes (`--masks`).
+    pub fn merged_mask_dir(&self) -> PathBuf {
+        self.side_dir(Side::Dst).join("merged_mask")
+    }
+
     /// Returns `model`: the folder holding every trained model.
     pub fn models_dir(&self) -> PathBuf {
         self.root.join("model")

@@ -9,7 +9,7 @@ use crate::color::MergeColorTransfer;
 use crate::device;
 use crate::merge::config::{BlendMode, MaskMode, MergeConfig, SharpenMode};
 use crate::merge::preview::write_preview;
-use crate::merge::video::EncodeOptions;
+use crate::merge::video::{EncodeOptions, Preset, Rational};
 use crate::merge::{self, FrameRange, MergeOptions};
 use crate::report::Outcome;
 use crate::workspace::Workspace;
@@ -73,15 +73,18 @@ pub struct MergeArgs {
     /// x264 quality of result.mp4 (0 = lossless, 18 ≈ visually lossless, 23 = ffmpeg's default).
     #[arg(long, value_name = "CRF", default_value_t = 18, value_parser = clap::value_parser!(u8).range(0..=51))]
     pub crf: u8,
-    /// x264 preset of result.mp4 (ultrafast … veryslow).
-    #[arg(long, value_name = "PRESET", default_value = "medium")]
-    pub preset: String,
+    /// x264 preset of result.mp4: faster presets give larger files.
+    #[arg(long, value_enum, default_value_t = Preset::Medium)]
+    pub preset: Preset,
     /// Frame rate of result.mp4 when the dst is an image folder (a video keeps its own).
     #[arg(long, value_name = "FPS", default_value = "25")]
     pub fps: String,
     /// Write the merged frames only, not result.mp4.
     #[arg(long)]
     pub no_video: bool,
+    /// Also write each frame's blend mask to data_dst/merged_mask/ (for compositing elsewhere).
+    #[arg(long)]
+    pub masks: bool,
     /// Continue although the saved merge settings differ (every frame is merged again).
     #[arg(long)]
     pub force: bool,
@@ -125,7 +128,7 @@ impl MergeArgs {
 }
 
 /// Parses a frame rate: `25`, `29.97` or `30000/1001`.
-fn parse_fps(s: &str) -> anyhow::Result<(u32, u32)> {
+fn parse_fps(s: &str) -> anyhow::Result<Rational> {
     let bad = || anyhow::anyhow!("--fps {s} is not a frame rate; write 25, 29.97 or 30000/1001");
     let rate = match s.split_once('/') {
         Some((n, d)) => {
@@ -144,7 +147,7 @@ fn parse_fps(s: &str) -> anyhow::Result<(u32, u32)> {
     if rate.0 == 0 || rate.1 == 0 {
         return Err(bad());
     }
-    Ok(rate)
+    Ok(Rational::new(rate.0, rate.1))
 }
 
 fn gcd(a: u32, b: u32) -> u32 {
@@ -196,8 +199,7 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         log::info!("preview: {} and {}", files.frame.display(), files.grid.display());
         return Ok(Outcome::Done);
     }
-    let video =
-        (!args.no_video).then(|| EncodeOptions { crf: args.crf, preset: args.preset.clone() });
+    let video = (!args.no_video).then_some(EncodeOptions { crf: args.crf, preset: args.preset });
     let bar = Bar::new(bars, "frames");
     let opts = MergeOptions {
         model: &model,
@@ -206,6 +208,7 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         frames: args.frames.unwrap_or_default(),
         force: args.force,
         video,
+        write_masks: args.masks,
         image_fps: parse_fps(&args.fps)?,
         progress: &bar,
     };
@@ -234,9 +237,9 @@ mod tests {
 
     #[test]
     fn frame_rates_parse_as_rationals() {
-        assert_eq!(parse_fps("25").unwrap(), (25, 1));
-        assert_eq!(parse_fps("29.97").unwrap(), (2997, 100));
-        assert_eq!(parse_fps("30000/1001").unwrap(), (30000, 1001));
+        assert_eq!(parse_fps("25").unwrap(), Rational::new(25, 1));
+        assert_eq!(parse_fps("29.97").unwrap(), Rational::new(2997, 100));
+        assert_eq!(parse_fps("30000/1001").unwrap(), Rational::new(30000, 1001));
         assert!(parse_fps("0").is_err());
         assert!(parse_fps("fast").is_err());
     }

@@ -163,13 +163,13 @@ fn blend_masked(
         )?;
     }
     let mut out = clip_unit3(&warp_into(&prd, &face.output_mat, rect)?)?;
-    if cfg.mode.is_seamless() {
-        if let Some(clone_mask) = seamless_mask(frame_mask)? {
-            match seamless_clone(&out, bg, &clone_mask) {
-                Ok(cloned) => out = cloned,
-                // DFL prints and skips a failed clone; the overlay below still happens.
-                Err(e) => log::debug!("seamless clone skipped: {e}"),
-            }
+    if cfg.mode.is_seamless()
+        && let Some(clone_mask) = seamless_mask(frame_mask)?
+    {
+        match seamless_clone(&out, bg, &clone_mask) {
+            Ok(cloned) => out = cloned,
+            // DFL prints and skips a failed clone; the overlay below still happens.
+            Err(e) => log::debug!("seamless clone skipped: {e}"),
         }
     }
     let mut out = alpha_blend(bg, &out, frame_mask)?;
@@ -298,8 +298,13 @@ fn from_rect(to_crop: &Affine, rect: Rect) -> Affine {
     compose(to_crop, &[[1.0, 0.0, f64::from(rect.x)], [0.0, 1.0, f64::from(rect.y)]])
 }
 
-/// Warps a crop back into `rect` of the frame (`to_crop`: frame → crop), cubic, 0 outside.
+/// Warps a crop back into `rect` of the frame (`to_crop`: frame → crop), cubic.
+///
+/// Masks are 0 outside the crop. Face images repeat their edge pixels instead: with black
+/// outside, the cubic kernel would draw a dark line along the crop's edge wherever the mask
+/// still reaches it (DFL pastes onto the frame itself, which leaves a fainter seam).
 fn warp_into(crop: &Mat, to_crop: &Affine, rect: Rect) -> opencv::Result<Mat> {
+    let border = if crop.channels() == 1 { BORDER_CONSTANT } else { core::BORDER_REPLICATE };
     let m = Mat::from_slice_2d(&from_rect(to_crop, rect))?;
     let mut out = Mat::default();
     imgproc::warp_affine(
@@ -308,7 +313,7 @@ fn warp_into(crop: &Mat, to_crop: &Affine, rect: Rect) -> opencv::Result<Mat> {
         &m,
         rect.size(),
         imgproc::INTER_CUBIC | imgproc::WARP_INVERSE_MAP,
-        BORDER_CONSTANT,
+        border,
         Scalar::all(0.0),
     )?;
     Ok(out)
@@ -394,7 +399,11 @@ mod tests {
         for y in 0..R {
             for x in 0..R {
                 let c = if (x / 2 + y / 2) % 2 == 0 { 0.04 } else { -0.04 };
-                let v = [0.25 + x as f32 / 200.0 + c, 0.5 + (x + y) as f32 / 400.0 + c, 0.8 - y as f32 / 200.0 + c];
+                let v = [
+                    0.25 + x as f32 / 200.0 + c,
+                    0.5 + (x + y) as f32 / 400.0 + c,
+                    0.8 - y as f32 / 200.0 + c,
+                ];
                 *face.at_2d_mut::<Vec3f>(y, x).unwrap() = Vec3f::from(v);
             }
         }
@@ -705,9 +714,11 @@ mod tests {
         };
         let base = cfg(BlendMode::Overlay, MaskMode::Full);
         let (_, plain, _) = merged(&base);
-        let (_, sharp, _) = merged(
-            &MergeConfig { sharpen_mode: SharpenMode::Gaussian, sharpen_amount: 2, ..base.clone() },
-        );
+        let (_, sharp, _) = merged(&MergeConfig {
+            sharpen_mode: SharpenMode::Gaussian,
+            sharpen_amount: 2,
+            ..base.clone()
+        });
         let (_, soft, _) = merged(&MergeConfig { sharpen_amount: -20, ..base });
         assert!(energy(&sharp) > energy(&plain) * 1.3);
         assert!(energy(&soft) < energy(&plain) * 0.7);

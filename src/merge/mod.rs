@@ -23,7 +23,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
-use opencv::core::{CV_8UC3, Mat, Scalar};
+use opencv::core::{CV_8UC3, CV_32FC1, Mat, Scalar};
 use opencv::prelude::*;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
@@ -45,7 +45,7 @@ use config::{BlendMode, MergeConfig, OutOfRange};
 use faces::{DstFaceInfo, DstFaces, FacesError};
 use masked::{DstFace, FacePrediction, MergeFaceError, crop_face, merge_face};
 use predict::{PredictError, Predictor};
-use video::{EncodeOptions, VideoError};
+use video::{EncodeOptions, Rational, Timing, VideoError};
 
 /// Frames decoded ahead per worker thread.
 const FRAMES_PER_THREAD_IN_FLIGHT: usize = 4;
@@ -91,10 +91,10 @@ impl std::str::FromStr for FrameRange {
                 FrameRange { first: Some(n), last: Some(n) }
             }
         };
-        if let (Some(a), Some(b)) = (range.first, range.last) {
-            if a > b {
-                return Err(bad());
-            }
+        if let (Some(a), Some(b)) = (range.first, range.last)
+            && a > b
+        {
+            return Err(bad());
         }
         Ok(range)
     }
@@ -114,8 +114,10 @@ pub struct MergeOptions<'a> {
     pub force: bool,
     /// Encoding of `result.mp4`; `None` writes frames only.
     pub video: Option<EncodeOptions>,
-    /// The frame rate of `result.mp4` for an image-folder dst (`num/den`).
-    pub image_fps: (u32, u32),
+    /// Also write each frame's blend mask to `data_dst/merged_mask/<frame>.png`.
+    pub write_masks: bool,
+    /// The frame rate of `result.mp4` for an image-folder dst.
+    pub image_fps: Rational,
     /// Frames progress.
     pub progress: &'a dyn Progress,
 }
@@ -292,23 +294,30 @@ pub fn run(
             Pick::Take
         }
     };
-    let total_hint = match (range.first, range.last) {
-        (_, Some(l)) => l.min(source.len_hint().max(l)) + 1 - range.first.unwrap_or(1),
-        (first, None) => source.len_hint().saturating_sub(first.unwrap_or(1) - 1),
+    let len = source.len_hint();
+    let end = match range.last {
+        Some(last) if len > 0 => last.min(len),
+        Some(last) => last,
+        None => len,
     };
+    let total_hint = (end + 1).saturating_sub(range.first.unwrap_or(1));
     opts.progress.set_len(total_hint.saturating_sub(done.len()) as u64);
     let chunk_len =
         (rayon::current_num_threads() * FRAMES_PER_THREAD_IN_FLIGHT).max(opts.batch_size);
     let merged_dir = ws.merged_dir();
+    let mask_dir = opts.write_masks.then(|| ws.merged_mask_dir());
 
     let (tx, rx) = sync_channel::<Vec<Predicted>>(1);
     let finished = std::thread::scope(|scope| -> Result<bool, MergeError> {
         let session = &session;
-        let (log, report, merged_dir) = (&mut log, &mut report, &merged_dir);
+        let (log, report) = (&mut log, &mut report);
+        let (merged_dir, mask_dir) = (&merged_dir, mask_dir.as_deref());
         let writer = scope.spawn(move || -> Result<(), MergeError> {
             for chunk in rx {
-                let written: Vec<Result<Option<usize>, MergeError>> =
-                    chunk.par_iter().map(|p| merge_and_write(session, p, merged_dir)).collect();
+                let written: Vec<Result<Option<usize>, MergeError>> = chunk
+                    .par_iter()
+                    .map(|p| merge_and_write(session, p, merged_dir, mask_dir))
+                    .collect();
                 for (p, result) in chunk.iter().zip(written) {
                     record(log, report, &p.prepared.frame, result?)?;
                     opts.progress.inc(1);
@@ -342,10 +351,9 @@ pub fn run(
         written?;
         produced
     })?;
-    report_truncation(&source);
-
     // Whole input seen: every frame's name is known, so result.mp4 can be checked for.
     if finished {
+        report_truncation(&source);
         let names = frame_names(&input, source.position())?;
         let missing =
             names.iter().filter(|n| !merged_dir.join(format!("{n}.png")).is_file()).count();
@@ -401,8 +409,12 @@ fn prepare_outputs(
     iteration: u64,
 ) -> Result<HashSet<String>, MergeError> {
     let merged = ws.merged_dir();
-    std::fs::create_dir_all(&merged)
-        .map_err(|source| MergeError::CreateDir { path: merged.clone(), source })?;
+    let mut dirs = vec![merged.clone()];
+    dirs.extend(opts.write_masks.then(|| ws.merged_mask_dir()));
+    for dir in dirs {
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| MergeError::CreateDir { path: dir.clone(), source })?;
+    }
     let input_path = input.path().canonicalize().unwrap_or_else(|_| input.path().to_owned());
     let settings = SavedSettings { input: &input_path, model: opts.model, iteration, merge: cfg };
     let log_path = ws.stage_log(Stage::Merge, Side::Dst);
@@ -496,22 +508,48 @@ pub fn dst_face(
     Ok(Some(DstFace { face_mat, output_mat, crop, landmarks }))
 }
 
-/// Merges every face of a frame and writes `merged/<name>.png`; `None` when the frame could
-/// not be decoded (skipped), else the number of faces.
+/// Merges every face of a frame and writes `merged/<name>.png` (and its mask first, when
+/// asked: a frame counts as done once its image exists); `None` when the frame could not be
+/// decoded (skipped), else the number of faces.
 fn merge_and_write(
     session: &Session<'_>,
     p: &Predicted,
     merged_dir: &Path,
+    mask_dir: Option<&Path>,
 ) -> Result<Option<usize>, MergeError> {
     let frame = &p.prepared.frame;
     let Ok(image) = &frame.image else { return Ok(None) };
     let out = merge_frame(session.cfg, &frame.name, image, &p.prepared.faces, &p.predictions)?;
-    write_image(&merged_dir.join(format!("{}.png", frame.name)), &out, 95)?;
+    if let Some(dir) = mask_dir {
+        write_image(&dir.join(format!("{}.png", frame.name)), &out.mask_u8()?, 95)?;
+    }
+    write_image(&merged_dir.join(format!("{}.png", frame.name)), &out.image, 95)?;
     Ok(Some(p.prepared.faces.len()))
 }
 
-/// Returns `image` with every face merged in order (`raw-predict`: the last prediction itself,
-/// or a black R×R image when the frame has no face).
+/// A merged frame and where its faces went.
+#[derive(Debug)]
+pub struct MergedFrame {
+    /// The frame with every face merged (`CV_8UC3`).
+    pub image: Mat,
+    /// The frame's blend mask: the faces' masks summed and clipped (`CV_32FC1`, frame size).
+    pub mask: Mat,
+}
+
+impl MergedFrame {
+    /// Returns the mask as 8-bit (0–255), DFL's `output-mask-dir` format.
+    ///
+    /// # Errors
+    /// OpenCV's error.
+    pub fn mask_u8(&self) -> opencv::Result<Mat> {
+        let mut out = Mat::default();
+        self.mask.convert_to(&mut out, opencv::core::CV_8U, 255.0, 0.0)?;
+        Ok(out)
+    }
+}
+
+/// Returns `image` with every face merged in order, and the frame's mask (`raw-predict`: the
+/// last prediction itself with its mask, or a black R×R image when the frame has no face).
 ///
 /// # Errors
 /// `Face` naming the frame, or an OpenCV error.
@@ -521,29 +559,32 @@ pub fn merge_frame(
     image: &Mat,
     faces: &[DstFace],
     predictions: &[FacePrediction],
-) -> Result<Mat, MergeError> {
+) -> Result<MergedFrame, MergeError> {
     if cfg.mode == BlendMode::RawPredict {
-        return Ok(match predictions.last() {
-            Some(pred) => {
-                let mut out = Mat::default();
-                pred.face.convert_to(&mut out, CV_8UC3, 255.0, 0.0)?;
-                out
-            }
-            None => Mat::new_rows_cols_with_default(
-                image.rows().min(256),
-                image.rows().min(256),
-                CV_8UC3,
-                Scalar::all(0.0),
-            )?,
-        });
+        let side = predictions.last().map_or(image.rows().min(256), |p| p.face.rows());
+        let mut out = Mat::new_rows_cols_with_default(side, side, CV_8UC3, Scalar::all(0.0))?;
+        let mut mask = Mat::new_rows_cols_with_default(side, side, CV_32FC1, Scalar::all(0.0))?;
+        if let Some(pred) = predictions.last() {
+            pred.face.convert_to(&mut out, CV_8UC3, 255.0, 0.0)?;
+            mask = pred.prd_mask.try_clone()?;
+        }
+        return Ok(MergedFrame { image: out, mask });
     }
     let mut out = image.try_clone()?;
+    let mut mask =
+        Mat::new_rows_cols_with_default(image.rows(), image.cols(), CV_32FC1, Scalar::all(0.0))?;
     for (i, (face, pred)) in faces.iter().zip(predictions).enumerate() {
         let mut rng = ChaCha8Rng::seed_from_u64(face_seed(name, i));
-        merge_face(&mut out, face, pred, cfg, &mut rng)
+        let patch = merge_face(&mut out, face, pred, cfg, &mut rng)
             .map_err(|source| MergeError::Face { frame: name.to_owned(), source })?;
+        if let Some(patch) = patch {
+            let mut roi = Mat::roi_mut(&mut mask, patch.rect)?;
+            let mut sum = Mat::default();
+            opencv::core::add(&roi, &patch.mask, &mut sum, &opencv::core::no_array(), -1)?;
+            mask::clip_unit(&sum)?.copy_to(&mut roi)?;
+        }
     }
-    Ok(out)
+    Ok(MergedFrame { image: out, mask })
 }
 
 /// A stable seed for face `i` of frame `name` (FNV-1a), so reruns draw the same numbers.
@@ -599,6 +640,9 @@ fn frame_names(input: &Input, count: usize) -> Result<Vec<String>, MergeError> {
 }
 
 /// Encodes `frames` into `result` with the dst's timing and audio.
+///
+/// A video whose container lists another number of frames than OpenCV decodes (rare: damaged
+/// or oddly packed files) is encoded at its nominal rate, with a warning.
 fn assemble_video(
     input: &Input,
     frames: &[PathBuf],
@@ -606,6 +650,32 @@ fn assemble_video(
     opts: &MergeOptions<'_>,
     result: &Path,
 ) -> Result<(), MergeError> {
-    let _ = (input, frames, encode, opts, result);
-    Err(MergeError::Video(video::not_ready()))
+    let Input::Video(path) = input else {
+        video::assemble(
+            frames,
+            Timing::Constant(opts.image_fps),
+            None,
+            encode,
+            result,
+            opts.progress,
+        )?;
+        return Ok(());
+    };
+    let info = video::probe(path)?;
+    let timing = if info.frame_count() == frames.len() {
+        Timing::Source(&info)
+    } else {
+        let rate =
+            if info.frame_rate.to_f64().is_some() { info.frame_rate } else { opts.image_fps };
+        log::warn!(
+            "{} lists {} frames but {} decode; encoding at its nominal {rate} fps",
+            path.display(),
+            info.frame_count(),
+            frames.len()
+        );
+        Timing::Constant(rate)
+    };
+    opts.progress.set_len(frames.len() as u64);
+    video::assemble(frames, timing, Some(path), encode, result, opts.progress)?;
+    Ok(())
 }

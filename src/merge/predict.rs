@@ -17,7 +17,7 @@ use crate::model::saehd::Saehd;
 use crate::train::config::TrainConfig;
 use crate::train::run::CONFIG_FILE;
 use crate::train::state::TrainState;
-use crate::train::store::{Store, StoreError, WEIGHTS_FILE};
+use crate::train::store::{Store, StoreError, WEIGHTS_FILE, Weights};
 use crate::workspace::{Workspace, WorkspaceError};
 
 /// A trained model ready to predict swaps.
@@ -89,7 +89,9 @@ impl Predictor {
         })?;
         let cfg = cfg.effective();
         let store = Store::new(&dir);
-        let Some((checkpoint, weights, state)) = store.load_weights::<TrainState>()? else {
+        let Some(Weights { dir: checkpoint, weights, state }) =
+            store.load_weights::<TrainState>()?
+        else {
             return Err(model_err(
                 &dir,
                 format!("no checkpoint saved yet; run `dfl train --name {name}` until it saves"),

@@ -80,7 +80,7 @@ pub fn write_preview(
         frame: ws.root().join(format!("merge_preview_{}.png", frame.name)),
         grid: ws.root().join(format!("merge_preview_{}_grid.png", frame.name)),
     };
-    write_image(&files.frame, &merged, 95)?;
+    write_image(&files.frame, &merged.image, 95)?;
 
     let region = face_region(&image, infos.iter().map(|i| i.rect))?;
     let cell = |c: &MergeConfig, label: &str| -> Result<Mat, MergeError> {
@@ -92,7 +92,7 @@ pub fn write_preview(
             faces.as_deref().unwrap_or(&dst_faces),
             &predictions,
         )?;
-        Ok(labelled(&Mat::roi(&out, region)?.try_clone()?, label)?)
+        Ok(labelled(&Mat::roi(&out.image, region)?.try_clone()?, label)?)
     };
     let dst_cell = labelled(&Mat::roi(&image, region)?.try_clone()?, "dst")?;
     let masks = [

@@ -85,6 +85,17 @@ pub struct Checkpoint<S> {
     pub state: S,
 }
 
+/// A checkpoint set's weights and state, without the optimizer (for inference).
+#[derive(Debug)]
+pub struct Weights<S> {
+    /// The folder it was read from.
+    pub dir: PathBuf,
+    /// Model weights by name.
+    pub weights: Vec<(String, Tensor)>,
+    /// Counters and history (`state.json`).
+    pub state: S,
+}
+
 /// The checkpoint folders of one model.
 #[derive(Debug, Clone)]
 pub struct Store {
@@ -187,17 +198,15 @@ impl Store {
         Ok(Checkpoint { dir: dir.to_owned(), weights, optimizer, state })
     }
 
-    /// Loads the latest set without its optimizer state (for inference): the folder, the
-    /// weights and the state, or `None` when no checkpoint was ever saved.
+    /// Loads the latest set without its optimizer state (for inference), or `None` when no
+    /// checkpoint was ever saved.
     ///
     /// # Errors
     /// As [`Store::load`].
-    pub fn load_weights<S: DeserializeOwned>(
-        &self,
-    ) -> Result<Option<(PathBuf, Vec<(String, Tensor)>, S)>, StoreError> {
+    pub fn load_weights<S: DeserializeOwned>(&self) -> Result<Option<Weights<S>>, StoreError> {
         let Some(dir) = self.latest()? else { return Ok(None) };
         let (weights, state) = self.read_weights_and_state(&dir)?;
-        Ok(Some((dir, weights, state)))
+        Ok(Some(Weights { dir, weights, state }))
     }
 
     fn read_weights_and_state<S: DeserializeOwned>(
