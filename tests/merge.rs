@@ -1,0 +1,307 @@
+//! `dfl merge` end to end through the real binary: a tiny model trained for a few iterations
+//! on the bundled samples (Obama portraits as src, the carphone clip with a generated sound
+//! track as dst) merges every frame, leaves everything outside the face mask byte-identical,
+//! builds result.mp4 with the dst's frame count, rate and audio, resumes after kill -9 to the
+//! same bytes, merges ranges, and refuses changed settings without --force.
+
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use opencv::core::{Mat, Point, Size};
+use opencv::imgcodecs;
+use opencv::imgproc;
+use opencv::prelude::*;
+use opencv::videoio::{self, VideoCapture};
+
+mod common;
+use common::{dfl, dfl_cmd, stderr};
+
+/// Frames of the dst clip (all of carphone).
+const FRAMES: usize = 120;
+
+/// A workspace with both facesets extracted and a tiny model trained, made once per test run;
+/// every test works on its own copy.
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    let (_, ws) = TEMPLATE.get_or_init(|| {
+        let tmp = tempfile::tempdir().unwrap();
+        let ws = tmp.path().join("ws");
+        let assets = dfl::cli::assets();
+        std::fs::create_dir_all(ws.join("data_src")).unwrap();
+        for name in ["obama.jpg", "obama2.jpg", "obama3.jpg"] {
+            let from = assets.sample(name).unwrap_or_else(|e| panic!("{e}"));
+            std::fs::copy(from, ws.join("data_src").join(name)).unwrap();
+        }
+        let carphone = assets.sample("carphone_pristine.mp4").unwrap_or_else(|e| panic!("{e}"));
+        let dst = ws.join("data_dst.mp4");
+        let ok = std::process::Command::new("ffmpeg")
+            .args(["-v", "error", "-i"])
+            .arg(&carphone)
+            .args(["-f", "lavfi", "-i", "sine=frequency=440:duration=10"])
+            .args(["-c:v", "copy", "-c:a", "aac", "-shortest"])
+            .arg(&dst)
+            .status()
+            .expect("ffmpeg runs");
+        assert!(ok.success(), "making the dst clip with sound");
+        for side in ["src", "dst"] {
+            let out = dfl(&ws, &["-q", "extract", side, "--size", "96"]);
+            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        }
+        let tiny = [
+            "train",
+            "--name",
+            "m",
+            "--model",
+            "df",
+            "--resolution",
+            "64",
+            "--ae-dims",
+            "32",
+            "--e-dims",
+            "16",
+            "--d-dims",
+            "16",
+            "--d-mask-dims",
+            "16",
+            "--batch-size",
+            "2",
+            "--iterations",
+            "2",
+        ];
+        let out = dfl(&ws, &[&["-q", "--device", "cpu"], &tiny[..]].concat());
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        (tmp, ws)
+    });
+    ws
+}
+
+/// A fresh copy of the template workspace.
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    copy_dir(template(), &ws);
+    (tmp, ws)
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    for entry in walkdir::WalkDir::new(from) {
+        let entry = entry.unwrap();
+        let target = to.join(entry.path().strip_prefix(from).unwrap());
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target).unwrap();
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+fn merge(ws: &Path, extra: &[&str]) -> std::process::Output {
+    dfl(ws, &[&["--device", "cpu", "merge"], extra].concat())
+}
+
+/// ffprobe's view of a stream: codec type, r_frame_rate and the decoded frame count.
+fn streams(video: &Path) -> Vec<(String, String, String)> {
+    let out = std::process::Command::new("ffprobe")
+        .args(["-v", "error", "-count_frames", "-show_entries"])
+        .args(["stream=codec_type,r_frame_rate,nb_read_frames", "-of", "csv=p=0"])
+        .arg(video)
+        .output()
+        .expect("ffprobe runs");
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| {
+            let f: Vec<&str> = l.split(',').collect();
+            (
+                f[0].to_owned(),
+                f.get(1).unwrap_or(&"").to_string(),
+                f.get(2).unwrap_or(&"").to_string(),
+            )
+        })
+        .collect()
+}
+
+fn merged_files(ws: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(ws.join("data_dst/merged"))
+        .map(|d| d.map(|e| e.unwrap().path()).collect())
+        .unwrap_or_default();
+    files.sort();
+    files
+}
+
+#[test]
+fn merge_changes_only_the_faces_and_builds_the_video_with_the_dst_timing_and_sound() {
+    let (_tmp, ws) = workspace();
+    let out = merge(&ws, &["--masks"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(merged_files(&ws).len(), FRAMES);
+
+    let source = streams(&ws.join("data_dst.mp4"));
+    let result = streams(&ws.join("result.mp4"));
+    let video =
+        |s: &[(String, String, String)]| s.iter().find(|t| t.0 == "video").cloned().unwrap();
+    assert_eq!(video(&result).2, FRAMES.to_string(), "frame count: {result:?}");
+    assert_eq!(video(&result).1, video(&source).1, "frame rate");
+    assert!(result.iter().any(|s| s.0 == "audio"), "the dst sound is there: {result:?}");
+
+    // Every pixel farther than 3 px from the blend mask is the dst frame's own byte.
+    let mut capture =
+        VideoCapture::from_file(ws.join("data_dst.mp4").to_str().unwrap(), videoio::CAP_FFMPEG)
+            .unwrap();
+    let kernel =
+        imgproc::get_structuring_element(imgproc::MORPH_RECT, Size::new(7, 7), Point::new(-1, -1))
+            .unwrap();
+    let (mut changed_frames, mut checked_px) = (0, 0usize);
+    for i in 1..=FRAMES {
+        let mut frame = Mat::default();
+        assert!(capture.read(&mut frame).unwrap(), "frame {i} decodes");
+        let read = |dir: &str, flags| {
+            imgcodecs::imread(
+                ws.join(format!("data_dst/{dir}/{i:05}.png")).to_str().unwrap(),
+                flags,
+            )
+            .unwrap()
+        };
+        let merged = read("merged", imgcodecs::IMREAD_COLOR);
+        let mask = read("merged_mask", imgcodecs::IMREAD_GRAYSCALE);
+        let mut dilated = Mat::default();
+        imgproc::dilate_def(&mask, &mut dilated, &kernel).unwrap();
+        let (f, m, d) = (
+            frame.data_bytes().unwrap(),
+            merged.data_bytes().unwrap(),
+            dilated.data_bytes().unwrap(),
+        );
+        let mut changed = false;
+        for (px, &inside) in d.iter().enumerate() {
+            let (a, b) = (&f[px * 3..px * 3 + 3], &m[px * 3..px * 3 + 3]);
+            if inside == 0 {
+                assert_eq!(a, b, "frame {i} pixel {px} outside the mask changed");
+                checked_px += 1;
+            } else {
+                changed |= a != b;
+            }
+        }
+        changed_frames += usize::from(changed);
+    }
+    assert!(checked_px > FRAMES * 176 * 144 / 2, "most of each frame is outside the face");
+    assert!(
+        changed_frames >= FRAMES - 2,
+        "the face changed in {changed_frames} of {FRAMES} frames"
+    );
+}
+
+#[test]
+fn a_merge_killed_with_sigkill_resumes_to_the_same_bytes() {
+    // Both runs use the same batch size: predictions are only bit-stable for a fixed shape.
+    let slow = ["-j", "1", "--device", "cpu", "merge", "--batch-size", "1"];
+    let (_a, whole) = workspace();
+    let out = dfl(&whole, &slow);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+
+    let (_b, killed) = workspace();
+    let mut child = dfl_cmd(&killed, &slow)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while merged_files(&killed).len() < 10 {
+        assert!(start.elapsed() < Duration::from_secs(120), "merge made no progress");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill = merged_files(&killed).len();
+    assert!(at_kill < FRAMES, "the merge was interrupted ({at_kill} frames written)");
+    assert!(!killed.join("result.mp4").exists());
+
+    let out = dfl(&killed, &slow);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let (a, b) = (merged_files(&whole), merged_files(&killed));
+    assert_eq!(a.len(), b.len());
+    for (x, y) in a.iter().zip(&b) {
+        let same = std::fs::read(x).unwrap() == std::fs::read(y).unwrap();
+        assert!(same, "{} differs from the uninterrupted merge", y.display());
+    }
+    let result = |ws: &Path| std::fs::read(ws.join("result.mp4")).unwrap();
+    assert!(result(&whole) == result(&killed), "result.mp4 differs");
+}
+
+#[test]
+fn a_range_merges_only_its_frames_and_the_video_waits_for_the_rest() {
+    let (_tmp, ws) = workspace();
+    let out = merge(&ws, &["--frames", "11..20"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let names: Vec<String> = merged_files(&ws)
+        .iter()
+        .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(names, (11..=20).map(|i| format!("{i:05}.png")).collect::<Vec<_>>());
+    assert!(!ws.join("result.mp4").exists());
+
+    let out = merge(&ws, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("10 done before"), "{}", stderr(&out));
+    assert_eq!(merged_files(&ws).len(), FRAMES);
+    assert!(ws.join("result.mp4").is_file());
+}
+
+#[test]
+fn changed_settings_are_refused_without_force() {
+    let (_tmp, ws) = workspace();
+    let out = merge(&ws, &["--frames", "1..3", "--no-video"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let before = std::fs::read(ws.join("data_dst/merged/00001.png")).unwrap();
+
+    let out = merge(&ws, &["--frames", "1..3", "--no-video", "--blur", "40"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("merge.settings.json") && err.contains("--force") && err.contains("blur"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(ws.join("data_dst/merged/00001.png")).unwrap(),
+        before,
+        "nothing lost"
+    );
+
+    let out = merge(&ws, &["--frames", "1..3", "--no-video", "--blur", "40", "--force"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_ne!(std::fs::read(ws.join("data_dst/merged/00001.png")).unwrap(), before, "re-merged");
+}
+
+#[test]
+fn preview_writes_the_frame_and_a_grid_of_choices() {
+    let (_tmp, ws) = workspace();
+    let out = merge(&ws, &["--preview", "30", "--mask-mode", "dst"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let frame = imgcodecs::imread(
+        ws.join("merge_preview_00030.png").to_str().unwrap(),
+        imgcodecs::IMREAD_COLOR,
+    )
+    .unwrap();
+    let grid = imgcodecs::imread(
+        ws.join("merge_preview_00030_grid.png").to_str().unwrap(),
+        imgcodecs::IMREAD_COLOR,
+    )
+    .unwrap();
+    assert_eq!((frame.cols(), frame.rows()), (176, 144));
+    assert!(grid.rows() > 4 * 192 && grid.cols() > 6 * 100, "{}×{}", grid.cols(), grid.rows());
+    assert!(merged_files(&ws).is_empty(), "a preview merges nothing else");
+}
+
+#[test]
+fn missing_models_and_bad_values_are_one_line_errors() {
+    let (_tmp, ws) = workspace();
+    let out = merge(&ws, &["--model", "nope"]);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("dfl train --name nope") && err.lines().count() == 1, "{err}");
+
+    let out = merge(&ws, &["--erode", "999"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stderr(&out).contains("erode"), "{}", stderr(&out));
+    assert!(merged_files(&ws).is_empty());
+}
