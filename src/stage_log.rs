@@ -43,6 +43,39 @@ pub struct LogEntries<T> {
     pub bad_lines: usize,
 }
 
+/// Reads the finished entries of a resumable stage's log after its settings were checked.
+///
+/// When `check` says the settings were replaced (`--force`), every item is redone: the old log
+/// is kept beside as `<log>.replaced`, not deleted, and `redo` says what happens ("re-extracting
+/// every frame"). Unreadable lines are reported and their items redone.
+///
+/// # Errors
+/// `Io` when the log cannot be set aside or read.
+pub fn resume_entries<T: DeserializeOwned>(
+    path: &Path,
+    check: &crate::settings::SettingsCheck,
+    redo: &str,
+) -> Result<Vec<T>, StageLogError> {
+    if let crate::settings::SettingsCheck::Replaced(changes) = check {
+        log::warn!("settings changed ({}): {redo}", changes.join(", "));
+        let mut old = path.as_os_str().to_owned();
+        old.push(".replaced");
+        if path.exists() {
+            std::fs::rename(path, &old)
+                .map_err(|source| StageLogError::Io { path: path.to_owned(), source })?;
+        }
+    }
+    let entries = StageLog::read::<T>(path)?;
+    if entries.bad_lines > 0 {
+        log::warn!(
+            "{}: {} unreadable line(s) ignored; those frames are redone",
+            path.display(),
+            entries.bad_lines
+        );
+    }
+    Ok(entries.entries)
+}
+
 impl StageLog {
     /// Opens `path` for appending, creating it (and its folder) if needed.
     ///

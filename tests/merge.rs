@@ -16,7 +16,7 @@ use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
 mod common;
-use common::{dfl, dfl_cmd, stderr};
+use common::{TINY, dfl, dfl_cmd, stderr};
 
 /// Frames of the dst clip (all of carphone).
 const FRAMES: usize = 120;
@@ -49,28 +49,8 @@ fn template() -> &'static Path {
             let out = dfl(&ws, &["-q", "extract", side, "--size", "96"]);
             assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         }
-        let tiny = [
-            "train",
-            "--name",
-            "m",
-            "--model",
-            "df",
-            "--resolution",
-            "64",
-            "--ae-dims",
-            "32",
-            "--e-dims",
-            "16",
-            "--d-dims",
-            "16",
-            "--d-mask-dims",
-            "16",
-            "--batch-size",
-            "2",
-            "--iterations",
-            "2",
-        ];
-        let out = dfl(&ws, &[&["-q", "--device", "cpu"], &tiny[..]].concat());
+        let train = [&["-q", "--device", "cpu", "train", "--name", "m"], &TINY[..]].concat();
+        let out = dfl(&ws, &[&train[..], &["--iterations", "2"]].concat());
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
         (tmp, ws)
     });
@@ -200,11 +180,8 @@ fn a_merge_killed_with_sigkill_resumes_to_the_same_bytes() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let (_b, killed) = workspace();
-    let mut child = dfl_cmd(&killed, &slow)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+    let mut child =
+        dfl_cmd(&killed, &slow).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
     let start = Instant::now();
     while merged_files(&killed).len() < 10 {
         assert!(start.elapsed() < Duration::from_secs(120), "merge made no progress");

@@ -12,25 +12,7 @@ use dfl::train::state::TrainState;
 use dfl::train::store::{OPTIMIZER_FILE, Store, WEIGHTS_FILE};
 
 mod common;
-use common::{dfl, dfl_cmd, stderr};
-
-/// A tiny DF that trains in a fraction of a second per step.
-const TINY: [&str; 14] = [
-    "--model",
-    "df",
-    "--resolution",
-    "64",
-    "--ae-dims",
-    "32",
-    "--e-dims",
-    "16",
-    "--d-dims",
-    "16",
-    "--d-mask-dims",
-    "16",
-    "--batch-size",
-    "2",
-];
+use common::{TINY, dfl, dfl_cmd, stderr};
 
 /// A workspace whose facesets are extracted from the bundled portraits (Obama as src, Biden and
 /// the astronaut as dst).

@@ -340,7 +340,7 @@ fn mode_names_on_the_command_line_and_on_disk() {
         .collect();
     assert_eq!(names, ["none", "rct", "lct", "mkl", "mkl-m", "idt", "idt-m", "sot-m", "mix-m"]);
     let json = serde_json::to_string(&MergeColorTransfer::MklM).expect("serialising an enum");
-    assert_eq!(json, "\"mkl_m\"");
+    assert_eq!(json, "\"mkl-m\"", "the same name as on the command line");
     assert_eq!(serde_json::to_string(&ColorTransfer::Sot).expect("enum"), "\"sot\"");
     assert_eq!(ColorTransfer::default(), ColorTransfer::None);
     assert_eq!(MergeColorTransfer::default(), MergeColorTransfer::None);

@@ -25,8 +25,8 @@ use crate::face::shape_predictor::ShapePredictor;
 use crate::img::ImageWriteError;
 use crate::progress::Progress;
 use crate::report::StageReport;
-use crate::settings::{SettingsCheck, SettingsError, check_settings};
-use crate::stage_log::{StageLog, StageLogError};
+use crate::settings::{SettingsError, check_settings};
+use crate::stage_log::{StageLog, StageLogError, resume_entries};
 use crate::workspace::{Input, Side, Stage, Workspace};
 use frames::{Frame, FrameSource, FramesError};
 use process::{DetectorPool, FrameContext, FrameOutcome};
@@ -226,25 +226,8 @@ fn prepare_outputs(
     }
     let log_path = ws.stage_log(Stage::Extract, side);
     let check = check_settings(&ws.stage_settings(Stage::Extract, side), &settings, cfg.force)?;
-    if let SettingsCheck::Replaced(changes) = check {
-        // New settings: every frame is redone; the old log is kept beside, not deleted.
-        log::warn!("settings changed ({}): re-extracting every frame", changes.join(", "));
-        let mut old = log_path.clone().into_os_string();
-        old.push(".replaced");
-        if log_path.exists() {
-            std::fs::rename(&log_path, &old)
-                .map_err(|e| StageLogError::Io { path: log_path.clone(), source: e })?;
-        }
-    }
-    let entries = StageLog::read::<ExtractEntry>(&log_path)?;
-    if entries.bad_lines > 0 {
-        log::warn!(
-            "{}: {} unreadable line(s) ignored; those frames are redone",
-            log_path.display(),
-            entries.bad_lines
-        );
-    }
-    Ok(entries.entries.into_iter().map(|e| e.frame).collect())
+    let entries = resume_entries::<ExtractEntry>(&log_path, &check, "re-extracting every frame")?;
+    Ok(entries.into_iter().map(|e| e.frame).collect())
 }
 
 /// Appends a processed frame to the log and the report.

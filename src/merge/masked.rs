@@ -305,34 +305,18 @@ fn from_rect(to_crop: &Affine, rect: Rect) -> Affine {
 /// still reaches it (DFL pastes onto the frame itself, which leaves a fainter seam).
 fn warp_into(crop: &Mat, to_crop: &Affine, rect: Rect) -> opencv::Result<Mat> {
     let border = if crop.channels() == 1 { BORDER_CONSTANT } else { core::BORDER_REPLICATE };
-    let m = Mat::from_slice_2d(&from_rect(to_crop, rect))?;
-    let mut out = Mat::default();
-    imgproc::warp_affine(
-        crop,
-        &mut out,
-        &m,
-        rect.size(),
-        imgproc::INTER_CUBIC | imgproc::WARP_INVERSE_MAP,
-        border,
-        Scalar::all(0.0),
-    )?;
-    Ok(out)
+    cubic_warp(crop, &from_rect(to_crop, rect), rect.size(), true, border)
 }
 
 /// Warps `rect` of the frame (given as its own image) to the R×R crop, cubic.
 fn warp_from(patch: &Mat, to_crop: &Affine, rect: Rect, r: i32) -> opencv::Result<Mat> {
-    let m = Mat::from_slice_2d(&from_rect(to_crop, rect))?;
-    let mut out = Mat::default();
-    imgproc::warp_affine(
+    clip_unit3(&cubic_warp(
         patch,
-        &mut out,
-        &m,
+        &from_rect(to_crop, rect),
         Size::new(r, r),
-        imgproc::INTER_CUBIC,
+        false,
         BORDER_CONSTANT,
-        Scalar::all(0.0),
-    )?;
-    clip_unit3(&out)
+    )?)
 }
 
 /// Warps a `CV_8UC3` frame to the R×R crop of `to_crop` as `CV_32FC3` in [0, 1] (cubic).
@@ -340,19 +324,31 @@ fn warp_from(patch: &Mat, to_crop: &Affine, rect: Rect, r: i32) -> opencv::Resul
 /// # Errors
 /// OpenCV's error.
 pub fn crop_face(frame: &Mat, to_crop: &Affine, r: i32) -> opencv::Result<Mat> {
-    let m = Mat::from_slice_2d(to_crop)?;
-    let mut bytes = Mat::default();
-    imgproc::warp_affine(
-        frame,
-        &mut bytes,
-        &m,
-        Size::new(r, r),
-        imgproc::INTER_CUBIC,
-        BORDER_CONSTANT,
-        Scalar::all(0.0),
-    )?;
+    let bytes = cubic_warp(frame, to_crop, Size::new(r, r), false, BORDER_CONSTANT)?;
     let mut out = Mat::default();
     bytes.convert_to(&mut out, CV_32FC3, 1.0 / 255.0, 0.0)?;
+    Ok(out)
+}
+
+/// `warpAffine` with bicubic interpolation; `inverse`: `m` maps output to input pixels.
+fn cubic_warp(
+    src: &Mat,
+    m: &Affine,
+    size: Size,
+    inverse: bool,
+    border: i32,
+) -> opencv::Result<Mat> {
+    let flags = imgproc::INTER_CUBIC | if inverse { imgproc::WARP_INVERSE_MAP } else { 0 };
+    let mut out = Mat::default();
+    imgproc::warp_affine(
+        src,
+        &mut out,
+        &Mat::from_slice_2d(m)?,
+        size,
+        flags,
+        border,
+        Scalar::all(0.0),
+    )?;
     Ok(out)
 }
 

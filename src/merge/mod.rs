@@ -38,8 +38,8 @@ use crate::face::align::{FaceType, transform_mat, transform_mat_scaled, transfor
 use crate::img::{ImageWriteError, write_image};
 use crate::progress::Progress;
 use crate::report::StageReport;
-use crate::settings::{SettingsCheck, SettingsError, check_settings};
-use crate::stage_log::{StageLog, StageLogError};
+use crate::settings::{SettingsError, check_settings};
+use crate::stage_log::{StageLog, StageLogError, resume_entries};
 use crate::workspace::{Input, Side, Stage, Workspace};
 use config::{BlendMode, MergeConfig, OutOfRange};
 use faces::{DstFaceInfo, DstFaces, FacesError};
@@ -419,25 +419,8 @@ fn prepare_outputs(
     let settings = SavedSettings { input: &input_path, model: opts.model, iteration, merge: cfg };
     let log_path = ws.stage_log(Stage::Merge, Side::Dst);
     let check = check_settings(&ws.stage_settings(Stage::Merge, Side::Dst), &settings, opts.force)?;
-    if let SettingsCheck::Replaced(changes) = check {
-        log::warn!("settings changed ({}): merging every frame again", changes.join(", "));
-        let mut old = log_path.clone().into_os_string();
-        old.push(".replaced");
-        if log_path.exists() {
-            std::fs::rename(&log_path, &old)
-                .map_err(|e| StageLogError::Io { path: log_path.clone(), source: e })?;
-        }
-    }
-    let entries = StageLog::read::<MergeEntry>(&log_path)?;
-    if entries.bad_lines > 0 {
-        log::warn!(
-            "{}: {} unreadable line(s) ignored; those frames are redone",
-            log_path.display(),
-            entries.bad_lines
-        );
-    }
+    let entries = resume_entries::<MergeEntry>(&log_path, &check, "merging every frame again")?;
     Ok(entries
-        .entries
         .into_iter()
         .map(|e| e.frame)
         .filter(|f| merged.join(format!("{f}.png")).is_file())

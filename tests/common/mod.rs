@@ -20,3 +20,21 @@ pub fn dfl(ws: &Path, args: &[&str]) -> Output {
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
+
+/// `dfl train` flags of a tiny DF that trains in a fraction of a second per step.
+pub const TINY: [&str; 14] = [
+    "--model",
+    "df",
+    "--resolution",
+    "64",
+    "--ae-dims",
+    "32",
+    "--e-dims",
+    "16",
+    "--d-dims",
+    "16",
+    "--d-mask-dims",
+    "16",
+    "--batch-size",
+    "2",
+];
