@@ -191,17 +191,14 @@ fn labelled(image: &Mat, label: &str) -> opencv::Result<Mat> {
     )?;
     scaled.copy_to(&mut Mat::roi_mut(&mut out, Rect::new(0, 0, scaled.cols(), CELL_PX))?)?;
     let white = Scalar::new(240.0, 240.0, 240.0, 0.0);
-    imgproc::put_text(
-        &mut out,
-        label,
-        Point::new(4, CELL_PX + 15),
-        imgproc::FONT_HERSHEY_SIMPLEX,
-        0.42,
-        white,
-        1,
-        imgproc::LINE_AA,
-        false,
-    )?;
+    // Long labels ("mask learned-prd*learned-dst") shrink to fit the cell.
+    let font = imgproc::FONT_HERSHEY_SIMPLEX;
+    let mut base = 0;
+    let width = imgproc::get_text_size(label, font, 0.42, 1, &mut base)?.width;
+    let fit = f64::from(out.cols() - 8) / f64::from(width.max(1));
+    let scale = 0.42 * fit.min(1.0);
+    let at = Point::new(4, CELL_PX + 15);
+    imgproc::put_text(&mut out, label, at, font, scale, white, 1, imgproc::LINE_AA, false)?;
     Ok(out)
 }
 
