@@ -228,25 +228,18 @@ fn mask_values(mask: &Mat) -> opencv::Result<Vec<f32>> {
     Ok(continuous.data_typed::<f32>()?.to_vec())
 }
 
-/// `bg·(1 − m) + face·m`, per pixel.
+/// `bg·(1 − m) + face·m`, per pixel (where `m` is 0, exactly `bg`).
 ///
 /// # Shapes
 /// `bg`, `face`: `CV_32FC3`; `mask`: `CV_32FC1`; all the same size.
 fn alpha_blend(bg: &Mat, face: &Mat, mask: &Mat) -> opencv::Result<Mat> {
-    let (b, f, m) = (bgr_f32_from_mat(bg)?, bgr_f32_from_mat(face)?, mask_values(mask)?);
-    let out: Vec<f32> = b
-        .chunks_exact(3)
-        .zip(f.chunks_exact(3))
-        .zip(&m)
-        .flat_map(|((b, f), &m)| {
-            if m <= 0.0 {
-                [b[0], b[1], b[2]]
-            } else {
-                [0, 1, 2].map(|c| b[c] * (1.0 - m) + f[c] * m)
-            }
-        })
-        .collect();
-    mat_from_bgr_f32(&out, bg.cols() as usize, bg.rows() as usize)
+    let mut m3 = Mat::default();
+    imgproc::cvt_color_def(mask, &mut m3, imgproc::COLOR_GRAY2BGR)?;
+    let (mut diff, mut weighted, mut out) = (Mat::default(), Mat::default(), Mat::default());
+    core::subtract_def(face, bg, &mut diff)?;
+    core::multiply_def(&diff, &m3, &mut weighted)?;
+    core::add_def(bg, &weighted, &mut out)?;
+    Ok(out)
 }
 
 /// Clips a 3-channel float image to [0, 1].
