@@ -19,6 +19,7 @@ pub mod model;
 pub mod progress;
 pub mod report;
 pub mod settings;
+pub mod sort;
 pub mod stage_log;
 pub mod status;
 pub mod train;

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
+use crate::sort::journal;
 use crate::stage_log::StageLog;
 use crate::train::store::{STATE_FILE, Store};
 use crate::workspace::{Input, Side, Stage, Workspace, count_images};
@@ -42,6 +43,10 @@ pub struct SideStatus {
     pub faces: usize,
     /// Face images in `aligned_trash/`.
     pub trashed_faces: usize,
+    /// The method of the last sort `--undo` would revert.
+    pub last_sort: Option<String>,
+    /// Whether a sort was interrupted (its journal is there; the next `dfl sort` finishes it).
+    pub sort_interrupted: bool,
 }
 
 /// What one model folder has.
@@ -93,6 +98,17 @@ fn side_status(ws: &Workspace, side: Side) -> SideStatus {
         frames_extracted,
         faces: count_images(&ws.aligned_dir(side)),
         trashed_faces: count_images(&ws.aligned_trash_dir(side)),
+        last_sort: last_sort(&ws.side_dir(side)),
+        sort_interrupted: ws.side_dir(side).join(journal::JOURNAL_FILE).is_file(),
+    }
+}
+
+/// The `--by` of the last entry in `sort.history.jsonl`.
+fn last_sort(side_dir: &Path) -> Option<String> {
+    let log = StageLog::read::<journal::Batch>(&side_dir.join(journal::HISTORY_FILE)).ok()?;
+    match &log.entries.last()?.action {
+        journal::Action::Sort { method } => Some(method.clone()),
+        journal::Action::Undo { .. } => None,
     }
 }
 
@@ -128,6 +144,15 @@ fn next_step(ws: &Workspace, status: &WorkspaceStatus) -> NextStep {
             format!("mkdir -p {}", ws.root().display()),
             "the workspace folder does not exist yet; create it and put data_src.mp4 in it"
                 .to_owned(),
+        );
+    }
+    if let Some(side) = status.sides.iter().find(|s| s.sort_interrupted) {
+        let s = side.side;
+        return step(
+            format!("dfl sort {s} --undo"),
+            format!(
+                "a sort of the {s} faceset was interrupted: --undo finishes and reverts it, any `dfl sort {s} --by …` finishes it first"
+            ),
         );
     }
     for side in &status.sides {

@@ -97,11 +97,13 @@ fn status_in_a_populated_workspace_counts_what_each_stage_made() {
 }
 
 #[test]
-fn unbuilt_stages_say_so_exit_2_and_write_nothing() {
+fn sorting_before_extracting_says_what_to_run_exits_2_and_writes_nothing() {
     let tmp = tempfile::tempdir().unwrap();
-    let out = dfl(tmp.path(), &["sort", "dst"]);
+    let out = dfl(tmp.path(), &["sort", "dst", "--by", "blur"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(stderr(&out).contains("not built yet"), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("no faces to sort; run `dfl extract dst` first"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err}");
     assert!(out.stdout.is_empty());
     assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing was written");
 }

@@ -178,12 +178,21 @@ fn resuming_with_other_settings_is_refused_unless_forced() {
     assert!(err.contains("size_px: 64 → 128") && err.contains("--force"), "{err}");
     assert_eq!(snapshot(&ws.join("data_dst/aligned")), before, "nothing changed");
 
+    // A sort renamed the faces; the forced re-extraction must not mix new faces with them.
+    let sorted = dfl(&ws, &["sort", "dst", "--by", "blur"]);
+    assert_eq!(sorted.status.code(), Some(0), "{}", stderr(&sorted));
     let forced = run(&["--size", "128", "--force"]);
     assert_eq!(forced.status.code(), Some(0), "{}", stderr(&forced));
     let meta =
         dfl(&ws, &["faceset", "info", ws.join("data_dst/aligned/o_0.jpg").to_str().unwrap()]);
     let meta: Value = serde_json::from_slice(&meta.stdout).unwrap();
     assert_eq!(meta["size_px"], 128);
+    assert_eq!(snapshot(&ws.join("data_dst/aligned")).len(), 1, "only the new face");
+    let aside = ws.join("data_dst/aligned.replaced");
+    let old_faces: Vec<Vec<u8>> =
+        snapshot(&aside).into_iter().filter(|(n, _)| n.ends_with(".jpg")).map(|(_, b)| b).collect();
+    assert_eq!(old_faces, before.into_values().collect::<Vec<_>>(), "the sorted faces, aside");
+    assert!(aside.join("sort.history.jsonl").is_file(), "the sort history went with its faces");
 }
 
 #[test]

@@ -16,7 +16,7 @@ use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
 mod common;
-use common::{TINY, dfl, dfl_cmd, stderr};
+use common::{TINY, copy_dir, dfl, dfl_cmd, stderr};
 
 /// Frames of the dst clip (all of carphone).
 const FRAMES: usize = 120;
@@ -63,18 +63,6 @@ fn workspace() -> (tempfile::TempDir, PathBuf) {
     let ws = tmp.path().join("ws");
     copy_dir(template(), &ws);
     (tmp, ws)
-}
-
-fn copy_dir(from: &Path, to: &Path) {
-    for entry in walkdir::WalkDir::new(from) {
-        let entry = entry.unwrap();
-        let target = to.join(entry.path().strip_prefix(from).unwrap());
-        if entry.file_type().is_dir() {
-            std::fs::create_dir_all(&target).unwrap();
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
 }
 
 fn merge(ws: &Path, extra: &[&str]) -> std::process::Output {

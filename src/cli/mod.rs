@@ -63,7 +63,7 @@ pub struct GlobalArgs {
 pub enum Command {
     /// Detect, landmark and align faces from data_src/data_dst into a faceset.
     Extract(extract::ExtractArgs),
-    /// Score, reorder and clean a faceset; rejects go to aligned_trash (not built yet).
+    /// Score, reorder and clean a faceset; rejects go to aligned_trash, --undo puts names back.
     Sort(sort::SortArgs),
     /// Train a DF or LIAE model on the two facesets; resumable, saves on Ctrl-C.
     Train(Box<train::TrainArgs>),
@@ -83,7 +83,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
     match &cli.command {
         Command::Extract(args) => extract::run(args, &cli.global, bars),
         Command::Faceset(args) => faceset::run(args),
-        Command::Sort(args) => sort::run(args, &cli.global),
+        Command::Sort(args) => sort::run(args, &cli.global, bars),
         Command::Train(args) => train::run(args, &cli.global, bars),
         Command::Merge(args) => merge::run(args, &cli.global, bars),
         Command::Status(args) => status::run(args, &cli.global),
@@ -106,14 +106,6 @@ pub fn dfl_home() -> PathBuf {
 /// Returns the assets (models, samples) in [`dfl_home`].
 pub fn assets() -> crate::assets::Assets {
     crate::assets::Assets::new(dfl_home())
-}
-
-/// The error of a subcommand whose stage is not built yet.
-fn not_built(command: &str, issue: u32) -> anyhow::Error {
-    anyhow::anyhow!(
-        "`dfl {command}` is not built yet (tracked in issue #{issue}); nothing was read or \
-         written. `dfl status` shows what the workspace holds"
-    )
 }
 
 #[cfg(test)]

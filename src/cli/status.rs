@@ -97,8 +97,13 @@ fn side_line(side: &SideStatus) -> String {
         Some(Input::Images(p)) => format!("images in {}", p.display()),
         None => "no input".to_owned(),
     };
+    let sorted = match (&side.last_sort, side.sort_interrupted) {
+        (_, true) => "; a sort was interrupted".to_owned(),
+        (Some(by), false) => format!("; sorted by {by}"),
+        (None, false) => String::new(),
+    };
     format!(
-        "{input}; {} frames extracted, {} faces, {} in trash",
+        "{input}; {} frames extracted, {} faces, {} in trash{sorted}",
         side.frames_extracted, side.faces, side.trashed_faces
     )
 }

@@ -25,9 +25,9 @@ use crate::face::shape_predictor::ShapePredictor;
 use crate::img::ImageWriteError;
 use crate::progress::Progress;
 use crate::report::StageReport;
-use crate::settings::{SettingsError, check_settings};
+use crate::settings::{SettingsCheck, SettingsError, check_settings};
 use crate::stage_log::{StageLog, StageLogError, resume_entries};
-use crate::workspace::{Input, Side, Stage, Workspace};
+use crate::workspace::{Input, Side, Stage, Workspace, count_images};
 use frames::{Frame, FrameSource, FramesError};
 use process::{DetectorPool, FrameContext, FrameOutcome};
 
@@ -217,6 +217,11 @@ fn prepare_outputs(
         max_faces: cfg.detector.max_faces,
         refine_landmarks: cfg.refine_landmarks,
     };
+    let log_path = ws.stage_log(Stage::Extract, side);
+    let check = check_settings(&ws.stage_settings(Stage::Extract, side), &settings, cfg.force)?;
+    if matches!(check, SettingsCheck::Replaced(_)) {
+        set_aside_faceset(ws, side)?;
+    }
     let mut dirs = vec![ws.aligned_dir(side)];
     dirs.extend(cfg.debug.then(|| ws.aligned_debug_dir(side)));
     dirs.extend((cfg.keep_frames && matches!(input, Input::Video(_))).then(|| ws.frames_dir(side)));
@@ -224,10 +229,35 @@ fn prepare_outputs(
         std::fs::create_dir_all(&dir)
             .map_err(|source| ExtractError::CreateDir { path: dir.clone(), source })?;
     }
-    let log_path = ws.stage_log(Stage::Extract, side);
-    let check = check_settings(&ws.stage_settings(Stage::Extract, side), &settings, cfg.force)?;
     let entries = resume_entries::<ExtractEntry>(&log_path, &check, "re-extracting every frame")?;
     Ok(entries.into_iter().map(|e| e.frame).collect())
+}
+
+/// Before a re-extraction with new settings: the old faces (perhaps renamed by `dfl sort`) move
+/// to `aligned.replaced/` (`.2`, `.3`… when taken) with the sort history that names them, so
+/// the new faceset is not mixed with them and nothing is deleted.
+fn set_aside_faceset(ws: &Workspace, side: Side) -> Result<(), ExtractError> {
+    let aligned = ws.aligned_dir(side);
+    if count_images(&aligned) == 0 {
+        return Ok(());
+    }
+    let aside = (1..)
+        .map(|k| match k {
+            1 => aligned.with_file_name("aligned.replaced"),
+            k => aligned.with_file_name(format!("aligned.replaced.{k}")),
+        })
+        .find(|p| !p.exists())
+        .expect("invariant: some name is free");
+    let moved = std::fs::rename(&aligned, &aside).and_then(|()| {
+        let history = ws.side_dir(side).join(crate::sort::journal::HISTORY_FILE);
+        match std::fs::rename(&history, aside.join(crate::sort::journal::HISTORY_FILE)) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
+    });
+    moved.map_err(|source| ExtractError::CreateDir { path: aside.clone(), source })?;
+    log::warn!("the previous faces were moved to {} (new settings)", aside.display());
+    Ok(())
 }
 
 /// Appends a processed frame to the log and the report.

@@ -1,0 +1,496 @@
+//! Moving face files so that none is ever lost: a journal, two phases, a history for undo.
+//!
+//! A sort (or an undo) is one [`Batch`] of renames inside a side folder (`data_src/`):
+//! `aligned/x → aligned/y` to reorder, `aligned/x → aligned_trash/x` to reject. It runs as:
+//!
+//! 1. write `sort.journal.json` (the batch, phase 1) atomically;
+//! 2. phase 1: move every source into `.sort-staging/<n>-<name>`;
+//! 3. rewrite the journal as phase 2;
+//! 4. phase 2: move every staged file to its target;
+//! 5. record the batch in `sort.history.jsonl` (an undo removes its sort from it), update
+//!    `aligned_trash/reasons.json`, remove the journal.
+//!
+//! In phase 1 a file is at its source or staged; in phase 2 staged or at its target; so after
+//! a crash at any point [`recover`] knows where every file is and finishes the batch, even when
+//! one batch swaps two names. Nothing is ever overwritten: a target that exists stops the batch
+//! before anything moves.
+
+use std::collections::{BTreeMap, HashSet};
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::atomic::{write_atomic, write_json_atomic};
+use crate::stage_log::StageLog;
+
+/// The journal of the batch in progress, in the side folder.
+pub const JOURNAL_FILE: &str = "sort.journal.json";
+/// Every finished sort, oldest first: what `--undo` reverts.
+pub const HISTORY_FILE: &str = "sort.history.jsonl";
+/// Where files wait between the phases, in the side folder.
+pub const STAGING_DIR: &str = ".sort-staging";
+/// Why each file in `aligned_trash/` is there.
+pub const REASONS_FILE: &str = "reasons.json";
+
+/// One rename, with paths relative to the side folder (`aligned/00017_0.jpg`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Move {
+    /// Where the file is.
+    pub from: String,
+    /// Where it goes.
+    pub to: String,
+    /// Why it goes to the trash (for moves into `aligned_trash/`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
+}
+
+/// What a batch does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "kebab-case")]
+pub enum Action {
+    /// A sort by a method (its `--by` name).
+    Sort {
+        /// The method.
+        method: String,
+    },
+    /// The undo of the sort with this id.
+    Undo {
+        /// The sort's [`Batch::id`].
+        of: u64,
+    },
+}
+
+/// A set of renames applied as one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Batch {
+    /// Unique in the history (milliseconds since the epoch when planned).
+    pub id: u64,
+    /// What the batch does.
+    pub action: Action,
+    /// The renames.
+    pub moves: Vec<Move>,
+}
+
+impl Batch {
+    /// The batch that reverts `self` (a sort): every move backwards.
+    pub fn undo(&self) -> Batch {
+        let moves = self
+            .moves
+            .iter()
+            .map(|m| Move { from: m.to.clone(), to: m.from.clone(), reason: None })
+            .collect();
+        Batch { id: new_id(), action: Action::Undo { of: self.id }, moves }
+    }
+}
+
+/// Returns a fresh batch id.
+pub fn new_id() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+/// The journal file's contents.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct Journal {
+    phase: u8,
+    batch: Batch,
+}
+
+/// Errors of moving files.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum JournalError {
+    /// A file or folder could not be read, written or renamed.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file involved.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The journal or history does not parse.
+    #[error("{}: {reason}; move it aside and check aligned/ and aligned_trash/ by hand", .path.display())]
+    Corrupt {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A target is taken by a file the batch does not move.
+    #[error("{} already exists and would be overwritten; nothing was moved (move that file out of the way and run again)", .0.display())]
+    TargetExists(PathBuf),
+    /// A file to move is not there.
+    #[error("{} is missing; nothing was moved (the faceset changed while sorting: run again)", .0.display())]
+    SourceMissing(PathBuf),
+}
+
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
+    move |source| JournalError::Io { path: path.to_owned(), source }
+}
+
+/// Applies batches in one side folder.
+#[derive(Debug)]
+pub struct Mover {
+    side_dir: PathBuf,
+    /// Test hook (debug builds): abort the process after this many renames, as `kill -9` would.
+    fault_after: Option<usize>,
+    renames: usize,
+}
+
+impl Mover {
+    /// A mover for `side_dir` (e.g. `workspace/data_src`).
+    pub fn new(side_dir: &Path) -> Self {
+        let fault_after = if cfg!(debug_assertions) {
+            std::env::var("DFL_SORT_FAULT_AFTER_MOVES").ok().and_then(|v| v.parse().ok())
+        } else {
+            None
+        };
+        Self { side_dir: side_dir.to_owned(), fault_after, renames: 0 }
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.side_dir.join(JOURNAL_FILE)
+    }
+
+    fn history_path(&self) -> PathBuf {
+        self.side_dir.join(HISTORY_FILE)
+    }
+
+    /// Returns the batch an interrupted run left, if any.
+    ///
+    /// # Errors
+    /// `Io` or `Corrupt` for an unreadable journal.
+    pub fn pending(&self) -> Result<Option<Batch>, JournalError> {
+        Ok(self.read_journal()?.map(|j| j.batch))
+    }
+
+    fn read_journal(&self) -> Result<Option<Journal>, JournalError> {
+        let path = self.journal_path();
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(io_err(&path)(e)),
+        };
+        let journal: Journal = serde_json::from_slice(&bytes)
+            .map_err(|e| JournalError::Corrupt { path: path.clone(), reason: e.to_string() })?;
+        let bad = journal.batch.moves.iter().find(|m| !is_inside(&m.from) || !is_inside(&m.to));
+        if let Some(m) = bad {
+            let reason = format!("move {} → {} leaves the side folder", m.from, m.to);
+            return Err(JournalError::Corrupt { path, reason });
+        }
+        Ok(Some(journal))
+    }
+
+    /// Finishes the batch an interrupted run left; returns it, or `None` when there was none.
+    ///
+    /// # Errors
+    /// As [`Mover::apply`].
+    pub fn recover(&mut self) -> Result<Option<Batch>, JournalError> {
+        let Some(journal) = self.read_journal()? else { return Ok(None) };
+        log::warn!(
+            "{}: finishing the interrupted {} first",
+            self.journal_path().display(),
+            describe(&journal.batch.action)
+        );
+        if journal.phase <= 1 {
+            self.phase(&journal.batch, 1)?;
+            self.write_journal(&journal.batch, 2)?;
+        }
+        self.phase(&journal.batch, 2)?;
+        self.finish(&journal.batch)?;
+        Ok(Some(journal.batch))
+    }
+
+    /// Applies `batch`: checks it, journals it, moves every file, records it.
+    ///
+    /// # Errors
+    /// `SourceMissing`/`TargetExists` before anything moved; `Io` when a rename fails (the
+    /// journal then lets a rerun finish the batch).
+    pub fn apply(&mut self, batch: &Batch) -> Result<(), JournalError> {
+        self.check(batch)?;
+        self.write_journal(batch, 1)?;
+        self.phase(batch, 1)?;
+        self.write_journal(batch, 2)?;
+        self.phase(batch, 2)?;
+        self.finish(batch)
+    }
+
+    /// Every source exists, and every target is free or freed by the batch itself.
+    fn check(&self, batch: &Batch) -> Result<(), JournalError> {
+        let sources: HashSet<&str> = batch.moves.iter().map(|m| m.from.as_str()).collect();
+        for m in &batch.moves {
+            let from = self.side_dir.join(&m.from);
+            if !from.is_file() {
+                return Err(JournalError::SourceMissing(from));
+            }
+            let to = self.side_dir.join(&m.to);
+            if to.exists() && !sources.contains(m.to.as_str()) {
+                return Err(JournalError::TargetExists(to));
+            }
+        }
+        let staging = self.side_dir.join(STAGING_DIR);
+        if std::fs::read_dir(&staging).is_ok_and(|mut d| d.next().is_some()) {
+            return Err(JournalError::TargetExists(staging));
+        }
+        Ok(())
+    }
+
+    fn write_journal(&self, batch: &Batch, phase: u8) -> Result<(), JournalError> {
+        let path = self.journal_path();
+        write_json_atomic(&path, &Journal { phase, batch: batch.clone() }).map_err(io_err(&path))
+    }
+
+    fn staged(&self, index: usize, m: &Move) -> PathBuf {
+        let name = Path::new(&m.to)
+            .file_name()
+            .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        self.side_dir.join(STAGING_DIR).join(format!("{index:06}-{name}"))
+    }
+
+    /// Runs phase 1 (sources → staging) or 2 (staging → targets); idempotent.
+    fn phase(&mut self, batch: &Batch, phase: u8) -> Result<(), JournalError> {
+        let staging = self.side_dir.join(STAGING_DIR);
+        std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
+        let mut dirs_made = HashSet::new();
+        for (i, m) in batch.moves.iter().enumerate() {
+            let (from, to) = match phase {
+                1 => (self.side_dir.join(&m.from), self.staged(i, m)),
+                _ => (self.staged(i, m), self.side_dir.join(&m.to)),
+            };
+            if let Some(dir) = to.parent().filter(|d| dirs_made.insert(d.to_path_buf())) {
+                std::fs::create_dir_all(dir).map_err(io_err(dir))?;
+            }
+            if from.is_file() {
+                if to.exists() {
+                    return Err(JournalError::TargetExists(to));
+                }
+                std::fs::rename(&from, &to).map_err(io_err(&from))?;
+                self.renames += 1;
+                if self.fault_after == Some(self.renames) {
+                    std::process::abort();
+                }
+            } else if !to.is_file() {
+                log::warn!("{}: vanished during the sort (it was not moved)", from.display());
+            }
+        }
+        Ok(())
+    }
+
+    /// Records the finished batch, updates the trash reasons and removes the journal.
+    fn finish(&self, batch: &Batch) -> Result<(), JournalError> {
+        let mut history = self.history()?;
+        match &batch.action {
+            Action::Sort { .. } => {
+                if !history.iter().any(|b| b.id == batch.id) {
+                    StageLog::open(self.history_path())
+                        .and_then(|mut log| log.append(batch))
+                        .map_err(|e| io_err(&self.history_path())(std::io::Error::other(e)))?;
+                }
+            }
+            Action::Undo { of } => {
+                if history.iter().any(|b| b.id == *of) {
+                    history.retain(|b| b.id != *of);
+                    self.write_history(&history)?;
+                }
+            }
+        }
+        self.update_reasons(batch)?;
+        let staging = self.side_dir.join(STAGING_DIR);
+        if let Err(e) = std::fs::remove_dir(&staging) {
+            log::warn!("{}: not removed ({e}); check it for left-over faces", staging.display());
+        }
+        let journal = self.journal_path();
+        std::fs::remove_file(&journal).map_err(io_err(&journal))
+    }
+
+    /// Returns every finished sort, oldest first.
+    ///
+    /// # Errors
+    /// `Io` when the history exists but cannot be read.
+    pub fn history(&self) -> Result<Vec<Batch>, JournalError> {
+        let path = self.history_path();
+        let entries =
+            StageLog::read::<Batch>(&path).map_err(|e| io_err(&path)(std::io::Error::other(e)))?;
+        if entries.bad_lines > 0 {
+            log::warn!("{}: {} unreadable line(s) ignored", path.display(), entries.bad_lines);
+        }
+        Ok(entries.entries)
+    }
+
+    fn write_history(&self, history: &[Batch]) -> Result<(), JournalError> {
+        let path = self.history_path();
+        let mut bytes = Vec::new();
+        for b in history {
+            bytes.extend(serde_json::to_vec(b).map_err(|e| io_err(&path)(e.into()))?);
+            bytes.push(b'\n');
+        }
+        write_atomic(&path, &bytes).map_err(io_err(&path))
+    }
+
+    /// Keeps `aligned_trash/reasons.json` in step: reasons for files moved in, none for files
+    /// moved out (or no longer there).
+    fn update_reasons(&self, batch: &Batch) -> Result<(), JournalError> {
+        let touches_trash = |p: &str| p.starts_with("aligned_trash/");
+        if !batch.moves.iter().any(|m| touches_trash(&m.from) || touches_trash(&m.to)) {
+            return Ok(());
+        }
+        let trash = self.side_dir.join("aligned_trash");
+        let path = trash.join(REASONS_FILE);
+        let mut reasons: BTreeMap<String, String> = std::fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .unwrap_or_default();
+        for m in &batch.moves {
+            if let Some(name) = m.from.strip_prefix("aligned_trash/") {
+                reasons.remove(name);
+            }
+            if let (Some(name), Some(reason)) = (m.to.strip_prefix("aligned_trash/"), &m.reason) {
+                reasons.insert(name.to_owned(), reason.clone());
+            }
+        }
+        reasons.retain(|name, _| trash.join(name).is_file());
+        write_json_atomic(&path, &reasons).map_err(io_err(&path))
+    }
+}
+
+/// Says what a batch is, for messages.
+pub fn describe(action: &Action) -> String {
+    match action {
+        Action::Sort { method } => format!("sort by {method}"),
+        Action::Undo { .. } => "undo".to_owned(),
+    }
+}
+
+/// Whether a journal path stays inside the side folder.
+fn is_inside(rel: &str) -> bool {
+    let p = Path::new(rel);
+    !rel.is_empty() && p.components().all(|c| matches!(c, Component::Normal(_)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn setup(names: &[&str]) -> (tempfile::TempDir, PathBuf) {
+        let tmp = tempfile::tempdir().unwrap();
+        let side = tmp.path().join("data_src");
+        std::fs::create_dir_all(side.join("aligned")).unwrap();
+        for n in names {
+            std::fs::write(side.join("aligned").join(n), n.as_bytes()).unwrap();
+        }
+        (tmp, side)
+    }
+
+    fn mv(from: &str, to: &str) -> Move {
+        Move { from: from.into(), to: to.into(), reason: None }
+    }
+
+    fn contents(side: &Path, dir: &str) -> Vec<(String, String)> {
+        let mut out: Vec<_> = std::fs::read_dir(side.join(dir))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.file_type().unwrap().is_file())
+                    .filter(|e| e.file_name() != REASONS_FILE)
+                    .map(|e| {
+                        let name = e.file_name().into_string().unwrap();
+                        (name, std::fs::read_to_string(e.path()).unwrap())
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        out.sort();
+        out
+    }
+
+    fn swap_and_trash() -> Batch {
+        Batch {
+            id: 7,
+            action: Action::Sort { method: "blur".into() },
+            moves: vec![
+                mv("aligned/a.jpg", "aligned/b.jpg"),
+                mv("aligned/b.jpg", "aligned/a.jpg"),
+                Move {
+                    reason: Some("too blurry".into()),
+                    ..mv("aligned/c.jpg", "aligned_trash/c.jpg")
+                },
+            ],
+        }
+    }
+
+    #[test]
+    fn a_batch_can_swap_names_trash_and_be_undone() {
+        let (_tmp, side) = setup(&["a.jpg", "b.jpg", "c.jpg"]);
+        let mut mover = Mover::new(&side);
+        mover.apply(&swap_and_trash()).unwrap();
+        let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(contents(&side, "aligned"), [s("a.jpg", "b.jpg"), s("b.jpg", "a.jpg")]);
+        assert_eq!(contents(&side, "aligned_trash"), [s("c.jpg", "c.jpg")]);
+        let reasons =
+            std::fs::read_to_string(side.join("aligned_trash").join(REASONS_FILE)).unwrap();
+        assert!(reasons.contains("too blurry"), "{reasons}");
+        assert!(!side.join(JOURNAL_FILE).exists() && !side.join(STAGING_DIR).exists());
+
+        let last = mover.history().unwrap().pop().unwrap();
+        mover.apply(&last.undo()).unwrap();
+        let names = ["a.jpg", "b.jpg", "c.jpg"];
+        assert_eq!(contents(&side, "aligned"), names.map(|n| s(n, n)));
+        assert!(contents(&side, "aligned_trash").is_empty());
+        assert!(mover.history().unwrap().is_empty(), "the undone sort leaves the history");
+    }
+
+    #[test]
+    fn nothing_is_overwritten() {
+        let (_tmp, side) = setup(&["a.jpg", "b.jpg"]);
+        let batch = Batch { moves: vec![mv("aligned/a.jpg", "aligned/b.jpg")], ..swap_and_trash() };
+        let err = Mover::new(&side).apply(&batch).unwrap_err();
+        assert!(matches!(err, JournalError::TargetExists(_)), "{err}");
+        assert_eq!(std::fs::read_to_string(side.join("aligned/b.jpg")).unwrap(), "b.jpg");
+        assert!(!side.join(JOURNAL_FILE).exists(), "a refused batch leaves no journal");
+    }
+
+    #[test]
+    fn recovery_finishes_a_batch_interrupted_in_either_phase() {
+        for (phase, moved) in [(1, 0), (1, 2), (2, 0), (2, 1), (2, 3)] {
+            let (_tmp, side) = setup(&["a.jpg", "b.jpg", "c.jpg"]);
+            let mut mover = Mover::new(&side);
+            let batch = swap_and_trash();
+            // Replay the run by hand up to the crash: phase 1 fully when in phase 2, then
+            // `moved` renames of the current phase.
+            mover.write_journal(&batch, 1).unwrap();
+            if phase == 2 {
+                mover.phase(&batch, 1).unwrap();
+                mover.write_journal(&batch, 2).unwrap();
+            }
+            for (i, m) in batch.moves.iter().enumerate().take(moved) {
+                let (from, to) = match phase {
+                    1 => (side.join(&m.from), mover.staged(i, m)),
+                    _ => (mover.staged(i, m), side.join(&m.to)),
+                };
+                std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+                std::fs::rename(from, to).unwrap();
+            }
+            let recovered = Mover::new(&side).recover().unwrap().unwrap();
+            assert_eq!(recovered.id, 7);
+            let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+            assert_eq!(
+                contents(&side, "aligned"),
+                [s("a.jpg", "b.jpg"), s("b.jpg", "a.jpg")],
+                "phase {phase}, {moved} moved"
+            );
+            assert_eq!(contents(&side, "aligned_trash"), [s("c.jpg", "c.jpg")]);
+            assert_eq!(Mover::new(&side).history().unwrap().len(), 1);
+            assert!(Mover::new(&side).recover().unwrap().is_none());
+        }
+    }
+
+    #[test]
+    fn a_journal_cannot_move_files_outside_the_side_folder() {
+        let (_tmp, side) = setup(&["a.jpg"]);
+        let batch = Batch { moves: vec![mv("aligned/a.jpg", "../a.jpg")], ..swap_and_trash() };
+        Mover::new(&side).write_journal(&batch, 1).unwrap();
+        let err = Mover::new(&side).recover().unwrap_err();
+        assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
+    }
+}
