@@ -27,6 +27,16 @@
 //!   skimage's does. These edges only decide which 64×64 blocks count (at least 9 edge pixels),
 //!   so a few pixels more or less rarely matter. On the test face, OpenCV finds 3% more edge
 //!   pixels than skimage 0.26, and every block is classified the same way.
+//! - **Faint edges do not count.** DFL keeps a Sobel edge when strength² beats
+//!   2·√mean(strength²), which in a dim, flat face is a gradient of 1–3 gray levels per pixel:
+//!   video-codec block seams and noise, 1 px wide, so an out-of-focus face scored as the
+//!   sharpest of a faceset (Megamind: 10 blurry background faces ranked 0–38th of 408). An
+//!   edge must also reach [`MIN_EDGE_GRADIENT`] gray levels per pixel; those faces then rank
+//!   360th–404th.
+//! - **Few edges are weak evidence.** The score is sharp edges / (edges +
+//!   [`EDGE_COUNT_PRIOR`]), not sharp / edges, so a face with a handful of measurable edges
+//!   cannot score 1.0 on them; with the hundreds to thousands of edges of a real face the prior
+//!   changes little.
 //! - **`np.any(edge_angles)`.** DFL measures no widths at all when every gradient angle is 0.
 //!   That only happens on synthetic images with purely horizontal gradients. We drop this quirk.
 //!
@@ -64,6 +74,10 @@ const JNB_HIGH_CONTRAST: f64 = 3.0;
 const LOW_CONTRAST: f64 = 50.0;
 /// Histogram buckets below this one are edges whose blur goes unnoticed (DFL: `hist_pblur[:64]`).
 const SHARP_BUCKETS: usize = 64;
+/// The weakest gradient (gray levels per pixel, the normalised Sobel's unit) that is an edge.
+const MIN_EDGE_GRADIENT: f64 = 6.0;
+/// Edges added to the denominator of the score (see the module doc).
+const EDGE_COUNT_PRIOR: f64 = 50.0;
 /// The largest margin each side of Marziliano's width walk (DFL: `range(100 + 1)`).
 const MAX_MARGIN: usize = 100;
 /// Gaussian σ of skimage's `canny` default.
@@ -103,14 +117,20 @@ const LAPLACIAN_KSIZE: i32 = 11;
 /// `StsBadArg` when either Mat is not a non-empty 2-D `CV_8UC1` or their sizes differ, and
 /// OpenCV's own errors.
 pub fn cpbd_sharpness(gray: &Mat, mask: &Mat) -> opencv::Result<f64> {
+    let (sharp, total) = edge_counts(gray, mask)?;
+    Ok(f64::from(sharp) / (f64::from(total) + EDGE_COUNT_PRIOR))
+}
+
+/// The (sharp, all) measured edges of [`cpbd_sharpness`].
+fn edge_counts(gray: &Mat, mask: &Mat) -> opencv::Result<(u32, u32)> {
     check_inputs(gray, mask)?;
     let image = Plane::from_u8(gray)?;
     if image.height < BLOCK_PX || image.width < BLOCK_PX {
-        return Ok(0.0);
+        return Ok((0, 0));
     }
     let inside = inside_pixels(mask)?;
     if !inside.contains(&true) {
-        return Ok(0.0);
+        return Ok((0, 0));
     }
     let canny = canny_edges(gray)?;
     let edges = sobel_edges(&image, &inside);
@@ -293,7 +313,8 @@ fn sobel_edges(image: &Plane, inside: &[bool]) -> Vec<bool> {
         .zip(inside)
         .filter(|&(_, &i)| i)
         .fold((0.0, 0usize), |(sum, n), (&s2, _)| (sum + s2, n + 1));
-    let thresh2 = 2.0 * (sum / n.max(1) as f64).sqrt();
+    // DFL's relative threshold (strength² against an RMS strength), plus our absolute floor.
+    let thresh2 = (2.0 * (sum / n.max(1) as f64).sqrt()).max(MIN_EDGE_GRADIENT * MIN_EDGE_GRADIENT);
     strength2.px.iter_mut().for_each(|s2| *s2 = if *s2 > thresh2 { *s2 } else { 0.0 });
     let padded = strength2.zero_padded();
     let mut edges = Vec::with_capacity(inside.len());
@@ -380,9 +401,9 @@ fn walk_width(row: &[f64], col: usize, rising: bool, to_right: bool) -> u8 {
     steps as u8 + 1
 }
 
-/// Turns edge widths into CPBD (DFL: `_calculate_sharpness_metric`). This is the fraction of
-/// widths in edge blocks whose blur-detection probability buckets below [`SHARP_BUCKETS`].
-fn sharpness_metric(image: &Plane, inside: &[bool], canny: &[bool], widths: &[u8]) -> f64 {
+/// Counts the widths in edge blocks whose blur-detection probability buckets below
+/// [`SHARP_BUCKETS`], and all widths in edge blocks (DFL: `_calculate_sharpness_metric`).
+fn sharpness_metric(image: &Plane, inside: &[bool], canny: &[bool], widths: &[u8]) -> (u32, u32) {
     let min_edges = EDGE_BLOCK_FRACTION * (BLOCK_PX * BLOCK_PX) as f64;
     let widest_sharp = [JNB_LOW_CONTRAST, JNB_HIGH_CONTRAST].map(widest_sharp_width);
     let (mut sharp, mut total) = (0u32, 0u32);
@@ -398,7 +419,7 @@ fn sharpness_metric(image: &Plane, inside: &[bool], canny: &[bool], widths: &[u8
             total += block.width_counts.iter().sum::<u32>();
         }
     }
-    if total == 0 { 0.0 } else { f64::from(sharp) / f64::from(total) }
+    (sharp, total)
 }
 
 /// Returns the widest edge whose blur goes unnoticed at just-noticeable width `jnb`.
@@ -518,9 +539,14 @@ mod tests {
         let cpbd: Vec<f64> = faces.iter().map(|f| cpbd_sharpness(f, &mask).unwrap()).collect();
         let lap: Vec<f64> = faces.iter().map(|f| laplacian_variance(f, &mask).unwrap()).collect();
         eprintln!("sigma {sigmas:?}\ncpbd {cpbd:?}\nlaplacian variance {lap:?}");
+        // Falling with blur; CPBD reaches 0 once no edge is steep enough to count.
         for scores in [&cpbd, &lap] {
-            assert!(scores.windows(2).all(|w| w[0] > w[1]), "not falling with blur: {scores:?}");
+            assert!(
+                scores.windows(2).all(|w| w[0] > w[1] || w == [0.0, 0.0]),
+                "not falling with blur: {scores:?}"
+            );
         }
+        assert!(cpbd[1] > 0.0, "a σ 1 blur still has edges: {cpbd:?}");
         assert!(cpbd.iter().all(|s| (0.0..=1.0).contains(s)), "cpbd out of [0, 1]: {cpbd:?}");
     }
 
@@ -577,10 +603,11 @@ mod tests {
         let checker = three_steps(|r, c| (128 + 127 * checker_phase(r) * checker_phase(c)) as u8);
         let gray = three_steps(|_, _| 128);
         let mask = synthetic(FACE_PX, |r, c| if in_test_mask(r, c) { 255 } else { 0 });
-        let masked = cpbd_sharpness(&checker, &mask).unwrap();
+        let (sharp, total) = edge_counts(&checker, &mask).unwrap();
         // Each inside row has two sharp edges and one blurry edge.
-        assert_eq!(masked, 2.0 / 3.0);
-        assert_eq!(masked, cpbd_sharpness(&gray, &mask).unwrap());
+        assert_eq!(3 * sharp, 2 * total, "{sharp} of {total}");
+        assert_eq!((sharp, total), edge_counts(&gray, &mask).unwrap());
+        let masked = cpbd_sharpness(&checker, &mask).unwrap();
         // Without the mask the checker counts, so the test would notice a mask that was ignored.
         let full = full_mask(FACE_PX);
         let (checker_full, gray_full) =
