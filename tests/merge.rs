@@ -16,7 +16,7 @@ use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
 mod common;
-use common::{TINY, copy_dir, dfl, dfl_cmd, stderr};
+use common::{TINY, copy_of, dfl, dfl_cmd, stderr};
 
 /// Frames of the dst clip (all of carphone).
 const FRAMES: usize = 120;
@@ -59,10 +59,7 @@ fn template() -> &'static Path {
 
 /// A fresh copy of the template workspace.
 fn workspace() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    copy_dir(template(), &ws);
-    (tmp, ws)
+    copy_of(template())
 }
 
 fn merge(ws: &Path, extra: &[&str]) -> std::process::Output {
@@ -210,6 +207,43 @@ fn a_range_merges_only_its_frames_and_the_video_waits_for_the_rest() {
     assert!(stderr(&out).contains("10 done before"), "{}", stderr(&out));
     assert_eq!(merged_files(&ws).len(), FRAMES);
     assert!(ws.join("result.mp4").is_file());
+}
+
+#[test]
+fn sorting_the_dst_faceset_leaves_the_merge_unchanged_and_trashed_faces_unswapped() {
+    let (_tmp, ws) = workspace();
+    let range = ["--frames", "1..12", "--no-video"];
+    let out = merge(&ws, &range);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let read =
+        |ws: &Path| merged_files(ws).iter().map(|p| std::fs::read(p).unwrap()).collect::<Vec<_>>();
+    let before = read(&ws);
+    let start_over = |ws: &Path| {
+        std::fs::remove_dir_all(ws.join("data_dst/merged")).unwrap();
+        std::fs::remove_file(ws.join("data_dst/merge.jsonl")).unwrap();
+    };
+
+    // Renamed faces: the merge finds them by the frame name in their metadata.
+    let out = dfl(&ws, &["sort", "dst", "--by", "face-yaw"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!ws.join("data_dst/aligned/00001_0.jpg").exists(), "the faces were renamed");
+    start_over(&ws);
+    let out = merge(&ws, &range);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(read(&ws), before, "the same merged bytes after sorting");
+
+    // A face sorted into the trash is not swapped: its frame is the dst frame as it was.
+    let out = dfl(&ws, &["sort", "dst", "--by", "origname", "--keep", "5"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    start_over(&ws);
+    let out = merge(&ws, &range);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let after = read(&ws);
+    assert_eq!(after[..5], before[..5], "frames 1–5 keep their swapped faces");
+    assert!(
+        after[5..].iter().zip(&before[5..]).all(|(a, b)| a != b),
+        "frames 6–12 are not swapped"
+    );
 }
 
 #[test]

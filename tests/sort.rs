@@ -14,7 +14,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 mod common;
-use common::{copy_dir, dfl, dfl_cmd, stderr};
+use common::{copy_of, dfl, dfl_cmd, stderr};
 
 /// Faces in the carphone faceset (one per frame).
 const FACES: usize = 120;
@@ -38,10 +38,7 @@ fn template() -> &'static Path {
 
 /// A fresh copy of the template workspace.
 fn workspace() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    copy_dir(template(), &ws);
-    (tmp, ws)
+    copy_of(template())
 }
 
 fn aligned(ws: &Path) -> PathBuf {

@@ -7,6 +7,8 @@
 //! - DFL's share is `round(N / 128)` plus a redistributed shortfall, which keeps nothing for
 //!   N < 64 and rarely exactly N. Here the shares are water-filled: bins with fewer faces than
 //!   their share keep all and pass the rest on, so exactly min(N, faces) are kept.
+//! - Faces with a blur score of 0 (not one edge steep enough to count) are rejected first; DFL
+//!   keeps them when their yaw bin has nothing else.
 //! - Pitch bins span the candidates' own pitch range, not the fixed [−π/2, π/2] (where nearly
 //!   every face falls in one or two bins).
 
@@ -44,13 +46,19 @@ pub struct Selection {
 
 /// Selects at most `target` faces of `faces`.
 pub fn select(faces: &[Candidate], target: usize) -> Selection {
+    let mut sel = Selection::default();
     let mut bins: Vec<Vec<usize>> = vec![Vec::new(); YAW_BINS];
     for (i, f) in faces.iter().enumerate() {
-        bins[yaw_bin(f.yaw)].push(i);
+        if f.sharpness > 0.0 {
+            bins[yaw_bin(f.yaw)].push(i);
+        } else {
+            // DFL would keep it if its yaw bin had nothing better: a pose learnt from a face
+            // without one sharp edge is learnt blurred.
+            sel.rejected.push((i, format!("best {target}: no sharp edge (blur score 0)")));
+        }
     }
     let counts: Vec<usize> = bins.iter().map(Vec::len).collect();
     let shares = water_fill(&counts, target);
-    let mut sel = Selection::default();
     for (bin, (mut members, share)) in bins.into_iter().zip(shares).enumerate() {
         let reason = |why: &str| format!("best {target}: yaw bin {bin} keeps {share}; {why}");
         members.sort_by(|&a, &b| faces[b].sharpness.total_cmp(&faces[a].sharpness).then(a.cmp(&b)));
@@ -161,9 +169,9 @@ mod tests {
     #[test]
     fn keeps_exactly_n_and_covers_every_yaw() {
         // 200 frontal faces and 5 in profile to each side: 20 kept must include all 10 profiles.
-        let mut faces: Vec<Candidate> = (0..200).map(|i| face(0.0, 0.0, f64::from(i))).collect();
-        faces.extend((0..5).map(|i| face(1.0, 0.0, f64::from(i))));
-        faces.extend((0..5).map(|i| face(-1.0, 0.0, f64::from(i))));
+        let mut faces: Vec<Candidate> = (1..=200).map(|i| face(0.0, 0.0, f64::from(i))).collect();
+        faces.extend((1..=5).map(|i| face(1.0, 0.0, f64::from(i))));
+        faces.extend((1..=5).map(|i| face(-1.0, 0.0, f64::from(i))));
         let sel = select(&faces, 20);
         assert_eq!(sel.kept.len(), 20);
         assert_eq!(sel.kept.len() + sel.rejected.len(), faces.len());
@@ -176,11 +184,19 @@ mod tests {
     }
 
     #[test]
+    fn faces_without_a_sharp_edge_are_not_kept() {
+        let faces = vec![face(0.0, 0.0, 0.3), face(1.0, 0.0, 0.0), face(-1.0, 0.0, 0.2)];
+        let sel = select(&faces, 3);
+        assert_eq!(sel.kept, [2, 0]);
+        assert_eq!(sel.rejected[0].0, 1);
+    }
+
+    #[test]
     fn spreads_a_bin_over_pitch() {
         // One yaw bin: 10 faces looking down (sharper) and 10 looking up; 4 kept = 2 + 2.
         let mut faces: Vec<Candidate> =
-            (0..10).map(|i| face(0.0, -0.4, 10.0 + f64::from(i))).collect();
-        faces.extend((0..10).map(|i| face(0.0, 0.4, f64::from(i))));
+            (0..10).map(|i| face(0.0, -0.4, 11.0 + f64::from(i))).collect();
+        faces.extend((1..=10).map(|i| face(0.0, 0.4, f64::from(i))));
         let sel = select(&faces, 4);
         let up = sel.kept.iter().filter(|&&i| faces[i].pitch > 0.0).count();
         assert_eq!((sel.kept.len(), up), (4, 2), "{:?}", sel.kept);

@@ -51,3 +51,11 @@ pub fn copy_dir(from: &Path, to: &Path) {
         }
     }
 }
+
+/// A copy of the workspace `template` in a new temporary folder (kept alive by the `TempDir`).
+pub fn copy_of(template: &Path) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    copy_dir(template, &ws);
+    (tmp, ws)
+}
