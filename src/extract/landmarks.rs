@@ -1,8 +1,12 @@
 //! 68 landmarks for a detected face: map the detector's box to the box dlib's predictor was
 //! trained on, run the cascade, then run it again from the box the first landmarks imply.
 
-use crate::detect::Detection;
-use crate::face::shape_predictor::{DlibRect, GrayImage, ShapePredictor};
+use opencv::core::Mat;
+use opencv::prelude::*;
+
+use crate::detect::{DetectError, Detection, FaceDetector};
+use crate::face::shape_predictor::{DlibRect, GrayImage, ShapePredictor, intensity_from_bgr};
+use crate::img;
 
 /// The predictor's box side as a multiple of the eye-centre → mouth-centre distance. Fitted on
 /// 469 faces (carphone, Megamind, stills) against dlib's HOG boxes (face-models.md §2).
@@ -73,6 +77,47 @@ impl<'a> Landmarker<'a> {
         }
         self.predictor.predict(gray, box_from_landmarks(&self.initial, &first))
     }
+
+    /// Returns the 68 landmarks of a face near known landmarks `near` (the face in the previous
+    /// frame, or the face a swap replaced): two passes, starting from the box `near` implies.
+    pub fn locate_near(&self, gray: &GrayImage<'_>, near: &[[f32; 2]]) -> Vec<[f32; 2]> {
+        let first = self.predictor.predict(gray, box_from_landmarks(&self.initial, near));
+        self.predictor.predict(gray, box_from_landmarks(&self.initial, &first))
+    }
+}
+
+/// The predictor's input for a BGR image: its intensities, row-major.
+///
+/// # Errors
+/// OpenCV's error when `bgr` is not 8-bit 3-channel.
+pub fn intensities(bgr: &Mat) -> opencv::Result<Vec<u8>> {
+    let bytes = img::bgr_bytes(bgr)?;
+    Ok(intensity_from_bgr(&bytes, bgr.cols() as usize, bgr.rows() as usize))
+}
+
+/// Finds the faces of a BGR image: each detection (largest first) with its 68 landmarks.
+///
+/// # Errors
+/// The detector's error.
+pub fn find_faces(
+    bgr: &Mat,
+    detector: &mut dyn FaceDetector,
+    landmarker: &Landmarker<'_>,
+    refine: bool,
+) -> Result<Vec<(Detection, Vec<[f32; 2]>)>, DetectError> {
+    let detections = detector.detect(bgr)?;
+    if detections.is_empty() {
+        return Ok(Vec::new());
+    }
+    let data = intensities(bgr).map_err(DetectError::from)?;
+    let gray = GrayImage { data: &data, width: bgr.cols() as usize, height: bgr.rows() as usize };
+    Ok(detections
+        .into_iter()
+        .map(|d| {
+            let landmarks = landmarker.locate(&gray, &d, refine);
+            (d, landmarks)
+        })
+        .collect())
 }
 
 #[cfg(test)]

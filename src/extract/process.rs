@@ -10,7 +10,6 @@ use super::{DetectorFactory, ExtractConfig, ExtractError, debug, landmarks};
 use crate::detect::FaceDetector;
 use crate::face::align;
 use crate::face::metadata::{FaceFileError, FaceMetadata, METADATA_VERSION, write_face};
-use crate::face::shape_predictor::{GrayImage, intensity_from_bgr};
 use crate::img::{self, ImageWriteError};
 use crate::workspace::{Side, Workspace};
 
@@ -66,19 +65,12 @@ impl FrameContext<'_> {
         image: &Mat,
         detector: &mut dyn FaceDetector,
     ) -> Result<Vec<FoundFace>, String> {
-        let detections = detector.detect(image).map_err(|e| e.to_string())?;
-        if detections.is_empty() {
-            return Ok(Vec::new());
-        }
-        let bgr = img::bgr_bytes(image).map_err(|e| e.to_string())?;
-        let (width, height) = (image.cols() as usize, image.rows() as usize);
-        let gray = intensity_from_bgr(&bgr, width, height);
-        let gray = GrayImage { data: &gray, width, height };
         let cfg = self.cfg;
-        let found = detections
-            .iter()
-            .filter_map(|det| {
-                let landmarks = self.landmarker.locate(&gray, det, cfg.refine_landmarks);
+        let faces = landmarks::find_faces(image, detector, &self.landmarker, cfg.refine_landmarks)
+            .map_err(|e| e.to_string())?;
+        let found = faces
+            .into_iter()
+            .filter_map(|(det, landmarks)| {
                 let to_face = align::transform_mat(&landmarks, cfg.size_px, cfg.face_type)?;
                 Some(FoundFace { rect: det.rect, score: det.score, landmarks, to_face })
             })
