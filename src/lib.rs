@@ -11,6 +11,7 @@ pub mod cli;
 pub mod color;
 pub mod detect;
 pub mod device;
+pub mod eval;
 pub mod extract;
 pub mod face;
 pub mod img;

@@ -4,6 +4,7 @@
 pub mod logger;
 pub mod progress;
 
+mod eval;
 mod extract;
 mod faceset;
 mod merge;
@@ -69,6 +70,8 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Put the src face on every dst frame and build result.mp4 with the dst audio.
     Merge(merge::MergeArgs),
+    /// Measure the merged swap: identity, expression, stability; eval/report.json and .png.
+    Eval(eval::EvalArgs),
     /// Tools for face files: read the metadata inside them.
     Faceset(faceset::FacesetArgs),
     /// Show what each stage has produced in the workspace and what to run next.
@@ -86,6 +89,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Sort(args) => sort::run(args, &cli.global, bars),
         Command::Train(args) => train::run(args, &cli.global, bars),
         Command::Merge(args) => merge::run(args, &cli.global, bars),
+        Command::Eval(args) => eval::run(args, &cli.global, bars),
         Command::Status(args) => status::run(args, &cli.global),
     }
 }

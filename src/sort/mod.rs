@@ -26,7 +26,7 @@ use serde::Serialize;
 
 use crate::atomic::write_json_atomic;
 use crate::detect::{FaceDetector, YuNetModel};
-use crate::face::identity::{SFace, SFaceModel, five_points_from_68};
+use crate::face::identity::{RecognizerPool, SFaceModel, five_points_from_68};
 use crate::face::metadata::{FaceFileError, parse_metadata};
 use crate::face::pose::estimate_pitch_yaw_roll;
 use crate::progress::Progress;
@@ -172,7 +172,11 @@ pub fn sort(
     report.faces = set.faces.len();
     report.skipped = set.skipped.iter().map(ToString::to_string).collect();
 
-    let (measured, fresh) = measure(&set, &side_dir, opts, models, progress)?;
+    let (mut measured, fresh) =
+        measure(&set, &side_dir, opts.method, models.map(|m| &m.sface), progress)?;
+    if let Some(m) = models.filter(|_| !opts.keep_like.is_empty()) {
+        measured.references = reference_embeddings(&opts.keep_like, m)?;
+    }
     report.measured = fresh;
     let ranking = rank::rank(opts.method, &set.faces, &measured, &opts.filters);
     let (placements, batch) =
@@ -276,6 +280,21 @@ fn trash_names(dir: &Path) -> HashSet<String> {
         .unwrap_or_default()
 }
 
+/// The SFace embedding of every face of `set` (in `side_dir`'s score cache, computed where
+/// missing): what `identity` sorts by, and what `dfl eval` compares swaps with.
+///
+/// # Errors
+/// A face that does not decode, or the model's error.
+pub fn embeddings(
+    set: &Faceset,
+    side_dir: &Path,
+    sface: &SFaceModel,
+    progress: &dyn Progress,
+) -> Result<Vec<Vec<f32>>, SortError> {
+    let (measured, _) = measure(set, side_dir, Method::Identity, Some(sface), progress)?;
+    Ok(measured.embedding.into_iter().map(Option::unwrap_or_default).collect())
+}
+
 /// Faces measured per cache write: a kill loses at most this much work.
 const CHUNK: usize = 256;
 
@@ -284,19 +303,18 @@ const CHUNK: usize = 256;
 fn measure(
     set: &Faceset,
     side_dir: &Path,
-    opts: &SortOptions,
-    models: Option<&SortModels>,
+    method: Method,
+    sface: Option<&SFaceModel>,
     progress: &dyn Progress,
 ) -> Result<(Measured, usize), SortError> {
-    let method = opts.method;
     let wanted = method.measures();
     let histogram = method.histogram();
-    let sface = match (wanted.contains(&Measure::Embedding), models) {
-        (true, Some(m)) => Some(m.sface.clone()),
+    let sface = match (wanted.contains(&Measure::Embedding), sface) {
+        (true, Some(m)) => Some(m.clone()),
         (true, None) => return Err(SortError::Options("identity needs the SFace model".into())),
         _ => None,
     };
-    let recognizers = Recognizers { model: sface, free: std::sync::Mutex::new(Vec::new()) };
+    let recognizers = sface.map(RecognizerPool::new);
     let mut cache = ScoreCache::open(side_dir);
     let n = set.faces.len();
     let mut scores: Vec<FaceScores> =
@@ -339,10 +357,6 @@ fn measure(
         log::warn!("{}: {e}", side_dir.join(cache::SCORES_FILE).display());
     }
     let scalar_measure = wanted.first().copied();
-    let references = match models {
-        Some(m) if !opts.keep_like.is_empty() => reference_embeddings(&opts.keep_like, m)?,
-        _ => Vec::new(),
-    };
     let measured = Measured {
         scalar: scores.iter().map(|s| scalar_measure.and_then(|m| s.get(m))).collect(),
         histogram: histograms,
@@ -355,31 +369,9 @@ fn measure(
                     .map_or((0.0, 0.0), |p| (p.yaw, p.pitch))
             })
             .collect(),
-        references,
+        references: Vec::new(),
     };
     Ok((measured, fresh))
-}
-
-/// SFace recognizers shared by the worker threads: one is built when a thread finds none free,
-/// so there are never more than threads (building one parses the 38 MB model, ~0.1 s).
-struct Recognizers {
-    model: Option<SFaceModel>,
-    free: std::sync::Mutex<Vec<SFace>>,
-}
-
-impl Recognizers {
-    fn take(&self) -> Result<SFace, SortError> {
-        let free = self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).pop();
-        match (free, &self.model) {
-            (Some(s), _) => Ok(s),
-            (None, Some(model)) => Ok(model.recognizer()?),
-            (None, None) => Err(SortError::Options("identity needs the SFace model".into())),
-        }
-    }
-
-    fn put(&self, sface: SFace) {
-        self.free.lock().unwrap_or_else(std::sync::PoisonError::into_inner).push(sface);
-    }
 }
 
 /// What decoding one face yields: newly measured scores and its histogram feature.
@@ -391,7 +383,7 @@ fn measure_face(
     i: usize,
     missing: &[Measure],
     histogram: Histogram,
-    recognizers: &Recognizers,
+    recognizers: &Option<RecognizerPool>,
 ) -> Result<FaceMeasurement, SortError> {
     let path = set.path(i);
     let face = &set.faces[i];
@@ -404,9 +396,12 @@ fn measure_face(
     if missing.contains(&Measure::Embedding) {
         let five = five_points_from_68(&face.meta.landmarks)
             .ok_or_else(|| SortError::Options(format!("{}: not 68 landmarks", path.display())))?;
-        let mut sface = recognizers.take()?;
+        let pool = recognizers
+            .as_ref()
+            .ok_or_else(|| SortError::Options("identity needs the SFace model".into()))?;
+        let mut sface = pool.take()?;
         let embedding = sface.embed(&image.bgr, &five);
-        recognizers.put(sface);
+        pool.put(sface);
         scores.embedding = Some(embedding?.as_slice().to_vec());
     }
     let hist = match histogram {

@@ -1,0 +1,46 @@
+//! `dfl eval`: numbers on a merged swap.
+
+use anyhow::Context;
+use indicatif::MultiProgress;
+
+use crate::assets::{SFACE_FILE, SHAPE_PREDICTOR_FILE};
+use crate::eval::{self, EvalModels};
+use crate::face::identity::SFaceModel;
+use crate::face::shape_predictor::ShapePredictor;
+use crate::report::Outcome;
+use crate::workspace::Workspace;
+
+use super::GlobalArgs;
+use super::progress::Bar;
+
+/// Arguments of `dfl eval`.
+///
+/// Compares every merged frame with the dst frame it came from: how much the face now looks
+/// like the src faceset (SFace identity), whether expression and pose were kept (landmark NME,
+/// yaw/pitch), and whether the swap flickers more than the clip (jitter). Writes
+/// eval/report.json and eval/report.png.
+#[derive(Debug, clap::Args)]
+pub struct EvalArgs {}
+
+/// Runs `dfl eval`.
+pub fn run(_args: &EvalArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+    let ws = Workspace::new(&global.workspace);
+    let assets = super::assets();
+    let sface_path = assets.model(SFACE_FILE)?;
+    let sface = SFaceModel::load(&sface_path)?;
+    let predictor_path = assets.model(SHAPE_PREDICTOR_FILE)?;
+    let predictor = ShapePredictor::load(&predictor_path)
+        .with_context(|| format!("{}", predictor_path.display()))?;
+    let bar = Bar::new(bars, "frames");
+    let (report, dir) = eval::run(&ws, &EvalModels { sface: &sface, predictor: &predictor }, &bar)?;
+    drop(bar);
+    for line in eval::page::summary_lines(&report) {
+        println!("{line}");
+    }
+    log::info!(
+        "report: {} and {}",
+        dir.join("report.json").display(),
+        dir.join("report.png").display()
+    );
+    Ok(Outcome::Done)
+}

@@ -1,0 +1,158 @@
+//! The measures `dfl eval` puts on a swap: landmark error, temporal jitter, summary statistics.
+//!
+//! Landmark distances are normalised by the inter-ocular distance (outer eye corners, iBUG 36
+//! and 45), the convention of 300-W's NME, so they do not depend on the face's size.
+
+/// iBUG index of the image-left eye's outer corner.
+const LEFT_OUTER_EYE: usize = 36;
+/// iBUG index of the image-right eye's outer corner.
+const RIGHT_OUTER_EYE: usize = 45;
+
+/// The distance between the outer eye corners, or `None` without 68 points.
+pub fn inter_ocular(landmarks: &[[f32; 2]]) -> Option<f64> {
+    if landmarks.len() != 68 {
+        return None;
+    }
+    let (a, b) = (landmarks[LEFT_OUTER_EYE], landmarks[RIGHT_OUTER_EYE]);
+    Some(f64::from(a[0] - b[0]).hypot(f64::from(a[1] - b[1])))
+}
+
+fn distance(a: [f32; 2], b: [f32; 2]) -> f64 {
+    f64::from(a[0] - b[0]).hypot(f64::from(a[1] - b[1]))
+}
+
+/// Normalised mean error: the mean distance between corresponding points of `found` and
+/// `reference`, over the inter-ocular distance of `reference`. `None` unless both have 68
+/// points and the eyes are apart.
+pub fn nme(found: &[[f32; 2]], reference: &[[f32; 2]]) -> Option<f64> {
+    let iod = inter_ocular(reference).filter(|&d| d > 1e-6)?;
+    if found.len() != reference.len() {
+        return None;
+    }
+    let sum: f64 = found.iter().zip(reference).map(|(&a, &b)| distance(a, b)).sum();
+    Some(sum / found.len() as f64 / iod)
+}
+
+/// Landmark jitter of a track (consecutive frames of one face): the mean over frames and
+/// points of the second difference `|p(t+1) − 2·p(t) + p(t−1)|`, over the inter-ocular
+/// distance at `t`. Smooth motion, even fast, has a small second difference; shaking does
+/// not. `None` for fewer than 3 frames.
+pub fn landmark_jitter(track: &[&[[f32; 2]]]) -> Option<f64> {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for w in track.windows(3) {
+        let Some(iod) = inter_ocular(w[1]).filter(|&d| d > 1e-6) else { continue };
+        for ((a, b), c) in w[0].iter().zip(w[1]).zip(w[2]) {
+            let d = [c[0] - 2.0 * b[0] + a[0], c[1] - 2.0 * b[1] + a[1]];
+            sum += f64::from(d[0]).hypot(f64::from(d[1])) / iod;
+            n += 1;
+        }
+    }
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Pixel jitter of a track of equally sized gray crops (u8 values as f32): the mean absolute
+/// second difference `|A(t+1) − 2·A(t) + A(t−1)|` per pixel, in gray levels. `None` for fewer
+/// than 3 crops or mismatched sizes.
+pub fn pixel_jitter(crops: &[Vec<f32>]) -> Option<f64> {
+    let mut sum = 0.0;
+    let mut n = 0usize;
+    for w in crops.windows(3) {
+        if w[0].len() != w[1].len() || w[1].len() != w[2].len() {
+            return None;
+        }
+        for ((a, b), c) in w[0].iter().zip(&w[1]).zip(&w[2]) {
+            sum += f64::from((c - 2.0 * b + a).abs());
+        }
+        n += w[1].len();
+    }
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Mean, median and 90th percentile of some values.
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize)]
+pub struct Summary {
+    /// How many values.
+    pub n: usize,
+    /// Their mean.
+    pub mean: f64,
+    /// Their median.
+    pub median: f64,
+    /// Their 90th percentile (nearest rank).
+    pub p90: f64,
+}
+
+impl Summary {
+    /// Summarises the finite values of `values`; `None` when there are none.
+    pub fn of(values: impl IntoIterator<Item = f64>) -> Option<Summary> {
+        let mut v: Vec<f64> = values.into_iter().filter(|x| x.is_finite()).collect();
+        if v.is_empty() {
+            return None;
+        }
+        v.sort_by(f64::total_cmp);
+        let rank = |q: f64| v[((q * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1];
+        let median = if v.len() % 2 == 1 {
+            v[v.len() / 2]
+        } else {
+            (v[v.len() / 2 - 1] + v[v.len() / 2]) / 2.0
+        };
+        Some(Summary {
+            n: v.len(),
+            mean: v.iter().sum::<f64>() / v.len() as f64,
+            median,
+            p90: rank(0.9),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// 68 points on a line with the eye corners 36 and 45 `iod` apart.
+    fn face(shift: [f32; 2], iod: f32) -> Vec<[f32; 2]> {
+        let mut pts: Vec<[f32; 2]> = (0..68).map(|i| [i as f32 + shift[0], shift[1]]).collect();
+        pts[36] = [shift[0], shift[1]];
+        pts[45] = [shift[0] + iod, shift[1]];
+        pts
+    }
+
+    #[test]
+    fn nme_is_the_mean_distance_over_the_eye_distance() {
+        let a = face([0.0, 0.0], 50.0);
+        assert_eq!(nme(&a, &a), Some(0.0));
+        let b = face([0.0, 5.0], 50.0);
+        assert!((nme(&b, &a).unwrap() - 0.1).abs() < 1e-12, "5 px off at an eye distance of 50");
+        assert_eq!(nme(&a[..5], &a), None);
+    }
+
+    #[test]
+    fn steady_motion_has_no_jitter_and_shaking_has() {
+        let steady: Vec<Vec<[f32; 2]>> =
+            (0..6).map(|t| face([3.0 * t as f32, 0.0], 50.0)).collect();
+        let refs: Vec<&[[f32; 2]]> = steady.iter().map(Vec::as_slice).collect();
+        assert_eq!(landmark_jitter(&refs), Some(0.0));
+        let shaken: Vec<Vec<[f32; 2]>> =
+            (0..6).map(|t| face([if t % 2 == 0 { 0.0 } else { 5.0 }, 0.0], 50.0)).collect();
+        let refs: Vec<&[[f32; 2]]> = shaken.iter().map(Vec::as_slice).collect();
+        // Second differences of ±10 px every frame at an eye distance of 50.
+        assert!((landmark_jitter(&refs).unwrap() - 0.2).abs() < 1e-12);
+        assert_eq!(landmark_jitter(&refs[..2]), None);
+    }
+
+    #[test]
+    fn pixel_jitter_sees_flicker_not_fades() {
+        let fade: Vec<Vec<f32>> = (0..5).map(|t| vec![10.0 * t as f32; 16]).collect();
+        assert_eq!(pixel_jitter(&fade), Some(0.0));
+        let flicker: Vec<Vec<f32>> =
+            (0..5).map(|t| vec![if t % 2 == 0 { 0.0 } else { 4.0 }; 16]).collect();
+        assert_eq!(pixel_jitter(&flicker), Some(8.0));
+    }
+
+    #[test]
+    fn summaries_are_the_usual_statistics() {
+        let s = Summary::of((1..=10).map(f64::from)).unwrap();
+        assert_eq!((s.n, s.mean, s.median, s.p90), (10, 5.5, 5.5, 9.0));
+        assert_eq!(Summary::of([f64::NAN]), None);
+    }
+}

@@ -1,0 +1,516 @@
+//! `dfl eval`: numbers on a merged swap.
+//!
+//! For every dst face that has a merged frame, the face is cropped from the original dst frame
+//! and from the merged frame with the same alignment (its metadata's frame → face matrix), and:
+//! - **identity**: SFace cosine of each crop with the mean embedding of the src faceset; the
+//!   swap should be closer to src than the original dst face was;
+//! - **expression and pose**: the 68 landmarks are found again in both frames (the same
+//!   predictor from the same start), and compared: NME over the inter-ocular distance, and the
+//!   difference of solvePnP yaw and pitch;
+//! - **temporal stability**: along each run of consecutive frames, the landmark and pixel
+//!   jitter (second differences) of the swap against the dst clip's own.
+//!
+//! Reconstruction (SSIM/PSNR of a model on held-out faces) is not built yet.
+
+pub mod metrics;
+pub mod page;
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+
+use opencv::core::{Mat, Size};
+use opencv::imgproc;
+use opencv::prelude::*;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::atomic::write_json_atomic;
+use crate::extract::frames::{FrameSource, FramesError, Pick};
+use crate::extract::landmarks::{Landmarker, intensities};
+use crate::face::align;
+use crate::face::identity::{IdentityError, RecognizerPool, SFaceModel, five_points_from_68};
+use crate::face::metadata::FaceFileError;
+use crate::face::pose::estimate_pitch_yaw_roll;
+use crate::face::shape_predictor::{GrayImage, ShapePredictor};
+use crate::img;
+use crate::progress::Progress;
+use crate::sort::faceset::{Face, Faceset};
+use crate::workspace::{Side, Workspace, count_images};
+use metrics::Summary;
+
+/// Side of the gray crops kept for pixel jitter.
+const JITTER_PX: i32 = 64;
+
+/// The models eval runs.
+pub struct EvalModels<'a> {
+    /// SFace, for identity.
+    pub sface: &'a SFaceModel,
+    /// dlib's 68-point predictor, to find landmarks again.
+    pub predictor: &'a ShapePredictor,
+}
+
+/// Errors of `dfl eval`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvalError {
+    /// Something the evaluation needs is not there yet.
+    #[error("{}: {what}; run `{next}` first", .path.display())]
+    Missing {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is missing.
+        what: &'static str,
+        /// The command that makes it.
+        next: &'static str,
+    },
+    /// A folder or file could not be read or written.
+    #[error("{}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// The dst input does not decode.
+    #[error(transparent)]
+    Frames(#[from] FramesError),
+    /// A face or merged frame could not be read.
+    #[error(transparent)]
+    Face(#[from] FaceFileError),
+    /// SFace failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// Measuring the src faceset failed.
+    #[error(transparent)]
+    Sort(#[from] crate::sort::SortError),
+    /// The report page could not be written.
+    #[error(transparent)]
+    Page(#[from] crate::img::ImageWriteError),
+    /// Image processing failed.
+    #[error("{}: {source}", .path.display())]
+    OpenCv {
+        /// The frame or output involved.
+        path: PathBuf,
+        /// OpenCV's error.
+        #[source]
+        source: opencv::Error,
+    },
+}
+
+/// One evaluated face.
+#[derive(Debug, Clone, Serialize)]
+pub struct FaceEval {
+    /// The frame's name.
+    pub frame: String,
+    /// Which face of the frame.
+    pub face_index: usize,
+    /// Cosine of the swapped face with the src faceset's mean.
+    pub identity_swap: f64,
+    /// Cosine of the original dst face with the src faceset's mean.
+    pub identity_dst: f64,
+    /// Cosine of the swapped face with the original dst face.
+    pub swap_vs_dst: f64,
+    /// NME of the landmarks found on the swap against those found on the dst face.
+    pub nme: Option<f64>,
+    /// |yaw(swap) − yaw(dst)| in degrees.
+    pub yaw_diff_deg: Option<f64>,
+    /// |pitch(swap) − pitch(dst)| in degrees.
+    pub pitch_diff_deg: Option<f64>,
+}
+
+/// Identity numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct IdentityReport {
+    /// Cosine of swapped faces with the src mean.
+    pub swap_to_src: Option<Summary>,
+    /// Cosine of the original dst faces with the src mean: where the swap started from.
+    pub dst_to_src: Option<Summary>,
+    /// Cosine of swapped faces with their dst face.
+    pub swap_to_dst: Option<Summary>,
+    /// Share of faces whose swap is closer to src than their original was.
+    pub closer_to_src: f64,
+    /// Cosine between src faces and their own mean: what a perfect swap would reach.
+    pub src_to_src: Option<Summary>,
+}
+
+/// Expression and pose numbers.
+#[derive(Debug, Clone, Serialize)]
+pub struct ExpressionReport {
+    /// Landmark NME, swap against dst.
+    pub nme: Option<Summary>,
+    /// Yaw differences in degrees.
+    pub yaw_diff_deg: Option<Summary>,
+    /// Pitch differences in degrees.
+    pub pitch_diff_deg: Option<Summary>,
+}
+
+/// Temporal stability numbers (face 0 of runs of consecutive frames).
+#[derive(Debug, Clone, Serialize)]
+pub struct TemporalReport {
+    /// Landmark jitter of the swap (second difference / inter-ocular distance).
+    pub landmark_jitter_swap: Option<f64>,
+    /// The same for the dst clip.
+    pub landmark_jitter_dst: Option<f64>,
+    /// Pixel jitter of the swapped face crops (gray levels).
+    pub pixel_jitter_swap: Option<f64>,
+    /// The same for the dst face crops.
+    pub pixel_jitter_dst: Option<f64>,
+}
+
+/// Everything `dfl eval` writes to `eval/report.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct EvalReport {
+    /// Faces evaluated.
+    pub faces: usize,
+    /// Frames evaluated.
+    pub frames: usize,
+    /// src faces the identity reference was made from.
+    pub src_faces: usize,
+    /// Identity.
+    pub identity: IdentityReport,
+    /// Expression and pose.
+    pub expression: ExpressionReport,
+    /// Temporal stability.
+    pub temporal: TemporalReport,
+    /// Reconstruction of held-out faces by the model: not built yet.
+    pub reconstruction: Option<()>,
+    /// Per face, in frame order.
+    pub per_face: Vec<FaceEval>,
+}
+
+/// The folder eval writes to.
+pub fn eval_dir(ws: &Workspace) -> PathBuf {
+    ws.root().join("eval")
+}
+
+/// What the evaluation of one frame keeps.
+struct FrameResult {
+    order: usize,
+    faces: Vec<FaceEval>,
+    /// Face 0: landmarks (dst, swap) and jitter crops (dst, swap).
+    track: Option<TrackPoint>,
+    /// Crops for the page: (dst, swap), BGR.
+    crops: Option<(Mat, Mat)>,
+}
+
+struct TrackPoint {
+    landmarks: [Vec<[f32; 2]>; 2],
+    pixels: [Vec<f32>; 2],
+}
+
+/// Evaluates the merged frames of `ws`.
+///
+/// # Errors
+/// See [`EvalError`].
+pub fn run(
+    ws: &Workspace,
+    models: &EvalModels<'_>,
+    progress: &dyn Progress,
+) -> Result<(EvalReport, PathBuf), EvalError> {
+    let merged = ws.merged_dir();
+    if count_images(&merged) == 0 {
+        return Err(EvalError::Missing {
+            path: merged,
+            what: "no merged frames",
+            next: "dfl merge",
+        });
+    }
+    let src = read_set(ws, Side::Src, "dfl extract src")?;
+    let dst = read_set(ws, Side::Dst, "dfl extract dst")?;
+    let input = ws.find_input(Side::Dst).ok_or_else(|| EvalError::Missing {
+        path: ws.default_video(Side::Dst),
+        what: "no dst input",
+        next: "dfl extract dst",
+    })?;
+
+    let src_embeddings = crate::sort::embeddings(
+        &src,
+        &ws.side_dir(Side::Src),
+        models.sface,
+        &crate::progress::NoProgress,
+    )?;
+    let src_mean = unit_mean(&src_embeddings);
+    let src_to_src = Summary::of(src_embeddings.iter().map(|e| dot(e, &src_mean)));
+
+    let mut by_frame: HashMap<&str, Vec<&Face>> = HashMap::new();
+    for f in &dst.faces {
+        by_frame.entry(f.meta.source_filename.as_str()).or_default().push(f);
+    }
+    for faces in by_frame.values_mut() {
+        faces.sort_by_key(|f| f.meta.face_index);
+    }
+    let landmarker = Landmarker::new(models.predictor);
+    let pool = RecognizerPool::new(models.sface.clone());
+    let mut source = FrameSource::open(&input)?;
+    progress.set_len(source.len_hint() as u64);
+    let mut results = Vec::new();
+    loop {
+        let chunk: Vec<_> = std::iter::from_fn(|| {
+            source.next_picked(|_, name| {
+                if by_frame.contains_key(name) && merged.join(format!("{name}.png")).is_file() {
+                    Pick::Take
+                } else {
+                    Pick::Skip
+                }
+            })
+        })
+        .take(2 * rayon::current_num_threads())
+        .collect();
+        if chunk.is_empty() {
+            break;
+        }
+        let done: Vec<Result<FrameResult, EvalError>> = chunk
+            .par_iter()
+            .map(|frame| {
+                let path = merged.join(format!("{}.png", frame.name));
+                let image = frame.image.as_ref().map_err(|reason| EvalError::OpenCv {
+                    path: frame.source.clone(),
+                    source: opencv::Error::new(opencv::core::StsError, reason.clone()),
+                })?;
+                let swapped = crate::face::metadata::read_face_image(&path)?;
+                let r = eval_frame(
+                    frame.index,
+                    &frame.name,
+                    image,
+                    &swapped,
+                    &by_frame[frame.name.as_str()],
+                    &src_mean,
+                    &landmarker,
+                    &pool,
+                )
+                .map_err(|e| match e {
+                    FrameError::Cv(source) => EvalError::OpenCv { path: path.clone(), source },
+                    FrameError::Identity(e) => EvalError::Identity(e),
+                });
+                progress.inc(1);
+                r
+            })
+            .collect();
+        for r in done {
+            results.push(r?);
+        }
+    }
+    if results.is_empty() {
+        return Err(EvalError::Missing {
+            path: merged,
+            what: "no merged frame has a dst face",
+            next: "dfl merge",
+        });
+    }
+    let report = summarise(&results, src.faces.len(), src_to_src);
+    let dir = eval_dir(ws);
+    std::fs::create_dir_all(&dir).map_err(|source| EvalError::Io { path: dir.clone(), source })?;
+    let json = dir.join("report.json");
+    write_json_atomic(&json, &report)
+        .map_err(|source| EvalError::Io { path: json.clone(), source })?;
+    let samples = sample_frames(&results);
+    let png = dir.join("report.png");
+    page::write_page(&png, &report, &samples).map_err(|e| EvalError::Io {
+        path: png.clone(),
+        source: std::io::Error::other(e.to_string()),
+    })?;
+    Ok((report, dir))
+}
+
+fn read_set(ws: &Workspace, side: Side, next: &'static str) -> Result<Faceset, EvalError> {
+    let dir = ws.aligned_dir(side);
+    let set = Faceset::read(&dir, &crate::progress::NoProgress)
+        .map_err(|source| EvalError::Io { path: dir.clone(), source })?;
+    if set.faces.is_empty() {
+        return Err(EvalError::Missing { path: dir, what: "no faces", next });
+    }
+    Ok(set)
+}
+
+enum FrameError {
+    Cv(opencv::Error),
+    Identity(IdentityError),
+}
+
+impl From<opencv::Error> for FrameError {
+    fn from(e: opencv::Error) -> Self {
+        FrameError::Cv(e)
+    }
+}
+
+impl From<IdentityError> for FrameError {
+    fn from(e: IdentityError) -> Self {
+        FrameError::Identity(e)
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn eval_frame(
+    order: usize,
+    name: &str,
+    dst_frame: &Mat,
+    swapped: &Mat,
+    faces: &[&Face],
+    src_mean: &[f32],
+    landmarker: &Landmarker<'_>,
+    pool: &RecognizerPool,
+) -> Result<FrameResult, FrameError> {
+    let gray = |m: &Mat| -> opencv::Result<(Vec<u8>, usize, usize)> {
+        Ok((intensities(m)?, m.cols() as usize, m.rows() as usize))
+    };
+    let (dst_gray, swap_gray) = (gray(dst_frame)?, gray(swapped)?);
+    let mut out = FrameResult { order, faces: Vec::new(), track: None, crops: None };
+    for face in faces {
+        let meta = &face.meta;
+        let size = meta.size_px;
+        let crop_dst = img::warp_to_face(dst_frame, &meta.image_to_face_mat, size)?;
+        let crop_swap = img::warp_to_face(swapped, &meta.image_to_face_mat, size)?;
+        let Some(five) = five_points_from_68(&meta.landmarks) else { continue };
+        let mut sface = pool.take()?;
+        let embedded =
+            sface.embed(&crop_dst, &five).and_then(|d| Ok((d, sface.embed(&crop_swap, &five)?)));
+        pool.put(sface);
+        let (e_dst, e_swap) = embedded?;
+        let find = |(data, w, h): &(Vec<u8>, usize, usize)| {
+            landmarker
+                .locate_near(&GrayImage { data, width: *w, height: *h }, &meta.source_landmarks)
+        };
+        let (l_dst, l_swap) = (find(&dst_gray), find(&swap_gray));
+        let pose = |l: &[[f32; 2]]| {
+            estimate_pitch_yaw_roll(&align::transform_points(&meta.image_to_face_mat, l), size)
+        };
+        let (p_dst, p_swap) = (pose(&l_dst), pose(&l_swap));
+        let diff = |f: fn(&crate::face::pose::Pose) -> f64| match (&p_dst, &p_swap) {
+            (Some(a), Some(b)) => Some((f(a) - f(b)).abs().to_degrees()),
+            _ => None,
+        };
+        out.faces.push(FaceEval {
+            frame: name.to_owned(),
+            face_index: meta.face_index,
+            identity_swap: dot(e_swap.as_slice(), src_mean),
+            identity_dst: dot(e_dst.as_slice(), src_mean),
+            swap_vs_dst: f64::from(e_swap.cosine(&e_dst)),
+            nme: metrics::nme(&l_swap, &l_dst),
+            yaw_diff_deg: diff(|p| p.yaw),
+            pitch_diff_deg: diff(|p| p.pitch),
+        });
+        if meta.face_index == 0 {
+            out.track = Some(TrackPoint {
+                landmarks: [l_dst, l_swap],
+                pixels: [jitter_crop(&crop_dst)?, jitter_crop(&crop_swap)?],
+            });
+            out.crops = Some((crop_dst, crop_swap));
+        }
+    }
+    Ok(out)
+}
+
+/// A small gray version of a face crop, for pixel jitter.
+fn jitter_crop(crop: &Mat) -> opencv::Result<Vec<f32>> {
+    let mut small = Mat::default();
+    imgproc::resize(
+        crop,
+        &mut small,
+        Size::new(JITTER_PX, JITTER_PX),
+        0.0,
+        0.0,
+        imgproc::INTER_AREA,
+    )?;
+    let mut gray = Mat::default();
+    imgproc::cvt_color_def(&small, &mut gray, imgproc::COLOR_BGR2GRAY)?;
+    Ok(gray.data_bytes()?.iter().map(|&v| f32::from(v)).collect())
+}
+
+fn dot(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+}
+
+/// The unit-length mean of unit embeddings (empty ones skipped).
+fn unit_mean(embeddings: &[Vec<f32>]) -> Vec<f32> {
+    let len = embeddings.iter().map(Vec::len).max().unwrap_or(0);
+    let mut sum = vec![0.0f64; len];
+    for e in embeddings.iter().filter(|e| e.len() == len) {
+        for (s, v) in sum.iter_mut().zip(e) {
+            *s += f64::from(*v);
+        }
+    }
+    let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+    sum.iter().map(|v| (v / norm) as f32).collect()
+}
+
+fn summarise(results: &[FrameResult], src_faces: usize, src_to_src: Option<Summary>) -> EvalReport {
+    let faces: Vec<&FaceEval> = results.iter().flat_map(|r| &r.faces).collect();
+    let closer = faces.iter().filter(|f| f.identity_swap > f.identity_dst).count();
+    // Runs of consecutive frames with face 0.
+    let mut runs: Vec<Vec<&TrackPoint>> = Vec::new();
+    let mut last = None;
+    for r in results {
+        match &r.track {
+            Some(t) => {
+                if last.is_none_or(|l: usize| l + 1 != r.order) {
+                    runs.push(Vec::new());
+                }
+                runs.last_mut().expect("invariant: a run was started").push(t);
+                last = Some(r.order);
+            }
+            None => last = None,
+        }
+    }
+    let jitter = |which: usize, pixels: bool| {
+        let mut weighted = (0.0, 0usize);
+        for run in runs.iter().filter(|r| r.len() >= 3) {
+            let value = if pixels {
+                let crops: Vec<Vec<f32>> = run.iter().map(|t| t.pixels[which].clone()).collect();
+                metrics::pixel_jitter(&crops)
+            } else {
+                let lms: Vec<&[[f32; 2]]> =
+                    run.iter().map(|t| t.landmarks[which].as_slice()).collect();
+                metrics::landmark_jitter(&lms)
+            };
+            if let Some(v) = value {
+                weighted.0 += v * (run.len() - 2) as f64;
+                weighted.1 += run.len() - 2;
+            }
+        }
+        (weighted.1 > 0).then(|| weighted.0 / weighted.1 as f64)
+    };
+    EvalReport {
+        faces: faces.len(),
+        frames: results.len(),
+        src_faces,
+        identity: IdentityReport {
+            swap_to_src: Summary::of(faces.iter().map(|f| f.identity_swap)),
+            dst_to_src: Summary::of(faces.iter().map(|f| f.identity_dst)),
+            swap_to_dst: Summary::of(faces.iter().map(|f| f.swap_vs_dst)),
+            closer_to_src: closer as f64 / faces.len().max(1) as f64,
+            src_to_src,
+        },
+        expression: ExpressionReport {
+            nme: Summary::of(faces.iter().filter_map(|f| f.nme)),
+            yaw_diff_deg: Summary::of(faces.iter().filter_map(|f| f.yaw_diff_deg)),
+            pitch_diff_deg: Summary::of(faces.iter().filter_map(|f| f.pitch_diff_deg)),
+        },
+        temporal: TemporalReport {
+            landmark_jitter_swap: jitter(1, false),
+            landmark_jitter_dst: jitter(0, false),
+            pixel_jitter_swap: jitter(1, true),
+            pixel_jitter_dst: jitter(0, true),
+        },
+        reconstruction: None,
+        per_face: faces.into_iter().cloned().collect(),
+    }
+}
+
+/// Up to 4 frames evenly spread over the evaluated ones: (name, identity swap, identity dst,
+/// dst crop, swap crop).
+fn sample_frames(results: &[FrameResult]) -> Vec<page::Sample<'_>> {
+    let with: Vec<&FrameResult> =
+        results.iter().filter(|r| r.crops.is_some() && !r.faces.is_empty()).collect();
+    let n = with.len().min(4);
+    let picks: BTreeMap<usize, ()> =
+        (0..n).map(|k| (if n == 1 { 0 } else { k * (with.len() - 1) / (n - 1) }, ())).collect();
+    picks
+        .keys()
+        .map(|&i| {
+            let r = with[i];
+            let (d, s) = r.crops.as_ref().expect("invariant: filtered");
+            (r.faces[0].frame.as_str(), r.faces[0].identity_swap, r.faces[0].identity_dst, d, s)
+        })
+        .collect()
+}

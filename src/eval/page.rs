@@ -1,0 +1,199 @@
+//! The one-page picture of an evaluation: sample frames (dst face, swapped face) with their
+//! identity scores, the identity of every evaluated face along the clip, and the numbers.
+
+use std::path::Path;
+
+use opencv::core::{CV_8UC3, Mat, Point, Rect, Scalar, Size, Vector};
+use opencv::imgproc;
+use opencv::prelude::*;
+
+use super::EvalReport;
+use crate::face::identity::SAME_PERSON_COSINE;
+use crate::img::{ImageWriteError, write_image};
+
+/// Page width in pixels.
+const WIDTH: i32 = 1120;
+/// Side of a sample crop.
+const CROP: i32 = 120;
+/// The plot's height.
+const PLOT_H: i32 = 240;
+/// swap: green; dst: red; src reference: gray (BGR).
+const SWAP: Scalar = Scalar::new(60.0, 170.0, 40.0, 0.0);
+const DST: Scalar = Scalar::new(50.0, 50.0, 220.0, 0.0);
+const INK: Scalar = Scalar::new(40.0, 40.0, 40.0, 0.0);
+const GRID: Scalar = Scalar::new(200.0, 200.0, 200.0, 0.0);
+
+/// A sample: frame name, identity of the swap and of the dst face, dst crop, swapped crop.
+pub type Sample<'a> = (&'a str, f64, f64, &'a Mat, &'a Mat);
+
+/// Draws the page and writes it to `path` as PNG.
+///
+/// # Errors
+/// `ImageWriteError` naming the file.
+pub fn write_page(
+    path: &Path,
+    report: &EvalReport,
+    samples: &[Sample<'_>],
+) -> Result<(), ImageWriteError> {
+    let page = draw(report, samples)
+        .map_err(|source| ImageWriteError::Encode { path: path.to_owned(), source })?;
+    write_image(path, &page, 0)
+}
+
+fn text(img: &mut Mat, s: &str, at: Point, scale: f64, colour: Scalar) -> opencv::Result<()> {
+    imgproc::put_text(
+        img,
+        s,
+        at,
+        imgproc::FONT_HERSHEY_SIMPLEX,
+        scale,
+        colour,
+        1,
+        imgproc::LINE_AA,
+        false,
+    )
+}
+
+fn draw(report: &EvalReport, samples: &[Sample<'_>]) -> opencv::Result<Mat> {
+    let samples_h = CROP + 44;
+    let height = 40 + samples_h + PLOT_H + 60 + 7 * 22;
+    let mut page = Mat::new_rows_cols_with_default(height, WIDTH, CV_8UC3, Scalar::all(255.0))?;
+    text(
+        &mut page,
+        "dfl eval: identity, expression and stability of the swap",
+        Point::new(16, 28),
+        0.7,
+        INK,
+    )?;
+
+    // Samples: pairs of crops.
+    let pair_w = 2 * CROP + 20;
+    for (k, (frame, id_swap, id_dst, dst, swap)) in samples.iter().enumerate() {
+        let x = 16 + k as i32 * (pair_w + 8);
+        for (j, crop) in [dst, swap].iter().enumerate() {
+            let mut small = Mat::default();
+            imgproc::resize(
+                *crop,
+                &mut small,
+                Size::new(CROP, CROP),
+                0.0,
+                0.0,
+                imgproc::INTER_AREA,
+            )?;
+            let at = Rect::new(x + j as i32 * (CROP + 4), 40, CROP, CROP);
+            small.copy_to(&mut Mat::roi_mut(&mut page, at)?)?;
+        }
+        let label = format!("{frame}: dst {id_dst:.2} -> swap {id_swap:.2}");
+        text(&mut page, &label, Point::new(x, 40 + CROP + 18), 0.42, INK)?;
+        text(&mut page, "dst", Point::new(x, 40 + CROP + 36), 0.4, DST)?;
+        text(&mut page, "swap", Point::new(x + CROP + 4, 40 + CROP + 36), 0.4, SWAP)?;
+    }
+
+    // The plot: cosine to the src mean per face, in frame order.
+    let (x0, x1) = (60, WIDTH - 20);
+    let (y_top, y_bottom) = (40 + samples_h + 20, 40 + samples_h + 20 + PLOT_H);
+    let y_of =
+        |v: f64| y_bottom - ((v.clamp(-0.2, 1.0) + 0.2) / 1.2 * f64::from(PLOT_H)).round() as i32;
+    for v in [0.0, 0.25, 0.5, 0.75, 1.0] {
+        let y = y_of(v);
+        imgproc::line(
+            &mut page,
+            Point::new(x0, y),
+            Point::new(x1, y),
+            GRID,
+            1,
+            imgproc::LINE_8,
+            0,
+        )?;
+        text(&mut page, &format!("{v:.2}"), Point::new(16, y + 4), 0.38, INK)?;
+    }
+    let same = y_of(SAME_PERSON_COSINE);
+    imgproc::line(
+        &mut page,
+        Point::new(x0, same),
+        Point::new(x1, same),
+        INK,
+        1,
+        imgproc::LINE_AA,
+        0,
+    )?;
+    text(&mut page, "same person (0.363)", Point::new(x1 - 170, same - 5), 0.38, INK)?;
+    let n = report.per_face.len();
+    let x_of = |i: usize| x0 + if n > 1 { (i * (x1 - x0) as usize / (n - 1)) as i32 } else { 0 };
+    for (colour, pick) in [(DST, 0), (SWAP, 1)] {
+        let pts: Vector<Point> = report
+            .per_face
+            .iter()
+            .enumerate()
+            .map(|(i, f)| {
+                Point::new(x_of(i), y_of(if pick == 0 { f.identity_dst } else { f.identity_swap }))
+            })
+            .collect();
+        imgproc::polylines(
+            &mut page,
+            &Vector::<Vector<Point>>::from_iter([pts]),
+            false,
+            colour,
+            2,
+            imgproc::LINE_AA,
+            0,
+        )?;
+    }
+    text(
+        &mut page,
+        "cosine to the src faceset's mean, per face in frame order:",
+        Point::new(x0, y_top - 6),
+        0.42,
+        INK,
+    )?;
+    text(&mut page, "swap", Point::new(x0 + 440, y_top - 6), 0.42, SWAP)?;
+    text(&mut page, "original dst", Point::new(x0 + 490, y_top - 6), 0.42, DST)?;
+
+    // The numbers.
+    let mut y = y_bottom + 40;
+    for line in summary_lines(report) {
+        text(&mut page, &line, Point::new(16, y), 0.45, INK)?;
+        y += 22;
+    }
+    Ok(page)
+}
+
+/// The summary in a few lines of text (also what the CLI prints).
+pub fn summary_lines(r: &EvalReport) -> Vec<String> {
+    let mean = |s: &Option<super::Summary>| s.map_or("-".to_owned(), |s| format!("{:.3}", s.mean));
+    let opt = |v: Option<f64>, digits: usize| v.map_or("-".to_owned(), |v| format!("{v:.digits$}"));
+    let i = &r.identity;
+    let e = &r.expression;
+    let t = &r.temporal;
+    vec![
+        format!(
+            "{} faces in {} frames; identity reference: the mean of {} src faces",
+            r.faces, r.frames, r.src_faces
+        ),
+        format!(
+            "identity (SFace cosine to src): swap {}  original dst {}  src faces themselves {}",
+            mean(&i.swap_to_src),
+            mean(&i.dst_to_src),
+            mean(&i.src_to_src)
+        ),
+        format!(
+            "  the swap is closer to src than the original for {:.0}% of faces; swap vs its dst face {}",
+            100.0 * i.closer_to_src,
+            mean(&i.swap_to_dst)
+        ),
+        format!(
+            "expression: landmark NME (swap vs dst, / inter-ocular) {}  |yaw diff| {} deg  |pitch diff| {} deg",
+            mean(&e.nme),
+            e.yaw_diff_deg.map_or("-".into(), |s| format!("{:.1}", s.mean)),
+            e.pitch_diff_deg.map_or("-".into(), |s| format!("{:.1}", s.mean))
+        ),
+        format!(
+            "stability: landmark jitter swap {} vs dst {}; pixel jitter swap {} vs dst {} gray levels",
+            opt(t.landmark_jitter_swap, 4),
+            opt(t.landmark_jitter_dst, 4),
+            opt(t.pixel_jitter_swap, 2),
+            opt(t.pixel_jitter_dst, 2)
+        ),
+        "reconstruction (SSIM/PSNR on held-out faces): not built yet".to_owned(),
+    ]
+}
