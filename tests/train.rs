@@ -252,3 +252,15 @@ fn a_new_model_from_a_trained_one_keeps_the_encoder_and_src_decoder() {
     let cfg = std::fs::read_to_string(ws.join("model/n/config.json")).unwrap();
     assert!(cfg.contains("\"resolution\": 64"), "the architecture comes from m: {cfg}");
 }
+
+#[test]
+fn a_time_limit_stops_the_run_saves_and_exits_0() {
+    let (_tmp, ws) = workspace();
+    // Without the limit this run would last hours.
+    let out = train(&ws, &["--iterations", "10000000", "--minutes", "0.03"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let state = latest_state(&ws);
+    assert!(state.iteration >= 1 && state.iteration < 10_000_000, "{}", state.iteration);
+    let refused = train(&ws, &["--minutes", "0"]);
+    assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
+}

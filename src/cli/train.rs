@@ -63,6 +63,9 @@ pub struct TrainArgs {
     /// Run this many iterations now, then save and exit.
     #[arg(long, value_name = "N")]
     pub iterations: Option<u64>,
+    /// Train for this many minutes now (the step under way finishes), then save and exit.
+    #[arg(long, value_name = "MIN", value_parser = positive_minutes)]
+    pub minutes: Option<f64>,
     /// Save every this many minutes [25].
     #[arg(long, value_name = "MIN")]
     pub save_every: Option<f64>,
@@ -175,7 +178,16 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     opencv::core::set_num_threads(1).context("setting OpenCV's thread count")?;
     let bar = Bar::new(bars, "iterations");
     let from = args.from.as_deref();
-    let opts = RunOptions { name, iterations: args.iterations, stop, device, progress: &bar, from };
+    let time_limit = args.minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0));
+    let opts = RunOptions {
+        name,
+        iterations: args.iterations,
+        time_limit,
+        stop,
+        device,
+        progress: &bar,
+        from,
+    };
     let report = run_training(&cfg, &ws, &opts)?;
     drop(bar);
     log::info!(
@@ -210,4 +222,12 @@ fn dry_run(args: &TrainArgs) -> anyhow::Result<Outcome> {
         print!("{summary}");
     }
     Ok(Outcome::Done)
+}
+
+/// Parses `--minutes`: a positive, finite number.
+fn positive_minutes(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(m) if m.is_finite() && m > 0.0 => Ok(m),
+        _ => Err(format!("{text:?} is not a positive number of minutes")),
+    }
 }

@@ -81,6 +81,8 @@ pub struct RunOptions<'a> {
     pub name: &'a str,
     /// Stop after this many iterations in this run (then save), if set.
     pub iterations: Option<u64>,
+    /// Stop after the step that passes this much time in this run (then save), if set.
+    pub time_limit: Option<std::time::Duration>,
     /// Set from a signal handler to stop after the current step (then save).
     pub stop: Arc<AtomicBool>,
     /// The training device.
@@ -130,7 +132,9 @@ pub fn run(
     let end = goal.or((cfg.target_iter > 0).then_some(cfg.target_iter));
     opts.progress.set_len(end.map_or(0, |e| e.saturating_sub(state.iteration)));
     let mut feeds = feeds;
-    while !is_done(&cfg, &state, goal, &opts.stop) {
+    let started = Instant::now();
+    let out_of_time = || opts.time_limit.is_some_and(|limit| started.elapsed() >= limit);
+    while !is_done(&cfg, &state, goal, &opts.stop) && !out_of_time() {
         let (src, dst) = feeds.next(opts.device)?;
         trainer.step(&src, &dst)?;
         state.iteration += 1;
