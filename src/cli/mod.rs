@@ -4,6 +4,7 @@
 pub mod logger;
 pub mod progress;
 
+mod demo;
 mod eval;
 mod extract;
 mod faceset;
@@ -76,6 +77,8 @@ pub enum Command {
     Faceset(faceset::FacesetArgs),
     /// Show what each stage has produced in the workspace and what to run next.
     Status(status::StatusArgs),
+    /// Run the whole pipeline on the bundled samples (resumable): the place to start.
+    Demo(demo::DemoArgs),
 }
 
 /// Runs the parsed command; progress bars draw into `bars`.
@@ -91,6 +94,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Merge(args) => merge::run(args, &cli.global, bars),
         Command::Eval(args) => eval::run(args, &cli.global, bars),
         Command::Status(args) => status::run(args, &cli.global),
+        Command::Demo(args) => demo::run(args, &cli.global),
     }
 }
 

@@ -117,7 +117,7 @@ fn draw(report: &EvalReport, samples: &[Sample<'_>]) -> opencv::Result<Mat> {
         imgproc::LINE_AA,
         0,
     )?;
-    text(&mut page, "same person (0.363)", Point::new(x1 - 170, same - 5), 0.38, INK)?;
+    text(&mut page, "same person (0.363)", Point::new(x0 + 4, same + 14), 0.38, INK)?;
     let n = report.per_face.len();
     let x_of = |i: usize| x0 + if n > 1 { (i * (x1 - x0) as usize / (n - 1)) as i32 } else { 0 };
     for (colour, pick) in [(DST, 0), (SWAP, 1)] {
