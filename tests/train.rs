@@ -264,3 +264,33 @@ fn a_time_limit_stops_the_run_saves_and_exits_0() {
     let refused = train(&ws, &["--minutes", "0"]);
     assert_eq!(refused.status.code(), Some(2), "{}", stderr(&refused));
 }
+
+#[test]
+fn eval_every_measures_held_out_faces_and_plots_them() {
+    let (_tmp, ws) = workspace();
+    // 20+ faces per side, so every 10th can be held out.
+    for (side, copies) in [("src", 7), ("dst", 10)] {
+        let dir = ws.join(format!("data_{side}/aligned"));
+        let names: Vec<_> =
+            std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        for k in 1..copies {
+            for name in &names {
+                std::fs::copy(dir.join(name), dir.join(format!("c{k}_{}", name.to_string_lossy())))
+                    .unwrap();
+            }
+        }
+    }
+    let out = train(&ws, &["--iterations", "4", "--eval-every", "2"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let err = stderr(&out);
+    assert!(err.contains("2 src and 2 dst faces held out"), "{err}");
+    assert!(err.contains("held-out faces at iteration 2: src SSIM"), "{err}");
+    let history = latest_state(&ws).eval_history;
+    assert_eq!(history.iter().map(|p| p.iteration).collect::<Vec<_>>(), [2, 4]);
+    for p in &history {
+        assert!((-1.0..=1.0).contains(&p.src_ssim) && p.dst_psnr > 0.0, "{p:?}");
+        let (swap, dst) = (p.swap_identity.unwrap(), p.dst_identity.unwrap());
+        assert!((-1.0..=1.0).contains(&swap) && (-1.0..=1.0).contains(&dst), "{p:?}");
+    }
+    assert!(ws.join("model/m/eval.png").is_file());
+}

@@ -81,6 +81,11 @@ pub struct TrainArgs {
     /// Also keep every preview in model/NAME/previews/ [false].
     #[arg(long, value_name = "BOOL")]
     pub preview_history: Option<bool>,
+    /// Every this many iterations, measure held-out faces (every 10th face of each side, at
+    /// most 16, is then kept out of training): SSIM/PSNR of the reconstructions and the SFace
+    /// identity of the swaps, logged, in state.json and plotted in eval.png (0 = off) [0].
+    #[arg(long, value_name = "N")]
+    pub eval_every: Option<u64>,
     /// Forward-pass precision: fp32, or bf16 autocast for CUDA GPUs [fp32].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
@@ -137,6 +142,7 @@ impl TrainArgs {
         cfg.backup_every_hours = self.backup_every.unwrap_or(cfg.backup_every_hours);
         cfg.backups_kept = self.backups_kept.unwrap_or(cfg.backups_kept);
         cfg.preview_history = self.preview_history.unwrap_or(cfg.preview_history);
+        cfg.eval_every = self.eval_every.unwrap_or(cfg.eval_every);
         cfg.precision = self.precision.unwrap_or(cfg.precision);
         cfg.random_warp = self.random_warp.unwrap_or(cfg.random_warp);
         cfg.eyes_mouth_prio = self.eyes_mouth_prio.unwrap_or(cfg.eyes_mouth_prio);

@@ -422,7 +422,7 @@ fn dot(a: &[f32], b: &[f32]) -> f64 {
 }
 
 /// The unit-length mean of unit embeddings (empty ones skipped).
-fn unit_mean(embeddings: &[Vec<f32>]) -> Vec<f32> {
+pub fn unit_mean(embeddings: &[Vec<f32>]) -> Vec<f32> {
     let len = embeddings.iter().map(Vec::len).max().unwrap_or(0);
     let mut sum = vec![0.0f64; len];
     for e in embeddings.iter().filter(|e| e.len() == len) {

@@ -56,6 +56,8 @@ pub struct TrainConfig {
     pub preview_every: u64,
     /// Also keep every preview grid in `model/<name>/previews/` (DFL's preview history).
     pub preview_history: bool,
+    /// Measure held-out faces every this many iterations (0 = off, and no face is held out).
+    pub eval_every: u64,
     /// Pretrain on one generic faceset for both sides (DFL's `pretrain`, anchors doc §3.7).
     pub pretrain: bool,
     /// The generic faceset (a folder of aligned faces) pretraining reads.
@@ -86,6 +88,7 @@ impl Default for TrainConfig {
             backups_kept: 24,
             preview_every: 100,
             preview_history: false,
+            eval_every: 0,
             pretrain: false,
             pretrain_faceset: None,
         }

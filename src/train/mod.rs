@@ -2,6 +2,7 @@
 //! trainer step with its divergence guard, checkpoint sets, previews.
 
 pub mod config;
+pub mod holdout;
 pub mod preview;
 pub mod run;
 pub mod sampler;

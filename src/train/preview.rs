@@ -121,6 +121,95 @@ pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<(), ImageWr
     write_image(path, &img, 0)
 }
 
+/// Reads one plotted value of an evaluation.
+type EvalValue = fn(&super::holdout::EvalPoint) -> Option<f64>;
+
+/// Draws the held-out evaluations over iterations: SSIM of src → src (blue) and dst → dst
+/// (orange), and the SFace identity of the swapped dst faces with src (green) against that of
+/// the dst faces themselves (red), on one axis from −0.2 to 1; writes it to `path`.
+///
+/// # Errors
+/// `ImageWriteError` naming the file.
+pub fn write_eval_plot(
+    path: &Path,
+    history: &[super::holdout::EvalPoint],
+) -> Result<(), ImageWriteError> {
+    let err = |source| ImageWriteError::Encode { path: path.to_owned(), source };
+    let (w, h) = PLOT_SIZE;
+    let mut img =
+        Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(255.0)).map_err(err)?;
+    let axis = Scalar::all(90.0);
+    let (x0, y0, x1, y1) = (PLOT_MARGIN, h - PLOT_MARGIN, w - PLOT_MARGIN / 2, PLOT_MARGIN / 2);
+    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x1, y0), axis, 1, imgproc::LINE_AA, 0)
+        .map_err(err)?;
+    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x0, y1), axis, 1, imgproc::LINE_AA, 0)
+        .map_err(err)?;
+    let (Some(first), Some(last)) = (history.first(), history.last()) else {
+        return write_image(path, &img, 0);
+    };
+    let span_it = (last.iteration - first.iteration).max(1) as f64;
+    let to_px = |it: u64, v: f64| {
+        let x = f64::from(x0) + (it - first.iteration) as f64 / span_it * f64::from(x1 - x0);
+        let y = f64::from(y0) - (v.clamp(-0.2, 1.0) + 0.2) / 1.2 * f64::from(y0 - y1);
+        Point::new(x.round() as i32, y.round() as i32)
+    };
+    let zero = to_px(first.iteration, 0.0).y;
+    imgproc::line(
+        &mut img,
+        Point::new(x0, zero),
+        Point::new(x1, zero),
+        Scalar::all(210.0),
+        1,
+        imgproc::LINE_8,
+        0,
+    )
+    .map_err(err)?;
+    let identity = Scalar::new(60.0, 170.0, 40.0, 0.0);
+    let dst_identity = Scalar::new(50.0, 50.0, 220.0, 0.0);
+    let series: [(EvalValue, Scalar, &str); 4] = [
+        (|p| Some(p.src_ssim), SRC_COLOUR, "src SSIM"),
+        (|p| Some(p.dst_ssim), DST_COLOUR, "dst SSIM"),
+        (|p| p.swap_identity, identity, "swap identity"),
+        (|p| p.dst_identity, dst_identity, "dst identity"),
+    ];
+    let font = imgproc::FONT_HERSHEY_SIMPLEX;
+    for (k, (value, colour, name)) in series.iter().enumerate() {
+        let pts: Vector<Point> =
+            history.iter().filter_map(|p| value(p).map(|v| to_px(p.iteration, v))).collect();
+        if pts.is_empty() {
+            continue;
+        }
+        let lines = Vector::<Vector<Point>>::from_iter([pts]);
+        imgproc::polylines(&mut img, &lines, false, *colour, 2, imgproc::LINE_AA, 0)
+            .map_err(err)?;
+        let at = Point::new(x0 + 5 + 120 * k as i32, y1 + 15);
+        imgproc::put_text(&mut img, name, at, font, 0.45, *colour, 1, imgproc::LINE_AA, false)
+            .map_err(err)?;
+    }
+    let label = format!(
+        "held-out faces, iter {}..{}: PSNR src {:.1} -> {:.1} dB, dst {:.1} -> {:.1} dB (axis -0.2..1)",
+        first.iteration,
+        last.iteration,
+        first.src_psnr,
+        last.src_psnr,
+        first.dst_psnr,
+        last.dst_psnr
+    );
+    imgproc::put_text(
+        &mut img,
+        &label,
+        Point::new(x0 + 5, y0 - 8),
+        font,
+        0.42,
+        axis,
+        1,
+        imgproc::LINE_AA,
+        false,
+    )
+    .map_err(err)?;
+    write_image(path, &img, 0)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

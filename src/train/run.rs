@@ -10,7 +10,8 @@ use std::time::Instant;
 use tch::{Device, Tensor};
 
 use super::config::{FrozenOptionChanged, TrainConfig, compare};
-use super::preview::{PreviewTensors, write_loss_plot, write_preview};
+use super::holdout::{EvalPoint, HOLDOUT_EVERY, HOLDOUT_MAX, HeldOut, HoldoutError};
+use super::preview::{PreviewTensors, write_eval_plot, write_loss_plot, write_preview};
 use super::sampler::{
     Batch, ColorReference, FaceCache, Faceset, FacesetError, SampleConfig, SampleError, Sampler,
     SamplerOptions, make_batch,
@@ -73,6 +74,9 @@ pub enum RunError {
     /// A preview could not be written.
     #[error(transparent)]
     Preview(#[from] ImageWriteError),
+    /// Measuring the held-out faces failed.
+    #[error(transparent)]
+    Holdout(#[from] HoldoutError),
 }
 
 /// How long a run goes and how it reports.
@@ -121,7 +125,7 @@ pub fn run(
     let mut trainer = Trainer::new(&cfg, opts.device)?;
     let (mut state, resumed) = load_latest(&store, &mut trainer)?;
     adapt_start(&stored, saved.as_ref(), ws, opts, &mut trainer, &mut state, resumed)?;
-    let feeds = Feeds::start(&cfg, ws, state.iteration, opts.device)?;
+    let (feeds, held_out) = Feeds::start(&cfg, ws, state.iteration, opts.device)?;
     let preview = feeds.preview_batches(cfg.preview_history)?;
     let mut clock =
         Clock { started: Instant::now(), before: state.elapsed_secs, last_backup: Instant::now() };
@@ -153,6 +157,11 @@ pub fn run(
             last_save = Instant::now();
         } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
             write_previews(&store, &trainer, &state, &preview)?;
+        }
+        if let Some(held) = held_out.as_ref().filter(|_| state.iteration % cfg.eval_every == 0) {
+            let point = held.measure(trainer.model(), opts.device, state.iteration)?;
+            log::info!("{}", describe_eval(&point));
+            state.eval_history.push(point);
         }
     }
     record_check(&mut trainer, &mut state)?;
@@ -334,7 +343,22 @@ fn write_previews(
         write_preview(&path, &grid, PREVIEW_ROWS as i64)?;
     }
     write_loss_plot(&store.dir().join("loss.png"), &state.loss_history)?;
+    if !state.eval_history.is_empty() {
+        write_eval_plot(&store.dir().join("eval.png"), &state.eval_history)?;
+    }
     Ok(())
+}
+
+/// One line about a held-out evaluation.
+fn describe_eval(p: &EvalPoint) -> String {
+    let identity = match (p.swap_identity, p.dst_identity) {
+        (Some(s), Some(d)) => format!("; identity to src: swap {s:.3} (dst itself {d:.3})"),
+        _ => String::new(),
+    };
+    format!(
+        "held-out faces at iteration {}: src SSIM {:.3} PSNR {:.1} dB, dst SSIM {:.3} PSNR {:.1} dB{identity}",
+        p.iteration, p.src_ssim, p.src_psnr, p.dst_ssim, p.dst_psnr
+    )
 }
 
 /// Both sides' samplers.
@@ -346,12 +370,14 @@ struct Feeds {
 }
 
 impl Feeds {
+    /// Starts both samplers; with `cfg.eval_every` also splits off and prepares the held-out
+    /// faces.
     fn start(
         cfg: &TrainConfig,
         ws: &Workspace,
         iteration: u64,
         device: Device,
-    ) -> Result<Self, RunError> {
+    ) -> Result<(Self, Option<HeldOut>), RunError> {
         let load = |side: Side| -> Result<Faceset, RunError> {
             // Pretraining reads one generic faceset for both sides.
             let dir = cfg
@@ -375,11 +401,37 @@ impl Feeds {
             seed,
             ct_mode,
         };
-        let (dst_faces, dst_cache) = (Arc::new(load(Side::Dst)?), Arc::new(FaceCache::default()));
+        let (mut src_loaded, mut dst_loaded) = (load(Side::Src)?, load(Side::Dst)?);
+        let held_out = if cfg.eval_every > 0 && !cfg.pretrain {
+            match (
+                src_loaded.split_holdout(HOLDOUT_EVERY, HOLDOUT_MAX),
+                dst_loaded.split_holdout(HOLDOUT_EVERY, HOLDOUT_MAX),
+            ) {
+                (Some(src), Some(dst)) => {
+                    log::info!(
+                        "{} src and {} dst faces held out for evaluation",
+                        src.len(),
+                        dst.len()
+                    );
+                    let still = sample(false, 0, ColorTransfer::None);
+                    Some(HeldOut::new(&src, &dst, &still, src_identity(ws))?)
+                }
+                _ => {
+                    log::warn!(
+                        "--eval-every needs {} faces on each side to hold some out; not evaluating",
+                        2 * HOLDOUT_EVERY
+                    );
+                    None
+                }
+            }
+        } else {
+            None
+        };
+        let (dst_faces, dst_cache) = (Arc::new(dst_loaded), Arc::new(FaceCache::default()));
         // Src samples are recoloured toward random dst faces (DFL's ct_mode); dst never is.
         let reference =
             ColorReference { faceset: Arc::clone(&dst_faces), cache: Arc::clone(&dst_cache) };
-        let src_faces = Arc::new(load(Side::Src)?.recolor_toward(reference));
+        let src_faces = Arc::new(src_loaded.recolor_toward(reference));
         let seed = cfg.seed.wrapping_mul(2);
         let src_sample = sample(cfg.random_src_flip, seed, cfg.ct_mode);
         let src_set = (src_faces, Arc::new(FaceCache::default()), src_sample);
@@ -390,7 +442,8 @@ impl Feeds {
         let start = |(f, c, s): &(Arc<Faceset>, Arc<FaceCache>, SampleConfig)| {
             Sampler::start(f.clone(), c.clone(), *s, cfg.batch_size, iteration, options())
         };
-        Ok(Self { src: start(&src_set)?, dst: start(&dst_set)?, src_set, dst_set })
+        let feeds = Self { src: start(&src_set)?, dst: start(&dst_set)?, src_set, dst_set };
+        Ok((feeds, held_out))
     }
 
     fn next(&mut self, device: Device) -> Result<(SideTensors, SideTensors), RunError> {
@@ -407,6 +460,26 @@ impl Feeds {
         };
         Ok(PreviewBatches { src: still(&self.src_set)?, dst: still(&self.dst_set)?, keep_history })
     }
+}
+
+/// The src faceset's mean SFace embedding and recognizers, for held-out identity; `None` (with
+/// a warning) when the model or a face cannot be read.
+fn src_identity(ws: &Workspace) -> Option<(Vec<f32>, crate::face::identity::RecognizerPool)> {
+    let attempt = || -> Result<_, String> {
+        let path =
+            crate::cli::assets().model(crate::assets::SFACE_FILE).map_err(|e| e.to_string())?;
+        let model = crate::face::identity::SFaceModel::load(&path).map_err(|e| e.to_string())?;
+        let dir = ws.aligned_dir(Side::Src);
+        let set = crate::sort::faceset::Faceset::read(&dir, &crate::progress::NoProgress)
+            .map_err(|e| format!("{}: {e}", dir.display()))?;
+        let side_dir = ws.side_dir(Side::Src);
+        let embeddings =
+            crate::sort::embeddings(&set, &side_dir, &model, &crate::progress::NoProgress)
+                .map_err(|e| e.to_string())?;
+        let mean = crate::eval::unit_mean(&embeddings);
+        Ok((mean, crate::face::identity::RecognizerPool::new(model)))
+    };
+    attempt().map_err(|e| log::warn!("held-out identity is not measured: {e}")).ok()
 }
 
 fn to_side(batch: Batch, device: Device) -> SideTensors {

@@ -26,6 +26,8 @@ pub struct TrainState {
     pub loss_history: Vec<LossPoint>,
     /// Batches skipped by the divergence guard (non-finite or spiking loss).
     pub skipped_batches: u64,
+    /// Held-out evaluations (`--eval-every`), oldest first.
+    pub eval_history: Vec<super::holdout::EvalPoint>,
 }
 
 #[cfg(test)]
@@ -39,6 +41,7 @@ mod tests {
             elapsed_secs: 3600.5,
             loss_history: vec![LossPoint { iteration: 1000, src: 0.5, dst: 0.4 }],
             skipped_batches: 1,
+            eval_history: Vec::new(),
         };
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<TrainState>(&json).unwrap(), state);

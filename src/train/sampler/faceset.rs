@@ -129,6 +129,23 @@ impl Faceset {
         self
     }
 
+    /// Moves every `every`-th face (in file order, starting at `every / 2`), at most `max`, out
+    /// of this faceset into the returned one: faces training never sees, for evaluation.
+    /// Returns `None` (and keeps every face) when fewer than `2 · every` faces are loaded.
+    pub fn split_holdout(&mut self, every: usize, max: usize) -> Option<Faceset> {
+        let every = every.max(2);
+        if self.faces.len() < 2 * every || max == 0 {
+            return None;
+        }
+        let picked: Vec<usize> = (every / 2..self.faces.len()).step_by(every).take(max).collect();
+        let mut held = Vec::with_capacity(picked.len());
+        for &i in picked.iter().rev() {
+            held.push(self.faces.remove(i));
+        }
+        held.reverse();
+        Some(Faceset { dir: self.dir.clone(), faces: held, recolor_toward: None })
+    }
+
     /// Returns the faces samples are recoloured toward, if any.
     pub fn color_reference(&self) -> Option<&super::recolor::ColorReference> {
         self.recolor_toward.as_ref()
@@ -204,6 +221,30 @@ mod tests {
     use crate::train::sampler::testutil::write_faceset;
     use opencv::core::{CV_8UC3, Mat, Scalar, Vector};
     use opencv::imgcodecs;
+
+    #[test]
+    fn every_tenth_face_is_held_out_and_removed_from_training() {
+        let tmp = tempfile::tempdir().unwrap();
+        write_faceset(tmp.path(), 25, 32, |_| 0.0);
+        let (mut set, _) = Faceset::load(tmp.path(), &NoProgress).unwrap();
+        let names = |s: &Faceset| -> Vec<String> {
+            s.faces()
+                .iter()
+                .map(|f| f.path.file_name().unwrap().to_string_lossy().into_owned())
+                .collect()
+        };
+        let all = names(&set);
+        let held = set.split_holdout(10, 16).unwrap();
+        assert_eq!(names(&held), [all[5].clone(), all[15].clone()]);
+        assert_eq!(set.len(), 23);
+        assert!(names(&held).iter().all(|n| !names(&set).contains(n)));
+        let (mut small, _) = Faceset::load(tmp.path(), &NoProgress).unwrap();
+        assert!(
+            small.split_holdout(13, 16).is_none(),
+            "25 faces are too few to hold out every 13th"
+        );
+        assert_eq!(small.len(), 25);
+    }
 
     #[test]
     fn good_faces_load_in_name_order_and_bad_files_are_reported() {

@@ -204,6 +204,55 @@ pub fn make_sample(
     warp_layers(&fitted, &params, resolution_px).map_err(cv)
 }
 
+/// Returns face `face_index` fitted to the model's crop with no augmentation at all (no
+/// warp, affine, flip or recolouring): the held-out faces training-time evaluation measures.
+/// Only `target` and `mask` are filled (`warped` equals `target`).
+///
+/// # Errors
+/// As [`make_sample`].
+///
+/// # Panics
+/// When `face_index` is not an index of `faceset`.
+pub fn still_sample(
+    faceset: &Faceset,
+    cache: &FaceCache,
+    face_index: usize,
+    cfg: &SampleConfig,
+) -> Result<Sample, SampleError> {
+    let face = &faceset.faces()[face_index];
+    let cv = |source| SampleError::OpenCv { path: face.path.clone(), source };
+    check_face_type(face, cfg.face_type)?;
+    let bgr = cache.get_or_load(&face.path)?;
+    check_size(face, &bgr)?;
+    let source = source_layers(face, &bgr, false).map_err(cv)?;
+    let resolution_px = cfg.resolution_px as i32;
+    let fit = Fit {
+        landmarks: &face.landmarks,
+        face_type: face.face_type,
+        model_face_type: cfg.face_type,
+        resolution_px,
+    };
+    let fitted = fit_layers(&source, &fit)
+        .map_err(cv)?
+        .ok_or_else(|| SampleError::DegenerateLandmarks { path: face.path.clone() })?;
+    warp_layers(&fitted, &WarpParams::identity(resolution_px), resolution_px).map_err(cv)
+}
+
+/// Returns a face's 68 landmarks in the pixels of its [`still_sample`]: the model's crop at
+/// `resolution_px`. `None` for degenerate landmarks.
+pub fn model_landmarks(
+    face: &FaceRecord,
+    resolution_px: u32,
+    model_face_type: crate::face::align::FaceType,
+) -> Option<Vec<[f32; 2]>> {
+    if face.face_type == model_face_type {
+        let k = resolution_px as f32 / face.size_px.max(1) as f32;
+        return Some(face.landmarks.iter().map(|p| [p[0] * k, p[1] * k]).collect());
+    }
+    let m = crate::face::align::transform_mat(&face.landmarks, resolution_px, model_face_type)?;
+    Some(crate::face::align::transform_points(&m, &face.landmarks))
+}
+
 /// Checks up front that every face can be cropped to `cfg.face_type`, so a wrong faceset fails
 /// before training starts rather than at the batch that first draws a bad face.
 ///

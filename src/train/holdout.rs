@@ -1,0 +1,223 @@
+//! Training-time evaluation on held-out faces (`--eval-every N`).
+//!
+//! With evaluation on, every 10th face of each faceset (at most 16) is kept out of training.
+//! Every N iterations the model reconstructs those faces (src → src, dst → dst) and swaps the
+//! dst ones; the run records SSIM and PSNR of the reconstructions and the SFace identity of the
+//! swaps against the src faceset's mean, so a user sees likeness grow, not just loss fall.
+
+use opencv::core::Mat;
+use serde::{Deserialize, Serialize};
+use tch::{Device, Kind, Tensor};
+
+use super::sampler::cache::FaceCache;
+use super::sampler::faceset::Faceset;
+use super::sampler::{SampleConfig, SampleError, model_landmarks, still_sample};
+use crate::face::identity::{IdentityError, RecognizerPool, five_points_from_68};
+use crate::img::mat_from_bgr_f32;
+use crate::model::loss::dssim;
+use crate::model::saehd::Saehd;
+
+/// Every this many faces (in file order) one is held out.
+pub const HOLDOUT_EVERY: usize = 10;
+/// At most this many faces are held out per side.
+pub const HOLDOUT_MAX: usize = 16;
+/// The SSIM window (the usual 11 px, σ 1.5).
+const SSIM_WINDOW: i64 = 11;
+
+/// Errors of measuring the held-out faces.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum HoldoutError {
+    /// SFace failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+    /// libtorch failed.
+    #[error("evaluating the held-out faces: {0}")]
+    Torch(#[from] tch::TchError),
+    /// A face could not be converted.
+    #[error("evaluating the held-out faces: {0}")]
+    Cv(#[from] opencv::Error),
+}
+
+/// One evaluation, recorded in the training state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalPoint {
+    /// The iteration measured.
+    pub iteration: u64,
+    /// Mean SSIM of src → src on held-out src faces.
+    pub src_ssim: f64,
+    /// Mean PSNR (dB) of src → src.
+    pub src_psnr: f64,
+    /// Mean SSIM of dst → dst on held-out dst faces.
+    pub dst_ssim: f64,
+    /// Mean PSNR (dB) of dst → dst.
+    pub dst_psnr: f64,
+    /// Mean SFace cosine of the swapped held-out dst faces with the src mean, if measured.
+    pub swap_identity: Option<f64>,
+    /// The same for the held-out dst faces themselves: where the swap starts from.
+    pub dst_identity: Option<f64>,
+}
+
+/// The held-out faces as model-ready tensors, and what identity needs.
+pub struct HeldOut {
+    src: Tensor,
+    dst: Tensor,
+    /// Five points per held-out dst face, in model-crop pixels.
+    dst_five: Vec<[[f32; 2]; 5]>,
+    /// The unit mean SFace embedding of the src faceset, with recognizers.
+    identity: Option<(Vec<f32>, RecognizerPool)>,
+}
+
+impl HeldOut {
+    /// Builds the tensors of the held-out `src` and `dst` faces, unaugmented.
+    ///
+    /// # Errors
+    /// A face that cannot be read or fitted.
+    pub fn new(
+        src: &Faceset,
+        dst: &Faceset,
+        cfg: &SampleConfig,
+        identity: Option<(Vec<f32>, RecognizerPool)>,
+    ) -> Result<Self, SampleError> {
+        let stack = |set: &Faceset| -> Result<Tensor, SampleError> {
+            let cache = FaceCache::default();
+            let r = i64::from(cfg.resolution_px);
+            let mut flat = Vec::new();
+            for i in 0..set.len() {
+                flat.extend(still_sample(set, &cache, i, cfg)?.target);
+            }
+            Ok(Tensor::from_slice(&flat).view([set.len() as i64, 3, r, r]))
+        };
+        let dst_five = dst
+            .faces()
+            .iter()
+            .map(|f| {
+                model_landmarks(f, cfg.resolution_px, cfg.face_type)
+                    .and_then(|l| five_points_from_68(&l))
+                    .unwrap_or([[0.0; 2]; 5])
+            })
+            .collect();
+        Ok(Self { src: stack(src)?, dst: stack(dst)?, dst_five, identity })
+    }
+
+    /// Measures `model` at `iteration`.
+    ///
+    /// # Errors
+    /// The identity model's, libtorch's or OpenCV's error.
+    pub fn measure(
+        &self,
+        model: &Saehd,
+        device: Device,
+        iteration: u64,
+    ) -> Result<EvalPoint, HoldoutError> {
+        let _guard = tch::no_grad_guard();
+        let (src, dst) = (self.src.to_device(device), self.dst.to_device(device));
+        let ss = model.src_src(&src).image;
+        let dd = model.dst_dst(&dst).image;
+        let (src_ssim, src_psnr) = ssim_psnr(&ss, &src);
+        let (dst_ssim, dst_psnr) = ssim_psnr(&dd, &dst);
+        let (swap_identity, dst_identity) = match &self.identity {
+            Some((mean, pool)) => {
+                let swap = model.swap(&dst).image;
+                (
+                    Some(self.identity_of(&swap, mean, pool)?),
+                    Some(self.identity_of(&dst, mean, pool)?),
+                )
+            }
+            None => (None, None),
+        };
+        Ok(EvalPoint {
+            iteration,
+            src_ssim,
+            src_psnr,
+            dst_ssim,
+            dst_psnr,
+            swap_identity,
+            dst_identity,
+        })
+    }
+
+    /// Mean cosine of the faces in `images` (`[N, 3, R, R]` BGR in [0, 1]) with `mean`.
+    fn identity_of(
+        &self,
+        images: &Tensor,
+        mean: &[f32],
+        pool: &RecognizerPool,
+    ) -> Result<f64, HoldoutError> {
+        let (n, r) = (images.size()[0], images.size()[2]);
+        let host = images
+            .to_kind(Kind::Float)
+            .clamp(0.0, 1.0)
+            .permute([0, 2, 3, 1])
+            .contiguous()
+            .to_device(Device::Cpu);
+        let values = Vec::<f32>::try_from(host.flatten(0, -1))?;
+        let plane = (r * r * 3) as usize;
+        let mut sface = pool.take()?;
+        let mut embed = |i: usize, five: &[[f32; 2]; 5]| -> Result<f64, HoldoutError> {
+            let face = &values[i * plane..(i + 1) * plane];
+            let bgr = to_u8(&mat_from_bgr_f32(face, r as usize, r as usize)?)?;
+            let e = sface.embed(&bgr, five)?;
+            Ok(e.as_slice().iter().zip(mean).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum())
+        };
+        let cosines: Result<Vec<f64>, HoldoutError> = self
+            .dst_five
+            .iter()
+            .enumerate()
+            .take(n as usize)
+            .map(|(i, five)| embed(i, five))
+            .collect();
+        pool.put(sface);
+        let cosines = cosines?;
+        Ok(cosines.iter().sum::<f64>() / cosines.len().max(1) as f64)
+    }
+}
+
+fn to_u8(bgr_f32: &Mat) -> opencv::Result<Mat> {
+    let mut out = Mat::default();
+    opencv::prelude::MatTraitConst::convert_to(
+        bgr_f32,
+        &mut out,
+        opencv::core::CV_8UC3,
+        255.0,
+        0.0,
+    )?;
+    Ok(out)
+}
+
+/// Mean SSIM (11-px Gaussian window) and PSNR (dB, peak 1) of `a` against `b`.
+///
+/// # Shapes
+/// `a`, `b`: `[N, C, H, W]` in [0, 1].
+pub fn ssim_psnr(a: &Tensor, b: &Tensor) -> (f64, f64) {
+    let a = a.to_kind(Kind::Float).clamp(0.0, 1.0);
+    let b = b.to_kind(Kind::Float);
+    let ssim = 1.0 - 2.0 * dssim(&a, &b, SSIM_WINDOW).mean(Kind::Float).double_value(&[]);
+    let mse = (&a - &b).square().mean(Kind::Float).double_value(&[]);
+    let psnr = if mse > 0.0 { 10.0 * (1.0 / mse).log10() } else { f64::INFINITY };
+    (ssim, psnr)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identical_images_score_perfectly_and_noise_scores_lower() {
+        let a = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+        let (ssim, psnr) = ssim_psnr(&a, &a);
+        assert!((ssim - 1.0).abs() < 1e-5 && psnr.is_infinite(), "{ssim} {psnr}");
+        let noisy =
+            (&a + Tensor::randn([2, 3, 32, 32], (Kind::Float, Device::Cpu)) * 0.1).clamp(0.0, 1.0);
+        let (ssim, psnr) = ssim_psnr(&noisy, &a);
+        assert!(ssim < 0.95 && (15.0..25.0).contains(&psnr), "{ssim} {psnr}");
+    }
+
+    #[test]
+    fn psnr_is_ten_log_of_one_over_mse() {
+        let a = Tensor::zeros([1, 3, 16, 16], (Kind::Float, Device::Cpu));
+        let b = Tensor::ones([1, 3, 16, 16], (Kind::Float, Device::Cpu)) * 0.1;
+        let (_, psnr) = ssim_psnr(&b, &a);
+        assert!((psnr - 20.0).abs() < 1e-4, "MSE 0.01 is 20 dB: {psnr}");
+    }
+}
