@@ -81,6 +81,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         ),
         ("training previews (src, dst, swap)", model.join("preview.png")),
         ("the loss curves", model.join("loss.png")),
+        ("likeness on held-out faces", model.join("eval.png")),
         ("a merged frame", ws.merged_dir().join("00060.png")),
         ("the video", ws.result_video()),
         ("the measured result", crate::eval::eval_dir(&ws).join("report.png")),
@@ -160,7 +161,7 @@ fn train(
     let minutes_left = format!("{:.2}", left.max(0.01));
     let mut args = vec!["train", "--name", MODEL];
     args.extend_from_slice(sizes);
-    args.extend(["--minutes", &minutes_left]);
+    args.extend(["--minutes", &minutes_left, "--eval-every", "200"]);
     runner.dfl(&args)
 }
 
