@@ -10,7 +10,9 @@
 //! - **temporal stability**: along each run of consecutive frames, the landmark and pixel
 //!   jitter (second differences) of the swap against the dst clip's own.
 //!
-//! Reconstruction (SSIM/PSNR of a model on held-out faces) is not built yet.
+//! Reconstruction quality comes from training: a model trained with `--eval-every` measured
+//! SSIM/PSNR on held-out faces, and the report quotes the latest of those for the merge's
+//! model.
 
 pub mod metrics;
 pub mod page;
@@ -158,6 +160,18 @@ pub struct TemporalReport {
     pub pixel_jitter_dst: Option<f64>,
 }
 
+/// The model that made the merge, from `data_dst/merge.settings.json`.
+#[derive(Debug, Clone, Serialize)]
+pub struct ModelReport {
+    /// Its name under `model/`.
+    pub name: String,
+    /// The iteration the merge used.
+    pub iteration: Option<u64>,
+    /// Its latest held-out evaluation: SSIM/PSNR of reconstructions and swap identity on faces
+    /// it never trained on (`None` unless trained with `--eval-every`).
+    pub held_out: Option<crate::train::holdout::EvalPoint>,
+}
+
 /// Everything `dfl eval` writes to `eval/report.json`.
 #[derive(Debug, Clone, Serialize)]
 pub struct EvalReport {
@@ -173,8 +187,8 @@ pub struct EvalReport {
     pub expression: ExpressionReport,
     /// Temporal stability.
     pub temporal: TemporalReport,
-    /// Reconstruction of held-out faces by the model: not built yet.
-    pub reconstruction: Option<()>,
+    /// The merge's model and its last held-out evaluation (`dfl train --eval-every`), if any.
+    pub model: Option<ModelReport>,
     /// Per face, in frame order.
     pub per_face: Vec<FaceEval>,
 }
@@ -298,7 +312,8 @@ pub fn run(
             next: "dfl merge",
         });
     }
-    let report = summarise(&results, src.faces.len(), src_to_src);
+    let mut report = summarise(&results, src.faces.len(), src_to_src);
+    report.model = merge_model(ws);
     let dir = eval_dir(ws);
     std::fs::create_dir_all(&dir).map_err(|source| EvalError::Io { path: dir.clone(), source })?;
     let json = dir.join("report.json");
@@ -311,6 +326,25 @@ pub fn run(
         source: std::io::Error::other(e.to_string()),
     })?;
     Ok((report, dir))
+}
+
+/// The merge's model and its last held-out evaluation (what the files say; `None` if unread).
+fn merge_model(ws: &Workspace) -> Option<ModelReport> {
+    let settings = ws.stage_settings(crate::workspace::Stage::Merge, Side::Dst);
+    let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(settings).ok()?).ok()?;
+    let name = saved.get("model")?.as_str()?.to_owned();
+    let store = crate::train::store::Store::new(ws.model_dir(&name).ok()?);
+    let state = store
+        .latest()
+        .ok()
+        .flatten()
+        .and_then(|dir| std::fs::read(dir.join(crate::train::store::STATE_FILE)).ok())
+        .and_then(|b| serde_json::from_slice::<crate::train::state::TrainState>(&b).ok());
+    Some(ModelReport {
+        name,
+        iteration: saved.get("iteration").and_then(serde_json::Value::as_u64),
+        held_out: state.and_then(|s| s.eval_history.last().copied()),
+    })
 }
 
 fn read_set(ws: &Workspace, side: Side, next: &'static str) -> Result<Faceset, EvalError> {
@@ -492,7 +526,7 @@ fn summarise(results: &[FrameResult], src_faces: usize, src_to_src: Option<Summa
             pixel_jitter_swap: jitter(1, true),
             pixel_jitter_dst: jitter(0, true),
         },
-        reconstruction: None,
+        model: None,
         per_face: faces.into_iter().cloned().collect(),
     }
 }

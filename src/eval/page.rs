@@ -194,6 +194,16 @@ pub fn summary_lines(r: &EvalReport) -> Vec<String> {
             opt(t.pixel_jitter_swap, 2),
             opt(t.pixel_jitter_dst, 2)
         ),
-        "reconstruction (SSIM/PSNR on held-out faces): not built yet".to_owned(),
+        match &r.model {
+            Some(super::ModelReport { name, held_out: Some(p), .. }) => format!(
+                "model {name}, held-out faces at iteration {}: SSIM src {:.3} dst {:.3}, PSNR src {:.1} dst {:.1} dB",
+                p.iteration, p.src_ssim, p.dst_ssim, p.src_psnr, p.dst_psnr
+            ),
+            Some(m) => format!(
+                "model {}: no held-out measurement (train with --eval-every N to get SSIM/PSNR)",
+                m.name
+            ),
+            None => "model: unknown (no merge settings)".to_owned(),
+        },
     ]
 }
