@@ -69,7 +69,7 @@ pub enum Command {
     Train(Box<train::TrainArgs>),
     /// Put the src face on every dst frame and build result.mp4 with the dst audio.
     Merge(merge::MergeArgs),
-    /// Tools for face files: read the metadata inside them.
+    /// Tools for face files (read their metadata) and demo footage (synth).
     Faceset(faceset::FacesetArgs),
     /// Show what each stage has produced in the workspace and what to run next.
     Status(status::StatusArgs),
@@ -82,7 +82,7 @@ pub enum Command {
 pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
     match &cli.command {
         Command::Extract(args) => extract::run(args, &cli.global, bars),
-        Command::Faceset(args) => faceset::run(args),
+        Command::Faceset(args) => faceset::run(args, bars),
         Command::Sort(args) => sort::run(args, &cli.global, bars),
         Command::Train(args) => train::run(args, &cli.global, bars),
         Command::Merge(args) => merge::run(args, &cli.global, bars),

@@ -95,6 +95,9 @@ pub fn intensities(bgr: &Mat) -> opencv::Result<Vec<u8>> {
     Ok(intensity_from_bgr(&bytes, bgr.cols() as usize, bgr.rows() as usize))
 }
 
+/// A detected face with its 68 landmarks (pixels).
+pub type FoundFace = (Detection, Vec<[f32; 2]>);
+
 /// Finds the faces of a BGR image: each detection (largest first) with its 68 landmarks.
 ///
 /// # Errors
@@ -104,7 +107,7 @@ pub fn find_faces(
     detector: &mut dyn FaceDetector,
     landmarker: &Landmarker<'_>,
     refine: bool,
-) -> Result<Vec<(Detection, Vec<[f32; 2]>)>, DetectError> {
+) -> Result<Vec<FoundFace>, DetectError> {
     let detections = detector.detect(bgr)?;
     if detections.is_empty() {
         return Ok(Vec::new());
