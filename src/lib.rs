@@ -23,5 +23,6 @@ pub mod settings;
 pub mod sort;
 pub mod stage_log;
 pub mod status;
+pub mod synth;
 pub mod train;
 pub mod workspace;

@@ -1,13 +1,21 @@
-//! `dfl faceset`: tools for face files (`info` prints the metadata inside them).
+//! `dfl faceset`: tools for face files (`info` prints the metadata inside them) and for demo
+//! footage (`synth` animates still portraits with a video's landmark motion).
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use indicatif::MultiProgress;
 use serde::Serialize;
 
+use crate::assets::{SHAPE_PREDICTOR_FILE, YUNET_FILE};
+use crate::detect::{DetectorConfig, YuNetModel};
 use crate::face::metadata::{FaceMetadata, read_metadata};
+use crate::face::shape_predictor::ShapePredictor;
 use crate::report::Outcome;
+use crate::synth::{MIN_WIDTH_PX, SynthConfig, SynthModels, synthesize};
+
+use super::progress::Bar;
 
 /// Arguments of `dfl faceset`.
 #[derive(Debug, clap::Args)]
@@ -26,6 +34,55 @@ pub enum FacesetCommand {
         #[arg(required = true)]
         files: Vec<PathBuf>,
     },
+    /// Make test/demo footage: animate still portraits with the landmark motion of a video.
+    ///
+    /// A deterministic tool for tests and demos, not a deepfake generator: it bends the
+    /// portrait's own pixels with a piecewise-affine warp so its landmarks follow the driver's
+    /// motion (relative to the driver's first frame), plus a small seeded jitter. With several
+    /// portraits, the driver's frames are split into equal consecutive runs, one per portrait.
+    /// Writes 00001.png, 00002.png, … into --out, ready for `dfl extract src --input DIR`.
+    Synth(SynthArgs),
+}
+
+/// Widest frames `dfl faceset synth` writes (8K): beyond that a typo, not a demo.
+const MAX_WIDTH_PX: i64 = 8192;
+
+/// Arguments of `dfl faceset synth`. Unset options keep their defaults (shown in brackets).
+#[derive(Debug, clap::Args)]
+pub struct SynthArgs {
+    /// A still photo with one clear face; repeat for several portraits (shown in turn).
+    #[arg(long, value_name = "FILE", required = true)]
+    pub portrait: Vec<PathBuf>,
+    /// The talking-head video whose landmark motion drives the portraits.
+    #[arg(long, value_name = "VIDEO")]
+    pub driver: PathBuf,
+    /// The folder to write the frames into (created if needed).
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Width of the frames in pixels; each portrait keeps its aspect ratio [480].
+    #[arg(
+        long,
+        value_name = "PX",
+        value_parser = clap::value_parser!(u32).range(i64::from(MIN_WIDTH_PX)..=MAX_WIDTH_PX)
+    )]
+    pub width: Option<u32>,
+    /// Seed of the jitter; the same inputs and seed give byte-identical frames [1].
+    #[arg(long, value_name = "N")]
+    pub seed: Option<u64>,
+    /// Use only the first N driver frames [all].
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub frames: Option<u64>,
+}
+
+impl SynthArgs {
+    /// Applies the overrides to the defaults.
+    fn config(&self) -> SynthConfig {
+        let mut cfg = SynthConfig::default();
+        cfg.width_px = self.width.unwrap_or(cfg.width_px);
+        cfg.seed = self.seed.unwrap_or(cfg.seed);
+        cfg.frames = self.frames.map(|n| usize::try_from(n).unwrap_or(usize::MAX)).or(cfg.frames);
+        cfg
+    }
 }
 
 /// One line of `dfl faceset info`.
@@ -37,8 +94,46 @@ struct InfoLine<'a> {
 }
 
 /// Runs `dfl faceset`.
-pub fn run(args: &FacesetArgs) -> anyhow::Result<Outcome> {
-    let FacesetCommand::Info { files } = &args.command;
+pub fn run(args: &FacesetArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+    match &args.command {
+        FacesetCommand::Info { files } => info(files),
+        FacesetCommand::Synth(synth) => run_synth(synth, bars),
+    }
+}
+
+/// Runs `dfl faceset synth`.
+fn run_synth(args: &SynthArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+    let cfg = args.config();
+    for path in args.portrait.iter().chain([&args.driver]) {
+        anyhow::ensure!(path.is_file(), "{} does not exist; check the path", path.display());
+    }
+    let assets = super::assets();
+    let yunet = YuNetModel::load(assets.model(YUNET_FILE)?, DetectorConfig::default())?;
+    let predictor = ShapePredictor::load(&assets.model(SHAPE_PREDICTOR_FILE)?)?;
+    let models = SynthModels { detector: &yunet, predictor: &predictor };
+    let bar = Bar::new(bars, "frames");
+    let started = std::time::Instant::now();
+    let report = synthesize(&args.portrait, &args.driver, &args.out, &cfg, &models, &bar)?;
+    drop(bar);
+    let per_frame = started.elapsed().as_secs_f64() / report.frames.len().max(1) as f64;
+    log::info!(
+        "wrote {} frames to {} ({:.0} ms per frame); next: dfl extract src --input {}",
+        report.frames.len(),
+        args.out.display(),
+        per_frame * 1000.0,
+        quoted(&args.out)
+    );
+    Ok(Outcome::Done)
+}
+
+/// Returns `path` for a shell command line, quoted when it has spaces.
+fn quoted(path: &Path) -> String {
+    let text = path.display().to_string();
+    if text.contains(' ') { format!("'{text}'") } else { text }
+}
+
+/// Runs `dfl faceset info`.
+fn info(files: &[PathBuf]) -> anyhow::Result<Outcome> {
     let mut out = std::io::stdout().lock();
     let mut failed = 0;
     for file in files {

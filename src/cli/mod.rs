@@ -73,7 +73,7 @@ pub enum Command {
     Merge(merge::MergeArgs),
     /// Measure the merged swap: identity, expression, stability; eval/report.json and .png.
     Eval(eval::EvalArgs),
-    /// Tools for face files: read the metadata inside them.
+    /// Tools for face files (read their metadata) and demo footage (synth).
     Faceset(faceset::FacesetArgs),
     /// Show what each stage has produced in the workspace and what to run next.
     Status(status::StatusArgs),
@@ -88,7 +88,7 @@ pub enum Command {
 pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
     match &cli.command {
         Command::Extract(args) => extract::run(args, &cli.global, bars),
-        Command::Faceset(args) => faceset::run(args),
+        Command::Faceset(args) => faceset::run(args, bars),
         Command::Sort(args) => sort::run(args, &cli.global, bars),
         Command::Train(args) => train::run(args, &cli.global, bars),
         Command::Merge(args) => merge::run(args, &cli.global, bars),
