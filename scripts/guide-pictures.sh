@@ -13,8 +13,10 @@ shift || true
 "$DFL" --workspace "$WS" demo "$@"
 OUT=$REPO/docs/guide
 mkdir -p "$OUT"
-cp "$WS/data_src/00030.png" "$OUT/src-frame.png"
-cp "$WS/data_src/sort_sheets/sheet_001.png" "$OUT/sort-sheet.png"
+# Photos as JPEG (the sheet at half size) to keep the repository small.
+rm -f "$OUT/src-frame.png" "$OUT/sort-sheet.png"
+ffmpeg -y -v error -i "$WS/data_src/00030.png" -q:v 3 "$OUT/src-frame.jpg"
+ffmpeg -y -v error -i "$WS/data_src/sort_sheets/sheet_001.png" -vf scale=iw/2:-1 -q:v 3 "$OUT/sort-sheet.jpg"
 cp "$WS/model/demo/preview.png" "$OUT/preview.png"
 cp "$WS/model/demo/loss.png" "$OUT/loss.png"
 cp "$WS/model/demo/eval.png" "$OUT/eval-training.png"

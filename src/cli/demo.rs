@@ -9,7 +9,7 @@ use std::process::Command;
 
 use anyhow::{Context, bail};
 
-use crate::device::{self, DeviceRequest};
+use crate::device;
 use crate::report::Outcome;
 use crate::train::state::TrainState;
 use crate::train::store::{STATE_FILE, Store};
@@ -19,8 +19,8 @@ use super::GlobalArgs;
 
 /// The file that marks a folder as a demo workspace (the demo refuses to write anywhere else).
 const MARKER: &str = "demo.json";
-/// The marker of a finished `faceset synth` in data_src/.
-const SYNTH_DONE: &str = ".synth-done";
+/// The marker of a finished `faceset synth` (beside the marker, not among the src frames).
+const SYNTH_DONE: &str = "demo-synth.done";
 /// The model's name.
 const MODEL: &str = "demo";
 
@@ -44,10 +44,13 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     claim(&ws)?;
     let assets = super::assets();
     let sample = |name: &str| assets.sample(name).map(|p| p.to_string_lossy().into_owned());
-    let runner = Runner { ws: ws.root().to_owned(), device: global.device };
+    // Resolved once (one warning on a CPU), then passed on as `cpu` or `cuda:N`.
+    let resolved = device::resolve(global.device)?;
+    let runner = Runner { ws: ws.root().to_owned(), device: resolved.name() };
 
     let src_dir = ws.side_dir(Side::Src);
-    if !src_dir.join(SYNTH_DONE).is_file() {
+    let synth_done = ws.root().join(SYNTH_DONE);
+    if !synth_done.is_file() {
         let mut synth = vec!["faceset".to_owned(), "synth".to_owned()];
         for portrait in ["obama.jpg", "obama2.jpg", "obama3.jpg"] {
             synth.extend(["--portrait".to_owned(), sample(portrait)?]);
@@ -55,8 +58,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         synth.extend(["--driver".to_owned(), sample("carphone_pristine.mp4")?]);
         synth.extend(["--out".to_owned(), src_dir.to_string_lossy().into_owned()]);
         runner.dfl(&synth.iter().map(String::as_str).collect::<Vec<_>>())?;
-        std::fs::write(src_dir.join(SYNTH_DONE), b"")
-            .with_context(|| format!("{}", src_dir.join(SYNTH_DONE).display()))?;
+        std::fs::write(&synth_done, b"").with_context(|| format!("{}", synth_done.display()))?;
     }
     let dst_video = ws.default_video(Side::Dst);
     if !dst_video.is_file() {
@@ -68,7 +70,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     if !ws.side_dir(Side::Src).join(crate::sort::journal::HISTORY_FILE).is_file() {
         runner.dfl(&["sort", "src", "--by", "face-yaw", "--sheet"])?;
     }
-    train(&runner, &ws, global.device, args.minutes)?;
+    train(&runner, &ws, resolved.device.is_cuda(), args.minutes)?;
     runner.dfl(&["merge", "--model", MODEL, "--force"])?;
     runner.dfl(&["eval"])?;
 
@@ -115,12 +117,7 @@ fn claim(ws: &Workspace) -> anyhow::Result<()> {
 }
 
 /// Trains what is left of `minutes`, with sizes chosen by device.
-fn train(
-    runner: &Runner,
-    ws: &Workspace,
-    device: DeviceRequest,
-    minutes: f64,
-) -> anyhow::Result<()> {
+fn train(runner: &Runner, ws: &Workspace, cuda: bool, minutes: f64) -> anyhow::Result<()> {
     let store = Store::new(ws.model_dir(MODEL)?);
     let latest = store.latest().ok().flatten();
     // state.json alone, not the weights.
@@ -133,7 +130,6 @@ fn train(
         log::info!("the demo model has trained {trained:.1} of {minutes} minutes");
         return Ok(());
     }
-    let cuda = device::resolve(device).is_ok_and(|d| d.device.is_cuda());
     let sizes: &[&str] = if cuda {
         // A real model: DFL's SAEHD defaults at 128 px.
         &["--model", "df", "--resolution", "128", "--batch-size", "8"]
@@ -168,7 +164,8 @@ fn train(
 /// Runs dfl subcommands in the demo workspace.
 struct Runner {
     ws: PathBuf,
-    device: DeviceRequest,
+    /// `cpu` or `cuda:N`.
+    device: String,
 }
 
 impl Runner {
@@ -181,7 +178,7 @@ impl Runner {
             .arg("--workspace")
             .arg(&self.ws)
             .arg("--device")
-            .arg(self.device.to_string())
+            .arg(&self.device)
             .args(args)
             .status()
             .context("starting dfl")?;

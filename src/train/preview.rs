@@ -198,7 +198,7 @@ pub fn write_eval_plot(
     imgproc::put_text(
         &mut img,
         &label,
-        Point::new(x0 + 5, y0 - 8),
+        Point::new(x0 + 5, y1 + 35),
         font,
         0.42,
         axis,
