@@ -53,6 +53,15 @@ fn write_merged(ws: &Path, edit: impl Fn(usize, Mat) -> Mat) {
     }
 }
 
+/// `image` warped by the 2×3 matrix `m` to `size` (bilinear, edges repeated).
+fn warp(image: &Mat, m: &[[f64; 3]; 2], size: Size) -> Mat {
+    let m = Mat::from_slice_2d(m).unwrap();
+    let mut out = Mat::default();
+    let (interp, border) = (imgproc::INTER_LINEAR, opencv::core::BORDER_REPLICATE);
+    imgproc::warp_affine(image, &mut out, &m, size, interp, border, Scalar::all(0.0)).unwrap();
+    out
+}
+
 fn eval(ws: &Path) -> Value {
     let out = dfl(ws, &["eval"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -88,20 +97,7 @@ fn a_shaken_clip_jitters_more_than_the_original() {
         // Every frame moved by its own seeded offset of up to ±4 px.
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(i as u64);
         let (dx, dy): (f64, f64) = (rng.random_range(-4.0..4.0), rng.random_range(-4.0..4.0));
-        let m = Mat::from_slice_2d(&[[1.0, 0.0, dx], [0.0, 1.0, dy]]).unwrap();
-        let mut out = Mat::default();
-        let size = Size::new(image.cols(), image.rows());
-        imgproc::warp_affine(
-            &image,
-            &mut out,
-            &m,
-            size,
-            imgproc::INTER_LINEAR,
-            opencv::core::BORDER_REPLICATE,
-            Scalar::all(0.0),
-        )
-        .unwrap();
-        out
+        warp(&image, &[[1.0, 0.0, dx], [0.0, 1.0, dy]], Size::new(image.cols(), image.rows()))
     });
     let t = &eval(&ws)["temporal"];
     let (swap, dst) =
@@ -140,19 +136,7 @@ fn obama_pasted_onto_biden_moves_identity_toward_the_obama_faceset() {
     let f64s =
         |p: &[[f32; 2]]| p.iter().map(|q| [f64::from(q[0]), f64::from(q[1])]).collect::<Vec<_>>();
     let m = dfl::face::align::umeyama(&f64s(&from), &f64s(&to));
-    let m = Mat::from_slice_2d(&m).unwrap();
-    let mut warped = Mat::default();
-    let size = Size::new(biden.cols(), biden.rows());
-    imgproc::warp_affine(
-        &obama,
-        &mut warped,
-        &m,
-        size,
-        imgproc::INTER_LINEAR,
-        opencv::core::BORDER_REPLICATE,
-        Scalar::all(0.0),
-    )
-    .unwrap();
+    let warped = warp(&obama, &m, Size::new(biden.cols(), biden.rows()));
     let hull: Vector<Point> = to.iter().map(|p| Point::new(p[0] as i32, p[1] as i32)).collect();
     let mut convex = Vector::<Point>::new();
     imgproc::convex_hull(&hull, &mut convex, false, true).unwrap();

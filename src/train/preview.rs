@@ -70,21 +70,29 @@ const SRC_COLOUR: Scalar = Scalar::new(220.0, 120.0, 30.0, 0.0);
 /// dst loss: orange (BGR).
 const DST_COLOUR: Scalar = Scalar::new(30.0, 140.0, 250.0, 0.0);
 
+/// The axes' colour.
+const AXIS_COLOUR: Scalar = Scalar::new(90.0, 90.0, 90.0, 0.0);
+
+/// A white [`PLOT_SIZE`] canvas with the two axes drawn; returns it and the plot area's
+/// corners `[x0, y0 (bottom), x1, y1 (top)]`.
+fn plot_canvas() -> opencv::Result<(Mat, [i32; 4])> {
+    let (w, h) = PLOT_SIZE;
+    let mut img = Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(255.0))?;
+    let (x0, y0, x1, y1) = (PLOT_MARGIN, h - PLOT_MARGIN, w - PLOT_MARGIN / 2, PLOT_MARGIN / 2);
+    let axis = AXIS_COLOUR;
+    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x1, y0), axis, 1, imgproc::LINE_AA, 0)?;
+    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x0, y1), axis, 1, imgproc::LINE_AA, 0)?;
+    Ok((img, [x0, y0, x1, y1]))
+}
+
 /// Draws src and dst loss over iterations (log-scaled loss axis) and writes it to `path`.
 ///
 /// # Errors
 /// `ImageWriteError` naming the file.
 pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<(), ImageWriteError> {
     let err = |source| ImageWriteError::Encode { path: path.to_owned(), source };
-    let (w, h) = PLOT_SIZE;
-    let mut img =
-        Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(255.0)).map_err(err)?;
-    let axis = Scalar::all(90.0);
-    let (x0, y0, x1, y1) = (PLOT_MARGIN, h - PLOT_MARGIN, w - PLOT_MARGIN / 2, PLOT_MARGIN / 2);
-    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x1, y0), axis, 1, imgproc::LINE_AA, 0)
-        .map_err(err)?;
-    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x0, y1), axis, 1, imgproc::LINE_AA, 0)
-        .map_err(err)?;
+    let (mut img, [x0, y0, x1, y1]) = plot_canvas().map_err(err)?;
+    let axis = AXIS_COLOUR;
     let finite: Vec<&LossPoint> = history.iter().filter(|p| p.src > 0.0 && p.dst > 0.0).collect();
     if let (Some(first), Some(last)) = (finite.first(), finite.last()) {
         let logs = finite.iter().flat_map(|p| [p.src.ln(), p.dst.ln()]);
@@ -135,15 +143,8 @@ pub fn write_eval_plot(
     history: &[super::holdout::EvalPoint],
 ) -> Result<(), ImageWriteError> {
     let err = |source| ImageWriteError::Encode { path: path.to_owned(), source };
-    let (w, h) = PLOT_SIZE;
-    let mut img =
-        Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(255.0)).map_err(err)?;
-    let axis = Scalar::all(90.0);
-    let (x0, y0, x1, y1) = (PLOT_MARGIN, h - PLOT_MARGIN, w - PLOT_MARGIN / 2, PLOT_MARGIN / 2);
-    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x1, y0), axis, 1, imgproc::LINE_AA, 0)
-        .map_err(err)?;
-    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x0, y1), axis, 1, imgproc::LINE_AA, 0)
-        .map_err(err)?;
+    let (mut img, [x0, y0, x1, y1]) = plot_canvas().map_err(err)?;
+    let axis = AXIS_COLOUR;
     let (Some(first), Some(last)) = (history.first(), history.last()) else {
         return write_image(path, &img, 0);
     };

@@ -176,20 +176,8 @@ pub fn make_sample(
 ) -> Result<Sample, SampleError> {
     let face = &faceset.faces()[face_index];
     let cv = |source| SampleError::OpenCv { path: face.path.clone(), source };
-    check_face_type(face, cfg.face_type)?;
-    let bgr = cache.get_or_load(&face.path)?;
-    check_size(face, &bgr)?;
-    let source = source_layers(face, &bgr, cfg.eyes_mouth).map_err(cv)?;
+    let fitted = fitted_layers(face, cache, cfg, cfg.eyes_mouth)?;
     let resolution_px = cfg.resolution_px as i32;
-    let fit = Fit {
-        landmarks: &face.landmarks,
-        face_type: face.face_type,
-        model_face_type: cfg.face_type,
-        resolution_px,
-    };
-    let fitted = fit_layers(&source, &fit)
-        .map_err(cv)?
-        .ok_or_else(|| SampleError::DegenerateLandmarks { path: face.path.clone() })?;
     // The geometry is drawn first, so turning colour transfer on or off keeps every warp.
     let params =
         WarpParams::draw(rng, resolution_px, cfg.random_warp, cfg.random_flip).map_err(cv)?;
@@ -221,21 +209,32 @@ pub fn still_sample(
 ) -> Result<Sample, SampleError> {
     let face = &faceset.faces()[face_index];
     let cv = |source| SampleError::OpenCv { path: face.path.clone(), source };
+    let fitted = fitted_layers(face, cache, cfg, false)?;
+    let resolution_px = cfg.resolution_px as i32;
+    warp_layers(&fitted, &WarpParams::identity(resolution_px), resolution_px).map_err(cv)
+}
+
+/// Reads a face (through the cache), checks it and fits it with its masks to the model's crop.
+fn fitted_layers(
+    face: &FaceRecord,
+    cache: &FaceCache,
+    cfg: &SampleConfig,
+    eyes_mouth: bool,
+) -> Result<Layers, SampleError> {
+    let cv = |source| SampleError::OpenCv { path: face.path.clone(), source };
     check_face_type(face, cfg.face_type)?;
     let bgr = cache.get_or_load(&face.path)?;
     check_size(face, &bgr)?;
-    let source = source_layers(face, &bgr, false).map_err(cv)?;
-    let resolution_px = cfg.resolution_px as i32;
+    let source = source_layers(face, &bgr, eyes_mouth).map_err(cv)?;
     let fit = Fit {
         landmarks: &face.landmarks,
         face_type: face.face_type,
         model_face_type: cfg.face_type,
-        resolution_px,
+        resolution_px: cfg.resolution_px as i32,
     };
-    let fitted = fit_layers(&source, &fit)
+    fit_layers(&source, &fit)
         .map_err(cv)?
-        .ok_or_else(|| SampleError::DegenerateLandmarks { path: face.path.clone() })?;
-    warp_layers(&fitted, &WarpParams::identity(resolution_px), resolution_px).map_err(cv)
+        .ok_or_else(|| SampleError::DegenerateLandmarks { path: face.path.clone() })
 }
 
 /// Returns a face's 68 landmarks in the pixels of its [`still_sample`]: the model's crop at
