@@ -239,6 +239,17 @@ mod tests {
     }
 
     #[test]
+    fn source_size_puts_the_largest_detection_first() {
+        let mut faces: Vec<Face> = (1..=3).map(|i| face(&format!("{i:05}"), 0)).collect();
+        for (f, side) in faces.iter_mut().zip([20.0, 60.0, 40.0]) {
+            f.meta.source_rect = [0.0, 0.0, side, side];
+        }
+        let r = rank(Method::SourceSize, &faces, &Measured::default(), &Filters::default());
+        assert_eq!(r.order, [1, 2, 0]);
+        assert_eq!(r.score[1], Some(3600.0));
+    }
+
+    #[test]
     fn black_is_ascending() {
         let faces: Vec<Face> = (1..=3).map(|i| face(&format!("{i:05}"), 0)).collect();
         assert_eq!(
