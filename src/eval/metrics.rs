@@ -3,19 +3,7 @@
 //! Landmark distances are normalised by the inter-ocular distance (outer eye corners, iBUG 36
 //! and 45), the convention of 300-W's NME, so they do not depend on the face's size.
 
-/// iBUG index of the image-left eye's outer corner.
-const LEFT_OUTER_EYE: usize = 36;
-/// iBUG index of the image-right eye's outer corner.
-const RIGHT_OUTER_EYE: usize = 45;
-
-/// The distance between the outer eye corners, or `None` without 68 points.
-pub fn inter_ocular(landmarks: &[[f32; 2]]) -> Option<f64> {
-    if landmarks.len() != 68 {
-        return None;
-    }
-    let (a, b) = (landmarks[LEFT_OUTER_EYE], landmarks[RIGHT_OUTER_EYE]);
-    Some(f64::from(a[0] - b[0]).hypot(f64::from(a[1] - b[1])))
-}
+pub use crate::face::align::inter_ocular;
 
 fn distance(a: [f32; 2], b: [f32; 2]) -> f64 {
     f64::from(a[0] - b[0]).hypot(f64::from(a[1] - b[1]))
@@ -54,14 +42,14 @@ pub fn landmark_jitter(track: &[&[[f32; 2]]]) -> Option<f64> {
 /// Pixel jitter of a track of equally sized gray crops (u8 values as f32): the mean absolute
 /// second difference `|A(t+1) − 2·A(t) + A(t−1)|` per pixel, in gray levels. `None` for fewer
 /// than 3 crops or mismatched sizes.
-pub fn pixel_jitter(crops: &[Vec<f32>]) -> Option<f64> {
+pub fn pixel_jitter(crops: &[&[f32]]) -> Option<f64> {
     let mut sum = 0.0;
     let mut n = 0usize;
     for w in crops.windows(3) {
         if w[0].len() != w[1].len() || w[1].len() != w[2].len() {
             return None;
         }
-        for ((a, b), c) in w[0].iter().zip(&w[1]).zip(&w[2]) {
+        for ((a, b), c) in w[0].iter().zip(w[1]).zip(w[2]) {
             sum += f64::from((c - 2.0 * b + a).abs());
         }
         n += w[1].len();
@@ -143,9 +131,11 @@ mod tests {
     #[test]
     fn pixel_jitter_sees_flicker_not_fades() {
         let fade: Vec<Vec<f32>> = (0..5).map(|t| vec![10.0 * t as f32; 16]).collect();
+        let fade: Vec<&[f32]> = fade.iter().map(Vec::as_slice).collect();
         assert_eq!(pixel_jitter(&fade), Some(0.0));
         let flicker: Vec<Vec<f32>> =
             (0..5).map(|t| vec![if t % 2 == 0 { 0.0 } else { 4.0 }; 16]).collect();
+        let flicker: Vec<&[f32]> = flicker.iter().map(Vec::as_slice).collect();
         assert_eq!(pixel_jitter(&flicker), Some(8.0));
     }
 

@@ -17,7 +17,7 @@
 pub mod metrics;
 pub mod page;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
 
 use opencv::core::{Mat, Size};
@@ -30,7 +30,9 @@ use crate::atomic::write_json_atomic;
 use crate::extract::frames::{FrameSource, FramesError, Pick};
 use crate::extract::landmarks::{Landmarker, intensities};
 use crate::face::align;
-use crate::face::identity::{IdentityError, RecognizerPool, SFaceModel, five_points_from_68};
+use crate::face::identity::{
+    IdentityError, RecognizerPool, SFaceModel, cosine, five_points_from_68, mean_embedding,
+};
 use crate::face::metadata::FaceFileError;
 use crate::face::pose::estimate_pitch_yaw_roll;
 use crate::face::shape_predictor::{GrayImage, ShapePredictor};
@@ -244,8 +246,8 @@ pub fn run(
         models.sface,
         &crate::progress::NoProgress,
     )?;
-    let src_mean = unit_mean(&src_embeddings);
-    let src_to_src = Summary::of(src_embeddings.iter().map(|e| dot(e, &src_mean)));
+    let src_mean = mean_embedding(&src_embeddings);
+    let src_to_src = Summary::of(src_embeddings.iter().map(|e| cosine(e, &src_mean)));
 
     let mut by_frame: HashMap<&str, Vec<&Face>> = HashMap::new();
     for f in &dst.faces {
@@ -417,8 +419,8 @@ fn eval_frame(
         out.faces.push(FaceEval {
             frame: name.to_owned(),
             face_index: meta.face_index,
-            identity_swap: dot(e_swap.as_slice(), src_mean),
-            identity_dst: dot(e_dst.as_slice(), src_mean),
+            identity_swap: cosine(e_swap.as_slice(), src_mean),
+            identity_dst: cosine(e_dst.as_slice(), src_mean),
             swap_vs_dst: f64::from(e_swap.cosine(&e_dst)),
             nme: metrics::nme(&l_swap, &l_dst),
             yaw_diff_deg: diff(|p| p.yaw),
@@ -451,23 +453,6 @@ fn jitter_crop(crop: &Mat) -> opencv::Result<Vec<f32>> {
     Ok(gray.data_bytes()?.iter().map(|&v| f32::from(v)).collect())
 }
 
-fn dot(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
-}
-
-/// The unit-length mean of unit embeddings (empty ones skipped).
-pub fn unit_mean(embeddings: &[Vec<f32>]) -> Vec<f32> {
-    let len = embeddings.iter().map(Vec::len).max().unwrap_or(0);
-    let mut sum = vec![0.0f64; len];
-    for e in embeddings.iter().filter(|e| e.len() == len) {
-        for (s, v) in sum.iter_mut().zip(e) {
-            *s += f64::from(*v);
-        }
-    }
-    let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
-    sum.iter().map(|v| (v / norm) as f32).collect()
-}
-
 fn summarise(results: &[FrameResult], src_faces: usize, src_to_src: Option<Summary>) -> EvalReport {
     let faces: Vec<&FaceEval> = results.iter().flat_map(|r| &r.faces).collect();
     let closer = faces.iter().filter(|f| f.identity_swap > f.identity_dst).count();
@@ -490,7 +475,7 @@ fn summarise(results: &[FrameResult], src_faces: usize, src_to_src: Option<Summa
         let mut weighted = (0.0, 0usize);
         for run in runs.iter().filter(|r| r.len() >= 3) {
             let value = if pixels {
-                let crops: Vec<Vec<f32>> = run.iter().map(|t| t.pixels[which].clone()).collect();
+                let crops: Vec<&[f32]> = run.iter().map(|t| t.pixels[which].as_slice()).collect();
                 metrics::pixel_jitter(&crops)
             } else {
                 let lms: Vec<&[[f32; 2]]> =
@@ -537,11 +522,11 @@ fn sample_frames(results: &[FrameResult]) -> Vec<page::Sample<'_>> {
     let with: Vec<&FrameResult> =
         results.iter().filter(|r| r.crops.is_some() && !r.faces.is_empty()).collect();
     let n = with.len().min(4);
-    let picks: BTreeMap<usize, ()> =
-        (0..n).map(|k| (if n == 1 { 0 } else { k * (with.len() - 1) / (n - 1) }, ())).collect();
+    let picks: BTreeSet<usize> =
+        (0..n).map(|k| if n == 1 { 0 } else { k * (with.len() - 1) / (n - 1) }).collect();
     picks
-        .keys()
-        .map(|&i| {
+        .into_iter()
+        .map(|i| {
             let r = with[i];
             let (d, s) = r.crops.as_ref().expect("invariant: filtered");
             (r.faces[0].frame.as_str(), r.faces[0].identity_swap, r.faces[0].identity_dst, d, s)

@@ -253,6 +253,16 @@ pub fn transform_mat_scaled(
     affine_from_3_points(crop, [[0.0, 0.0], [s, 0.0], [s, s]])
 }
 
+/// The distance between the outer eye corners (iBUG 36 and 45), the usual unit of landmark
+/// error (300-W's NME); `None` without 68 points.
+pub fn inter_ocular(landmarks: &[[f32; 2]]) -> Option<f64> {
+    if landmarks.len() != 68 {
+        return None;
+    }
+    let (a, b) = (landmarks[36], landmarks[45]);
+    Some(f64::from(a[0] - b[0]).hypot(f64::from(a[1] - b[1])))
+}
+
 /// DFL's yaw estimate on unit-square landmarks, damped near zero (HEAD's centre shift).
 fn damped_yaw(unit_landmarks: &[[f32; 2]]) -> f64 {
     let yaw = averaged_yaw(unit_landmarks);

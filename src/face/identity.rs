@@ -424,6 +424,25 @@ fn check_bgr(img: &Mat, index: usize, is_crop: bool) -> Result<(), IdentityError
     Ok(())
 }
 
+/// The cosine of two unit embeddings given as slices (their dot product, in f64).
+pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
+    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
+}
+
+/// The unit-length mean of unit embeddings: the identity a faceset stands for (empty ones and
+/// ones of another length are skipped).
+pub fn mean_embedding(embeddings: &[Vec<f32>]) -> Vec<f32> {
+    let len = embeddings.iter().map(Vec::len).max().unwrap_or(0);
+    let mut sum = vec![0.0f64; len];
+    for e in embeddings.iter().filter(|e| e.len() == len) {
+        for (s, v) in sum.iter_mut().zip(e) {
+            *s += f64::from(*v);
+        }
+    }
+    let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
+    sum.iter().map(|v| (v / norm) as f32).collect()
+}
+
 /// SFace recognizers shared by worker threads: a thread takes one, or builds one when none is
 /// free, and puts it back; so there are never more than threads (building one parses the
 /// 38 MB model, ~0.1 s).

@@ -23,7 +23,7 @@ const CANDIDATES_PER_SLOT: usize = 10;
 
 /// One face as `best` sees it.
 #[derive(Debug, Clone)]
-pub struct Candidate {
+pub struct Candidate<'a> {
     /// Radians, positive toward the image's left.
     pub yaw: f64,
     /// Radians, positive up.
@@ -31,7 +31,7 @@ pub struct Candidate {
     /// Higher is sharper.
     pub sharpness: f64,
     /// The `hist-dissim` feature (gray hull histogram).
-    pub histogram: Vec<f32>,
+    pub histogram: &'a [f32],
 }
 
 /// What `best` keeps and rejects.
@@ -45,7 +45,7 @@ pub struct Selection {
 }
 
 /// Selects at most `target` faces of `faces`.
-pub fn select(faces: &[Candidate], target: usize) -> Selection {
+pub fn select(faces: &[Candidate<'_>], target: usize) -> Selection {
     let mut sel = Selection::default();
     let mut bins: Vec<Vec<usize>> = vec![Vec::new(); YAW_BINS];
     for (i, f) in faces.iter().enumerate() {
@@ -128,7 +128,7 @@ fn spread_over_pitch(
         pitch_bins[((t * share as f64) as usize).min(share - 1)].push(i);
     }
     for bin in &mut pitch_bins {
-        let features: Vec<Vec<f32>> = bin.iter().map(|&i| faces[i].histogram.clone()).collect();
+        let features: Vec<&[f32]> = bin.iter().map(|&i| faces[i].histogram).collect();
         let dissim = hist::dissimilarity(&features);
         let mut order: Vec<usize> = (0..bin.len()).collect();
         order.sort_by(|&a, &b| dissim[b].total_cmp(&dissim[a]).then(a.cmp(&b)));
@@ -153,8 +153,8 @@ fn spread_over_pitch(
 mod tests {
     use super::*;
 
-    fn face(yaw: f64, pitch: f64, sharpness: f64) -> Candidate {
-        Candidate { yaw, pitch, sharpness, histogram: vec![1.0; 256] }
+    fn face(yaw: f64, pitch: f64, sharpness: f64) -> Candidate<'static> {
+        Candidate { yaw, pitch, sharpness, histogram: &[1.0; 256] }
     }
 
     #[test]

@@ -111,14 +111,11 @@ impl ScoreCache {
     pub fn open(side_dir: &Path) -> ScoreCache {
         let path = side_dir.join(SCORES_FILE);
         let mut cache = ScoreCache { path, scores: HashMap::new(), lines: 0 };
-        match StageLog::read::<serde_json::Value>(&cache.path) {
+        match StageLog::read::<Line>(&cache.path) {
             Ok(entries) => {
-                for value in entries.entries {
-                    cache.lines += 1;
-                    let Ok(line) = serde_json::from_value::<Line>(value) else { continue };
-                    if line.v == SCORES_VERSION {
-                        cache.scores.entry(line.key).or_default().merge(line.scores);
-                    }
+                cache.lines = entries.entries.len() + entries.bad_lines;
+                for line in entries.entries.into_iter().filter(|l| l.v == SCORES_VERSION) {
+                    cache.scores.entry(line.key).or_default().merge(line.scores);
                 }
             }
             Err(e) => log::warn!("{e}; measuring every face again"),

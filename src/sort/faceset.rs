@@ -47,8 +47,8 @@ pub struct Faceset {
     pub dir: PathBuf,
     /// Its dfl faces, by file name.
     pub faces: Vec<Face>,
-    /// Image files that are not dfl faces: left where they are, and reported.
-    pub skipped: Vec<FaceFileError>,
+    /// Image files that are not dfl faces (name, why): left where they are, and reported.
+    pub skipped: Vec<(String, FaceFileError)>,
 }
 
 impl Faceset {
@@ -64,19 +64,19 @@ impl Faceset {
             .collect();
         names.sort();
         progress.set_len(names.len() as u64);
-        let read: Vec<Result<Face, FaceFileError>> = names
+        let read: Vec<(String, Result<Face, FaceFileError>)> = names
             .into_par_iter()
             .map(|name| {
-                let face = read_face(dir, name);
+                let face = read_face(dir, &name);
                 progress.inc(1);
-                face
+                (name, face)
             })
             .collect();
         let mut set = Faceset { dir: dir.to_owned(), ..Faceset::default() };
-        for r in read {
+        for (name, r) in read {
             match r {
                 Ok(face) => set.faces.push(face),
-                Err(e) => set.skipped.push(e),
+                Err(e) => set.skipped.push((name, e)),
             }
         }
         Ok(set)
@@ -88,12 +88,12 @@ impl Faceset {
     }
 }
 
-fn read_face(dir: &Path, name: String) -> Result<Face, FaceFileError> {
-    let path = dir.join(&name);
+fn read_face(dir: &Path, name: &str) -> Result<Face, FaceFileError> {
+    let path = dir.join(name);
     let bytes =
         std::fs::read(&path).map_err(|source| FaceFileError::Io { path: path.clone(), source })?;
     let meta = parse_metadata(&path, &bytes)?;
-    Ok(Face { name, meta, key: content_key(&bytes) })
+    Ok(Face { name: name.to_owned(), meta, key: content_key(&bytes) })
 }
 
 /// The cache key of a file's bytes: 128 bits of BLAKE3, in hex.

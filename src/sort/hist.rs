@@ -23,7 +23,7 @@ pub fn distance(a: &[f32], b: &[f32]) -> f64 {
 /// DFL's `hist` order: start with item 0, then repeatedly take the unvisited item nearest to
 /// the last one taken. Returns the order and each item's distance to its predecessor (0 for
 /// the first).
-pub fn similarity_chain(features: &[Vec<f32>]) -> Vec<(usize, f64)> {
+pub fn similarity_chain<F: AsRef<[f32]> + Sync>(features: &[F]) -> Vec<(usize, f64)> {
     let n = features.len();
     if n == 0 {
         return Vec::new();
@@ -31,11 +31,11 @@ pub fn similarity_chain(features: &[Vec<f32>]) -> Vec<(usize, f64)> {
     let mut left: Vec<usize> = (1..n).collect();
     let mut chain = vec![(0, 0.0)];
     while !left.is_empty() {
-        let last = &features[chain[chain.len() - 1].0];
+        let last = features[chain[chain.len() - 1].0].as_ref();
         let (pos, d) = left
             .par_iter()
             .enumerate()
-            .map(|(pos, &j)| (pos, distance(last, &features[j])))
+            .map(|(pos, &j)| (pos, distance(last, features[j].as_ref())))
             .min_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(&b.0)))
             .expect("invariant: items are left");
         // `remove` keeps the rest in order, so ties go to the earliest item as in DFL.
@@ -46,10 +46,10 @@ pub fn similarity_chain(features: &[Vec<f32>]) -> Vec<(usize, f64)> {
 
 /// DFL's `hist-dissim` score: each item's summed distance to all the others (higher = more
 /// unlike the rest of the faceset).
-pub fn dissimilarity(features: &[Vec<f32>]) -> Vec<f64> {
+pub fn dissimilarity<F: AsRef<[f32]> + Sync>(features: &[F]) -> Vec<f64> {
     (0..features.len())
         .into_par_iter()
-        .map(|i| features.iter().map(|f| distance(&features[i], f)).sum())
+        .map(|i| features.iter().map(|f| distance(features[i].as_ref(), f.as_ref())).sum())
         .collect()
 }
 

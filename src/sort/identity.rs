@@ -8,10 +8,7 @@
 
 pub use crate::face::identity::SAME_PERSON_COSINE as SAME_PERSON;
 
-/// The cosine similarity of two unit vectors.
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
-}
+use crate::face::identity::cosine;
 
 /// Each face's best similarity to any of `references`.
 pub fn likeness(embeddings: &[Vec<f32>], references: &[Vec<f32>]) -> Vec<f64> {

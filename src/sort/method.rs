@@ -71,6 +71,11 @@ impl Method {
         }
     }
 
+    /// Whether the ranking reads each face's yaw and pitch (solvePnP per face).
+    pub fn uses_pose(self) -> bool {
+        matches!(self, Method::FaceYaw | Method::FacePitch | Method::Best)
+    }
+
     /// Whether each face gets a score that `--min-score`/`--max-score` can filter on.
     pub fn filters_by_score(self) -> bool {
         !matches!(self, Method::Hist | Method::Origname | Method::Oneface | Method::Best)

@@ -170,7 +170,7 @@ pub fn sort(
     }
     let set = read_faceset(ws, side, progress)?;
     report.faces = set.faces.len();
-    report.skipped = set.skipped.iter().map(ToString::to_string).collect();
+    report.skipped = set.skipped.iter().map(|(_, e)| e.to_string()).collect();
 
     let (mut measured, fresh) =
         measure(&set, &side_dir, opts.method, models.map(|m| &m.sface), progress)?;
@@ -265,7 +265,7 @@ fn read_faceset(ws: &Workspace, side: Side, progress: &dyn Progress) -> Result<F
     }
     let set = Faceset::read(&dir, progress)
         .map_err(|source| SortError::Io { path: dir.clone(), source })?;
-    for e in &set.skipped {
+    for (_, e) in &set.skipped {
         log::warn!("{e}; it is left where it is");
     }
     if set.faces.is_empty() {
@@ -357,18 +357,15 @@ fn measure(
         log::warn!("{}: {e}", side_dir.join(cache::SCORES_FILE).display());
     }
     let scalar_measure = wanted.first().copied();
+    let pose = |f: &faceset::Face| {
+        estimate_pitch_yaw_roll(&f.meta.landmarks, f.meta.size_px)
+            .map_or((0.0, 0.0), |p| (p.yaw, p.pitch))
+    };
     let measured = Measured {
         scalar: scores.iter().map(|s| scalar_measure.and_then(|m| s.get(m))).collect(),
         histogram: histograms,
-        embedding: scores.iter().map(|s| s.embedding.clone()).collect(),
-        pose: set
-            .faces
-            .iter()
-            .map(|f| {
-                estimate_pitch_yaw_roll(&f.meta.landmarks, f.meta.size_px)
-                    .map_or((0.0, 0.0), |p| (p.yaw, p.pitch))
-            })
-            .collect(),
+        embedding: scores.into_iter().map(|s| s.embedding).collect(),
+        pose: if method.uses_pose() { set.faces.iter().map(pose).collect() } else { Vec::new() },
         references: Vec::new(),
     };
     Ok((measured, fresh))

@@ -39,7 +39,7 @@ pub fn plan(
         .filter(|i| !ranked.contains(i))
         .map(|i| format!("aligned/{}", set.faces[i].name))
         .collect();
-    taken.extend(set.skipped.iter().filter_map(skipped_name).map(|n| format!("aligned/{n}")));
+    taken.extend(set.skipped.iter().map(|(name, _)| format!("aligned/{name}")));
     taken.extend(trash_names.iter().map(|n| format!("aligned_trash/{n}")));
 
     let width = digits(ranking.order.len().saturating_sub(1)).max(5);
@@ -88,19 +88,6 @@ fn unique(taken: &mut HashSet<String>, dir: &str, name: &str) -> String {
 
 fn digits(n: usize) -> usize {
     n.checked_ilog10().map_or(1, |d| d as usize + 1)
-}
-
-/// The file name of a skipped (non-dfl) file.
-fn skipped_name(e: &crate::face::metadata::FaceFileError) -> Option<String> {
-    use crate::face::metadata::FaceFileError as E;
-    let path = match e {
-        E::Io { path, .. }
-        | E::Container { path, .. }
-        | E::BadMetadata { path, .. }
-        | E::Codec { path, .. } => path,
-        E::NoMetadata(path) => path,
-    };
-    path.file_name().map(|n| n.to_string_lossy().into_owned())
 }
 
 #[cfg(test)]

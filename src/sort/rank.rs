@@ -18,7 +18,8 @@ pub struct Measured {
     pub histogram: Vec<Option<Vec<f32>>>,
     /// Per face: the identity embedding, for `identity`.
     pub embedding: Vec<Option<Vec<f32>>>,
-    /// Per face: (yaw, pitch) in radians, for the pose methods and `best`.
+    /// Per face: (yaw, pitch) in radians; filled only for methods that use it
+    /// ([`Method::uses_pose`]).
     pub pose: Vec<(f64, f64)>,
     /// Reference embeddings from `--keep-like`.
     pub references: Vec<Vec<f32>>,
@@ -111,7 +112,7 @@ pub fn rank(method: Method, faces: &[Face], m: &Measured, filters: &Filters) -> 
                     yaw: m.pose[i].0,
                     pitch: m.pose[i].1,
                     sharpness: m.scalar[i].unwrap_or(0.0),
-                    histogram: m.histogram[i].clone().unwrap_or_default(),
+                    histogram: m.histogram[i].as_deref().unwrap_or_default(),
                 })
                 .collect();
             let sel = best::select(&candidates, filters.keep.unwrap_or(DEFAULT_BEST));
@@ -128,8 +129,8 @@ pub fn rank(method: Method, faces: &[Face], m: &Measured, filters: &Filters) -> 
 /// `best` keeps this many faces unless `--keep` says otherwise (DFL's default target).
 pub const DEFAULT_BEST: usize = 2000;
 
-fn features(histograms: &[Option<Vec<f32>>], order: &[usize]) -> Vec<Vec<f32>> {
-    order.iter().map(|&i| histograms[i].clone().unwrap_or_default()).collect()
+fn features<'a>(histograms: &'a [Option<Vec<f32>>], order: &[usize]) -> Vec<&'a [f32]> {
+    order.iter().map(|&i| histograms[i].as_deref().unwrap_or_default()).collect()
 }
 
 /// DFL's `oneface`: every face of a frame that has more than one face goes to the trash.

@@ -42,6 +42,7 @@ use rayon::prelude::*;
 use crate::detect::{DetectError, YuNet, YuNetModel};
 use crate::extract::frames::FramesError;
 use crate::extract::landmarks::{Landmarker, find_faces};
+use crate::face::align::inter_ocular;
 use crate::face::shape_predictor::ShapePredictor;
 use crate::img::{ImageWriteError, write_image};
 use crate::progress::Progress;
@@ -379,7 +380,7 @@ fn render(
 ) -> Result<(), SynthError> {
     let image_err = |source| SynthError::Image { path: portrait.path.clone(), source };
     let keep = face_outline(&frame.targets);
-    let eye_px = f64::from(eye_distance(&portrait.landmarks));
+    let eye_px = inter_ocular(&portrait.landmarks).unwrap_or(0.0);
     let smoothing = Smoothing {
         keep: &keep,
         sigma_px: BACKGROUND_SIGMA_PER_EYE_DISTANCE * eye_px,
@@ -402,14 +403,6 @@ fn face_outline(landmarks: &[[f32; 2]]) -> Vec<[f32; 2]> {
         return Vec::new();
     }
     landmarks[..17].iter().chain(landmarks[17..27].iter().rev()).copied().collect()
-}
-
-/// Returns the distance between the outer eye corners (iBUG 36 and 45), or 0.
-fn eye_distance(landmarks: &[[f32; 2]]) -> f32 {
-    match (landmarks.get(36), landmarks.get(45)) {
-        (Some(a), Some(b)) => (a[0] - b[0]).hypot(a[1] - b[1]),
-        _ => 0.0,
-    }
 }
 
 /// Removes `NNNNN.png` frames numbered above `count` (left by an earlier, longer run), so the

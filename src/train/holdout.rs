@@ -12,7 +12,7 @@ use tch::{Device, Kind, Tensor};
 use super::sampler::cache::FaceCache;
 use super::sampler::faceset::Faceset;
 use super::sampler::{SampleConfig, SampleError, model_landmarks, still_sample};
-use crate::face::identity::{IdentityError, RecognizerPool, five_points_from_68};
+use crate::face::identity::{IdentityError, RecognizerPool, cosine, five_points_from_68};
 use crate::img::mat_from_bgr_f32;
 use crate::model::loss::dssim;
 use crate::model::saehd::Saehd;
@@ -37,6 +37,9 @@ pub enum HoldoutError {
     /// A face could not be converted.
     #[error("evaluating the held-out faces: {0}")]
     Cv(#[from] opencv::Error),
+    /// A held-out face could not be read or fitted.
+    #[error(transparent)]
+    Sample(#[from] SampleError),
 }
 
 /// One evaluation, recorded in the training state.
@@ -64,21 +67,30 @@ pub struct HeldOut {
     dst: Tensor,
     /// Five points per held-out dst face, in model-crop pixels.
     dst_five: Vec<[[f32; 2]; 5]>,
-    /// The unit mean SFace embedding of the src faceset, with recognizers.
-    identity: Option<(Vec<f32>, RecognizerPool)>,
+    /// What identity needs, when SFace is available.
+    identity: Option<Identity>,
+}
+
+/// The src faceset's identity and the held-out dst faces' own likeness to it.
+struct Identity {
+    /// The unit mean SFace embedding of the src faceset.
+    mean: Vec<f32>,
+    pool: RecognizerPool,
+    /// Mean cosine of the held-out dst faces themselves with `mean` (fixed: measured once).
+    dst: f64,
 }
 
 impl HeldOut {
     /// Builds the tensors of the held-out `src` and `dst` faces, unaugmented.
     ///
     /// # Errors
-    /// A face that cannot be read or fitted.
+    /// A face that cannot be read or fitted, or SFace's error.
     pub fn new(
         src: &Faceset,
         dst: &Faceset,
         cfg: &SampleConfig,
         identity: Option<(Vec<f32>, RecognizerPool)>,
-    ) -> Result<Self, SampleError> {
+    ) -> Result<Self, HoldoutError> {
         let stack = |set: &Faceset| -> Result<Tensor, SampleError> {
             let cache = FaceCache::default();
             let r = i64::from(cfg.resolution_px);
@@ -96,8 +108,16 @@ impl HeldOut {
                     .and_then(|l| five_points_from_68(&l))
                     .unwrap_or([[0.0; 2]; 5])
             })
-            .collect();
-        Ok(Self { src: stack(src)?, dst: stack(dst)?, dst_five, identity })
+            .collect::<Vec<_>>();
+        let dst_tensor = stack(dst)?;
+        let identity = match identity {
+            Some((mean, pool)) => {
+                let dst = mean_identity(&dst_tensor, &dst_five, &mean, &pool)?;
+                Some(Identity { mean, pool, dst })
+            }
+            None => None,
+        };
+        Ok(Self { src: stack(src)?, dst: dst_tensor, dst_five, identity })
     }
 
     /// Measures `model` at `iteration`.
@@ -117,12 +137,9 @@ impl HeldOut {
         let (src_ssim, src_psnr) = ssim_psnr(&ss, &src);
         let (dst_ssim, dst_psnr) = ssim_psnr(&dd, &dst);
         let (swap_identity, dst_identity) = match &self.identity {
-            Some((mean, pool)) => {
+            Some(id) => {
                 let swap = model.swap(&dst).image;
-                (
-                    Some(self.identity_of(&swap, mean, pool)?),
-                    Some(self.identity_of(&dst, mean, pool)?),
-                )
+                (Some(mean_identity(&swap, &self.dst_five, &id.mean, &id.pool)?), Some(id.dst))
             }
             None => (None, None),
         };
@@ -136,41 +153,36 @@ impl HeldOut {
             dst_identity,
         })
     }
+}
 
-    /// Mean cosine of the faces in `images` (`[N, 3, R, R]` BGR in [0, 1]) with `mean`.
-    fn identity_of(
-        &self,
-        images: &Tensor,
-        mean: &[f32],
-        pool: &RecognizerPool,
-    ) -> Result<f64, HoldoutError> {
-        let (n, r) = (images.size()[0], images.size()[2]);
-        let host = images
-            .to_kind(Kind::Float)
-            .clamp(0.0, 1.0)
-            .permute([0, 2, 3, 1])
-            .contiguous()
-            .to_device(Device::Cpu);
-        let values = Vec::<f32>::try_from(host.flatten(0, -1))?;
-        let plane = (r * r * 3) as usize;
-        let mut sface = pool.take()?;
-        let mut embed = |i: usize, five: &[[f32; 2]; 5]| -> Result<f64, HoldoutError> {
-            let face = &values[i * plane..(i + 1) * plane];
-            let bgr = to_u8(&mat_from_bgr_f32(face, r as usize, r as usize)?)?;
-            let e = sface.embed(&bgr, five)?;
-            Ok(e.as_slice().iter().zip(mean).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum())
-        };
-        let cosines: Result<Vec<f64>, HoldoutError> = self
-            .dst_five
-            .iter()
-            .enumerate()
-            .take(n as usize)
-            .map(|(i, five)| embed(i, five))
-            .collect();
-        pool.put(sface);
-        let cosines = cosines?;
-        Ok(cosines.iter().sum::<f64>() / cosines.len().max(1) as f64)
-    }
+/// Mean cosine of the faces in `images` (`[N, 3, R, R]` BGR in [0, 1]) with `mean`.
+fn mean_identity(
+    images: &Tensor,
+    five_points: &[[[f32; 2]; 5]],
+    mean: &[f32],
+    pool: &RecognizerPool,
+) -> Result<f64, HoldoutError> {
+    let (n, r) = (images.size()[0], images.size()[2]);
+    let host = images
+        .to_kind(Kind::Float)
+        .clamp(0.0, 1.0)
+        .permute([0, 2, 3, 1])
+        .contiguous()
+        .to_device(Device::Cpu);
+    let values = Vec::<f32>::try_from(host.flatten(0, -1))?;
+    let plane = (r * r * 3) as usize;
+    let mut sface = pool.take()?;
+    let mut embed = |i: usize, five: &[[f32; 2]; 5]| -> Result<f64, HoldoutError> {
+        let face = &values[i * plane..(i + 1) * plane];
+        let bgr = to_u8(&mat_from_bgr_f32(face, r as usize, r as usize)?)?;
+        let e = sface.embed(&bgr, five)?;
+        Ok(cosine(e.as_slice(), mean))
+    };
+    let cosines: Result<Vec<f64>, HoldoutError> =
+        five_points.iter().enumerate().take(n as usize).map(|(i, five)| embed(i, five)).collect();
+    pool.put(sface);
+    let cosines = cosines?;
+    Ok(cosines.iter().sum::<f64>() / cosines.len().max(1) as f64)
 }
 
 fn to_u8(bgr_f32: &Mat) -> opencv::Result<Mat> {

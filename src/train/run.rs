@@ -476,7 +476,7 @@ fn src_identity(ws: &Workspace) -> Option<(Vec<f32>, crate::face::identity::Reco
         let embeddings =
             crate::sort::embeddings(&set, &side_dir, &model, &crate::progress::NoProgress)
                 .map_err(|e| e.to_string())?;
-        let mean = crate::eval::unit_mean(&embeddings);
+        let mean = crate::face::identity::mean_embedding(&embeddings);
         Ok((mean, crate::face::identity::RecognizerPool::new(model)))
     };
     attempt().map_err(|e| log::warn!("held-out identity is not measured: {e}")).ok()
