@@ -17,6 +17,7 @@ pub mod face;
 pub mod img;
 pub mod merge;
 pub mod model;
+pub mod onnx;
 pub mod progress;
 pub mod report;
 pub mod settings;

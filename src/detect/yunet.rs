@@ -2,8 +2,7 @@
 //! hand-written decoder for its 12-output head, which OpenCV 4.6's `FaceDetectorYN` predates
 //! (research notes `face-models.md`, appendix C).
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::Path;
 
 use opencv::core::{self, BORDER_CONSTANT, CV_32F, Mat, MatTraitConst, Scalar, Size, Vector};
 use opencv::dnn::{self, Net, NetTrait, NetTraitConst};
@@ -13,6 +12,7 @@ use opencv::prelude::{MatTraitConstManual, VectorToVec};
 use super::{
     DetectError, Detection, DetectorConfig, FaceDetector, check_bgr, nms, rank_largest_first,
 };
+use crate::onnx::OnnxFile;
 
 /// Side of the square input the folded fp32 model is fixed to (its ONNX input is 1×3×640×640).
 const INPUT_PX: i32 = 640;
@@ -136,9 +136,8 @@ fn heads_of(mats: &[Mat]) -> Result<Vec<Head<'_>>, DetectError> {
 /// (`par_iter().map_init(|| model.detector(), …)`); a [`YuNet`] itself is not `Sync`.
 #[derive(Debug, Clone)]
 pub struct YuNetModel {
-    /// The ONNX file's bytes, read once.
-    bytes: Arc<[u8]>,
-    path: PathBuf,
+    /// The ONNX file, read once.
+    file: OnnxFile,
     cfg: DetectorConfig,
 }
 
@@ -149,10 +148,11 @@ impl YuNetModel {
     /// # Errors
     /// [`DetectError::ReadModel`] when the file cannot be read.
     pub fn load(path: impl AsRef<Path>, cfg: DetectorConfig) -> Result<Self, DetectError> {
-        let path = path.as_ref().to_path_buf();
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Self { bytes: Arc::from(bytes), path, cfg }),
-            Err(source) => Err(DetectError::ReadModel { path, source }),
+        match OnnxFile::read(&path) {
+            Ok(file) => Ok(Self { file, cfg }),
+            Err(source) => {
+                Err(DetectError::ReadModel { path: path.as_ref().to_path_buf(), source })
+            }
         }
     }
 
@@ -161,8 +161,8 @@ impl YuNetModel {
     /// # Errors
     /// [`DetectError::LoadModel`] when OpenCV cannot parse the bytes or an output is missing.
     pub fn detector(&self) -> Result<YuNet, DetectError> {
-        let net = build_net(&self.bytes)
-            .map_err(|source| DetectError::LoadModel { path: self.path.clone(), source })?;
+        let net = build_net(&self.file)
+            .map_err(|source| DetectError::LoadModel { path: self.path().to_owned(), source })?;
         Ok(YuNet {
             net,
             model: self.clone(),
@@ -176,7 +176,7 @@ impl YuNetModel {
 
     /// Returns the model file this was read from.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
 
     /// Returns the settings its detectors apply.
@@ -257,9 +257,9 @@ impl YuNet {
     }
 }
 
-/// Parses the ONNX bytes and checks the 12 outputs the decoder reads are there.
-fn build_net(model: &[u8]) -> Result<Net, opencv::Error> {
-    let net = dnn::read_net_from_onnx_buffer(&Vector::from_slice(model))?;
+/// Parses the ONNX file and checks the 12 outputs the decoder reads are there.
+fn build_net(model: &OnnxFile) -> Result<Net, opencv::Error> {
+    let net = model.net()?;
     let have = net.get_unconnected_out_layers_names()?;
     for name in &output_names() {
         if !have.iter().any(|h| h == name) {

@@ -7,7 +7,6 @@
 //! 0..255 float blob (the network normalises inside the graph).
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use opencv::core::{
     self, BORDER_CONSTANT, CV_8UC3, CV_32F, Mat, MatTraitConst, Scalar, Size, Vector,
@@ -18,6 +17,7 @@ use opencv::prelude::MatTraitConstManual;
 use serde::{Deserialize, Serialize};
 
 use crate::face::align::{self, Affine};
+use crate::onnx::OnnxFile;
 
 /// Side of SFace's square input crop, in pixels (its ONNX input is N×3×112×112).
 pub const CROP_PX: i32 = 112;
@@ -260,9 +260,8 @@ pub fn align_crop(bgr: &Mat, five: &[[f32; 2]; 5]) -> opencv::Result<Mat> {
 /// (`par_iter().map_init(|| model.recognizer(), …)`); an [`SFace`] itself is not `Sync`.
 #[derive(Debug, Clone)]
 pub struct SFaceModel {
-    /// The ONNX file's bytes, read once.
-    bytes: Arc<[u8]>,
-    path: PathBuf,
+    /// The ONNX file, read once.
+    file: OnnxFile,
 }
 
 impl SFaceModel {
@@ -272,10 +271,11 @@ impl SFaceModel {
     /// # Errors
     /// [`IdentityError::ReadModel`] when the file cannot be read.
     pub fn load(path: impl AsRef<Path>) -> Result<Self, IdentityError> {
-        let path = path.as_ref().to_path_buf();
-        match std::fs::read(&path) {
-            Ok(bytes) => Ok(Self { bytes: Arc::from(bytes), path }),
-            Err(source) => Err(IdentityError::ReadModel { path, source }),
+        match OnnxFile::read(&path) {
+            Ok(file) => Ok(Self { file }),
+            Err(source) => {
+                Err(IdentityError::ReadModel { path: path.as_ref().to_path_buf(), source })
+            }
         }
     }
 
@@ -284,23 +284,17 @@ impl SFaceModel {
     /// # Errors
     /// [`IdentityError::LoadModel`] when OpenCV cannot parse the bytes.
     pub fn recognizer(&self) -> Result<SFace, IdentityError> {
-        let net = build_net(&self.bytes)
-            .map_err(|source| IdentityError::LoadModel { path: self.path.clone(), source })?;
+        let net = self
+            .file
+            .net()
+            .map_err(|source| IdentityError::LoadModel { path: self.path().to_owned(), source })?;
         Ok(SFace { net, model: self.clone(), blob: Mat::default(), output: Mat::default() })
     }
 
     /// Returns the model file this was read from.
     pub fn path(&self) -> &Path {
-        &self.path
+        self.file.path()
     }
-}
-
-/// Parses the ONNX bytes into a CPU network.
-fn build_net(model: &[u8]) -> Result<Net, opencv::Error> {
-    let mut net = dnn::read_net_from_onnx_buffer(&Vector::from_slice(model))?;
-    net.set_preferable_backend(dnn::DNN_BACKEND_OPENCV)?;
-    net.set_preferable_target(dnn::DNN_TARGET_CPU)?;
-    Ok(net)
 }
 
 /// The SFace recognizer running on OpenCV DNN, CPU.
