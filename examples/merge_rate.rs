@@ -7,10 +7,10 @@
 
 use std::time::Instant;
 
-use dfl::extract::frames::{FrameSource, Pick};
+use dfl::frames::{FrameSource, Pick};
+use dfl::merge::DstFaces;
+use dfl::merge::Predictor;
 use dfl::merge::config::MergeConfig;
-use dfl::merge::faces::DstFaces;
-use dfl::merge::predict::Predictor;
 use dfl::merge::{dst_face, merge_frame};
 use dfl::workspace::{Side, Workspace};
 use opencv::core::Mat;

@@ -22,7 +22,7 @@ use dfl::face::align::FaceType;
 use dfl::face::shape_predictor::ShapePredictor;
 use dfl::progress::NoProgress;
 use dfl::train::sampler::{
-    Batch, FaceCache, Faceset, SampleConfig, SampleError, Sampler, SamplerOptions, make_batch,
+    Batch, FaceCache, SampleConfig, SampleError, SampleSet, Sampler, SamplerOptions, make_batch,
     order,
 };
 use dfl::workspace::{Input, Side, Workspace};
@@ -48,7 +48,7 @@ fn main() -> Result<()> {
         Some("whole_face") => FaceType::WholeFace,
         _ => FaceType::Full,
     };
-    let (set, skipped) = Faceset::load(&dir, &NoProgress)?;
+    let (set, skipped) = SampleSet::load(&dir, &NoProgress)?;
     println!("{} faces ({} skipped) in {}", set.len(), skipped.len(), dir.display());
     let yaws = set.faces().iter().map(|f| f.yaw);
     let (lo, hi) = yaws.fold((f32::MAX, f32::MIN), |(lo, hi), y| (lo.min(y), hi.max(y)));
@@ -69,7 +69,7 @@ fn main() -> Result<()> {
 
 /// Prints `make_batch`'s rate on 1 and 2 threads: the first epoch (decoding every face into
 /// the cache) and the second (all cache hits).
-fn measure_make_batch(set: &Faceset, cfg: &SampleConfig) -> Result<()> {
+fn measure_make_batch(set: &SampleSet, cfg: &SampleConfig) -> Result<()> {
     for threads in [1, 2] {
         let cache = FaceCache::default();
         let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build()?;
@@ -83,7 +83,7 @@ fn measure_make_batch(set: &Faceset, cfg: &SampleConfig) -> Result<()> {
 
 /// Returns the `Sampler`'s rate in steady state: a warm cache (one epoch decoded), resumed
 /// after that epoch, batches taken as fast as it makes them.
-fn measure_sampler(set: &Arc<Faceset>, cfg: SampleConfig) -> Result<f64> {
+fn measure_sampler(set: &Arc<SampleSet>, cfg: SampleConfig) -> Result<f64> {
     let cache = Arc::new(FaceCache::default());
     for t in 0..BATCHES {
         make_batch(set, &cache, &cfg, t, BATCH)?;
@@ -117,7 +117,7 @@ fn rate(
 
 /// Extracts carphone (whole_face, 256 px) into a workspace under `root`; returns the faceset.
 fn extract_carphone(root: &std::path::Path) -> Result<PathBuf> {
-    let assets = dfl::cli::assets();
+    let assets = dfl::assets::Assets::from_env();
     let ws = Workspace::create(root.join("ws"))?;
     let cfg = ExtractConfig { size_px: 256, ..ExtractConfig::default() };
     let predictor = ShapePredictor::load(&assets.model(SHAPE_PREDICTOR_FILE)?)?;

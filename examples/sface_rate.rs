@@ -11,8 +11,8 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use dfl::assets::{SFACE_FILE, SHAPE_PREDICTOR_FILE, YUNET_FILE};
 use dfl::detect::{DetectorConfig, FaceDetector, YuNet};
-use dfl::extract::landmarks::Landmarker;
-use dfl::face::identity::{Embedding, SFace, align_crop, five_points_from_68};
+use dfl::face::identity::{Embedding, SFace, align_crop};
+use dfl::face::locate::Landmarker;
 use dfl::face::shape_predictor::{GrayImage, ShapePredictor, intensity_from_bgr};
 use opencv::core::{Mat, get_num_threads, set_num_threads};
 use opencv::imgcodecs::{IMREAD_COLOR, imread};
@@ -34,10 +34,10 @@ fn main() -> Result<()> {
         set_num_threads(n)?;
     }
     println!("opencv threads: {}", get_num_threads()?);
-    let assets = dfl::cli::assets();
+    let assets = dfl::assets::Assets::from_env();
     let mut det = YuNet::load(assets.model(YUNET_FILE)?, DetectorConfig::default())?;
     let predictor = ShapePredictor::load(&assets.model(SHAPE_PREDICTOR_FILE)?)?;
-    let landmarker = Landmarker::new(&predictor);
+    let landmarker = Landmarker::new(&predictor)?;
     let start = Instant::now();
     let mut sface = SFace::load(assets.model(SFACE_FILE)?)?;
     println!("model load: {:.0} ms", start.elapsed().as_secs_f64() * 1e3);
@@ -52,7 +52,7 @@ fn main() -> Result<()> {
         let (width, height) = (bgr.cols() as usize, bgr.rows() as usize);
         let gray = intensity_from_bgr(&bytes, width, height);
         let gray = GrayImage { data: &gray, width, height };
-        let five = five_points_from_68(&landmarker.locate(&gray, &face, true)).context("68")?;
+        let five = landmarker.locate(&gray, &face, true).five_points();
         by68.push(sface.embed(&bgr, &five)?);
     }
     print_matrix("YuNet 5 points", &by5, &by5);

@@ -31,7 +31,7 @@ fn main() -> Result<()> {
     let build = get_build_information()?;
     let parallel = build.lines().find(|l| l.contains("Parallel framework")).unwrap_or("?");
     println!("opencv threads: {} ({})", get_num_threads()?, parallel.trim());
-    let assets = dfl::cli::assets();
+    let assets = dfl::assets::Assets::from_env();
     let mut det = YuNet::load(assets.model(YUNET_FILE)?, DetectorConfig::default())?;
     for still in STILLS {
         let img = imread(&assets.sample(still)?, IMREAD_COLOR)?;

@@ -1,5 +1,6 @@
 //! The face models and sample media that `scripts/setup.sh` puts in `DFL_HOME`
-//! (default `~/.cache/dfl`): their file names, and a clear error when one is missing.
+//! (default `~/.cache/dfl`): where that folder is, the file names, and a clear error when one
+//! is missing. Where each comes from: `docs/face-models.md`.
 
 use std::path::{Path, PathBuf};
 
@@ -25,6 +26,21 @@ impl Assets {
     /// Wraps a `DFL_HOME` folder.
     pub fn new(home: impl Into<PathBuf>) -> Self {
         Self { home: home.into() }
+    }
+
+    /// Wraps the folder the `DFL_HOME` variable names (default `~/.cache/dfl`). The one place
+    /// that reads the variable: the CLI calls it once and hands the models it finds to the
+    /// stages; tests call it to find the samples.
+    pub fn from_env() -> Self {
+        let home = match std::env::var_os("DFL_HOME") {
+            Some(home) if !home.is_empty() => PathBuf::from(home),
+            _ => {
+                let user =
+                    std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
+                user.join(".cache").join("dfl")
+            }
+        };
+        Self::new(home)
     }
 
     /// Returns the `DFL_HOME` folder.

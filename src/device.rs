@@ -1,4 +1,4 @@
-//! The compute device: the only module that asks libtorch about CUDA (style rule 17).
+//! The compute device: the only module that asks libtorch about CUDA.
 
 use std::fmt;
 use std::str::FromStr;

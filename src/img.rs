@@ -35,6 +35,56 @@ pub enum ImageWriteError {
     },
 }
 
+/// Errors of reading an image file.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImageReadError {
+    /// The file cannot be read.
+    #[error("cannot read {}: {source}", .path.display())]
+    Io {
+        /// The file.
+        path: std::path::PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// OpenCV failed while decoding.
+    #[error("cannot decode {}: {source}", .path.display())]
+    Codec {
+        /// The file.
+        path: std::path::PathBuf,
+        /// OpenCV's error.
+        #[source]
+        source: opencv::Error,
+    },
+    /// The bytes are not an image OpenCV reads (empty, truncated or another format).
+    #[error("{} is not a readable image (empty, truncated or another format)", .0.display())]
+    Undecodable(std::path::PathBuf),
+}
+
+/// Reads and decodes the image file `path` (BGR u8).
+///
+/// # Errors
+/// `Io`, `Codec` or `Undecodable`, naming the file.
+pub fn read_image(path: &Path) -> Result<Mat, ImageReadError> {
+    let bytes = std::fs::read(path)
+        .map_err(|source| ImageReadError::Io { path: path.to_owned(), source })?;
+    decode(&bytes, path)
+}
+
+/// Decodes the bytes of the image file `path` (BGR u8).
+///
+/// # Errors
+/// `Codec` or `Undecodable`, naming the file.
+pub fn decode(bytes: &[u8], path: &Path) -> Result<Mat, ImageReadError> {
+    let image = imgcodecs::imdecode(&Vector::from_slice(bytes), imgcodecs::IMREAD_COLOR)
+        .map_err(|source| ImageReadError::Codec { path: path.to_owned(), source })?;
+    if image.empty() {
+        return Err(ImageReadError::Undecodable(path.to_owned()));
+    }
+    Ok(image)
+}
+
 /// PNG compression level used for every PNG dfl writes (fast, still lossless).
 const PNG_COMPRESSION: i32 = 3;
 
@@ -68,7 +118,7 @@ pub fn write_image(path: &Path, image: &Mat, jpeg_quality: u8) -> Result<(), Ima
 /// Warps `frame` by `to_face` into a `size_px`² image (Lanczos, black outside the frame).
 ///
 /// DFL meant `INTER_LANCZOS4` but passed it into `warpAffine`'s `dst` slot, so it warps
-/// bilinearly (⚠ quirk in the anchors doc); we use Lanczos as intended.
+/// bilinearly (`docs/dfl-parity.md`, "Quirks"); we use Lanczos as intended.
 ///
 /// # Errors
 /// OpenCV's error.

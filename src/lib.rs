@@ -1,6 +1,6 @@
 //! dfl: a pair-specific face-swap workbench in the tradition of DeepFaceLab.
 //!
-//! The pipeline is the architecture (`docs/design.md`): `extract` turns videos into aligned
+//! The pipeline is the architecture (`docs/architecture.md`): `extract` turns videos into aligned
 //! facesets, `sort` cleans them, `train` fits a DF or LIAE autoencoder, `merge` puts the src face
 //! on every dst frame. Every stage persists into a [`workspace::Workspace`] and resumes.
 #![warn(missing_docs)]
@@ -14,6 +14,8 @@ pub mod device;
 pub mod eval;
 pub mod extract;
 pub mod face;
+pub mod faceset;
+pub mod frames;
 pub mod img;
 pub mod merge;
 pub mod model;

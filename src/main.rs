@@ -1,4 +1,4 @@
-//! The `dfl` binary: parse, set up logging and threads, dispatch, report (style rule 1).
+//! The `dfl` binary: parse, set up logging and threads, dispatch, report.
 
 use std::process::ExitCode;
 

@@ -1,4 +1,4 @@
-//! How library code reports progress without drawing anything (style rule 21): the CLI passes
+//! How library code reports progress without drawing anything : the CLI passes
 //! an indicatif bar, tests pass [`NoProgress`].
 
 /// A sink for progress of a stage that processes a known or growing number of items.

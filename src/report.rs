@@ -1,4 +1,4 @@
-//! What a stage run achieved, and the exit status it maps to (style rule 9).
+//! What a stage run achieved, and the exit status it maps to.
 
 use serde::Serialize;
 

@@ -6,9 +6,9 @@ use std::path::{Path, PathBuf};
 
 use serde::Serialize;
 
-use crate::sort::journal;
+use crate::faceset::journal;
+use crate::model::folder::ModelFolder;
 use crate::stage_log::StageLog;
-use crate::train::store::{STATE_FILE, Store};
 use crate::workspace::{Input, Side, Stage, Workspace, count_images};
 
 /// Everything `dfl status` reports about one workspace.
@@ -72,7 +72,7 @@ pub struct NextStep {
 /// Reads the status of `ws` from disk.
 pub fn read(ws: &Workspace) -> WorkspaceStatus {
     let sides: Vec<SideStatus> = Side::ALL.iter().map(|&side| side_status(ws, side)).collect();
-    let models = model_statuses(&ws.models_dir());
+    let models = model_statuses(ws);
     let merged_frames = count_images(&ws.merged_dir());
     let result_video = Some(ws.result_video()).filter(|p| p.is_file());
     let mut status = WorkspaceStatus {
@@ -98,43 +98,29 @@ fn side_status(ws: &Workspace, side: Side) -> SideStatus {
         frames_extracted,
         faces: count_images(&ws.aligned_dir(side)),
         trashed_faces: count_images(&ws.aligned_trash_dir(side)),
-        last_sort: last_sort(&ws.side_dir(side)),
-        sort_interrupted: ws.side_dir(side).join(journal::JOURNAL_FILE).is_file(),
+        last_sort: last_sort(&ws.sort_history(side)),
+        sort_interrupted: ws.sort_journal(side).is_file(),
     }
 }
 
 /// The `--by` of the last entry in `sort.history.jsonl`.
-fn last_sort(side_dir: &Path) -> Option<String> {
-    let log = StageLog::read::<journal::Batch>(&side_dir.join(journal::HISTORY_FILE)).ok()?;
+fn last_sort(history: &Path) -> Option<String> {
+    let log = StageLog::read::<journal::Batch>(history).ok()?;
     match &log.entries.last()?.action {
         journal::Action::Sort { method } => Some(method.clone()),
         journal::Action::Undo { .. } => None,
     }
 }
 
-fn model_statuses(models_dir: &Path) -> Vec<ModelStatus> {
-    let Ok(entries) = std::fs::read_dir(models_dir) else { return Vec::new() };
-    let mut models: Vec<ModelStatus> = entries
-        .flatten()
-        .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
-        .map(|e| {
-            let dir = e.path();
-            ModelStatus {
-                name: e.file_name().to_string_lossy().into_owned(),
-                iteration: saved_iteration(&dir),
-                has_config: dir.join("config.json").is_file(),
-            }
+fn model_statuses(ws: &Workspace) -> Vec<ModelStatus> {
+    ModelFolder::list(ws)
+        .into_iter()
+        .map(|(name, folder)| ModelStatus {
+            name,
+            iteration: folder.latest_state().ok().flatten().map(|s| s.iteration),
+            has_config: folder.has_config(),
         })
-        .collect();
-    models.sort_by(|a, b| a.name.cmp(&b.name));
-    models
-}
-
-/// Reads `iteration` from the latest checkpoint's `state.json` in a model folder.
-fn saved_iteration(model_dir: &Path) -> Option<u64> {
-    let latest = Store::new(model_dir).latest().ok()??;
-    let bytes = std::fs::read(latest.join(STATE_FILE)).ok()?;
-    serde_json::from_slice::<serde_json::Value>(&bytes).ok()?.get("iteration")?.as_u64()
+        .collect()
 }
 
 fn next_step(ws: &Workspace, status: &WorkspaceStatus) -> NextStep {
@@ -223,9 +209,10 @@ mod tests {
         }
         std::fs::write(ws.stage_log(Stage::Extract, Side::Src), "{\"frame\":1}\n{\"frame\":2}\n")
             .unwrap();
-        let store = Store::new(ws.model_dir("m1").unwrap());
+        let folder = ModelFolder::open(&ws, "m1").unwrap();
         let none: Vec<(String, tch::Tensor)> = Vec::new();
-        store.save(1200, &none, &none, &serde_json::json!({"iteration": 1200})).unwrap();
+        let state = crate::model::folder::TrainState { iteration: 1200, ..Default::default() };
+        folder.save(&none, &none, &state).unwrap();
 
         let status = read(&ws);
         let src = &status.sides[0];

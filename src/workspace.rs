@@ -1,4 +1,4 @@
-//! The workspace folder: the only place that builds paths under it (design §2).
+//! The workspace folder: the only place that builds paths under it (`docs/architecture.md`).
 //!
 //! ```text
 //! workspace/
@@ -9,9 +9,13 @@
 //!   data_src/aligned_trash/               what sort rejected (restorable)
 //!   data_src/<stage>.jsonl                append-only stage log
 //!   data_src/<stage>.settings.json        the settings that produced the stage's outputs
+//!   data_src/sort.history.jsonl           every sort (for --undo); sort.journal.json while one runs
+//!   data_src/sort.scores.jsonl            face scores and embeddings, cached by content
+//!   data_src/sort_sheets/                 contact sheets
 //!   data_dst…                             the same for dst, plus data_dst/merged/
-//!   model/<name>/                         one trained model
+//!   model/<name>/                         one trained model (`model::folder`)
 //!   result.mp4                            the merged video with dst's audio
+//!   eval/                                 the report of `dfl eval`
 //! ```
 
 use std::fmt;
@@ -225,6 +229,49 @@ impl Workspace {
         self.side_dir(Side::Dst).join("merged_mask")
     }
 
+    /// Returns `data_dst/merged/<frame>.png`: the merged image of frame `frame`.
+    pub fn merged_frame(&self, frame: &str) -> PathBuf {
+        self.merged_dir().join(format!("{frame}.png"))
+    }
+
+    /// Returns `data_dst/merged_mask/<frame>.png`: the blend mask of frame `frame`.
+    pub fn merged_mask(&self, frame: &str) -> PathBuf {
+        self.merged_mask_dir().join(format!("{frame}.png"))
+    }
+
+    /// Returns `data_<side>/sort.history.jsonl`: every sort and undo of the faceset, for
+    /// `--undo`.
+    pub fn sort_history(&self, side: Side) -> PathBuf {
+        self.side_dir(side).join("sort.history.jsonl")
+    }
+
+    /// Returns `data_<side>/sort.journal.json`: the batch of renames under way (present only
+    /// while a sort or undo runs, or after one was interrupted).
+    pub fn sort_journal(&self, side: Side) -> PathBuf {
+        self.side_dir(side).join("sort.journal.json")
+    }
+
+    /// Returns `data_<side>/.sort-staging`: where a sort's files wait between its two phases.
+    pub fn sort_staging_dir(&self, side: Side) -> PathBuf {
+        self.side_dir(side).join(".sort-staging")
+    }
+
+    /// Returns `data_<side>/sort.scores.jsonl`: scores and embeddings of the faces, cached by
+    /// file content.
+    pub fn face_scores(&self, side: Side) -> PathBuf {
+        self.side_dir(side).join("sort.scores.jsonl")
+    }
+
+    /// Returns `data_<side>/sort_sheets`: contact sheets of the faceset.
+    pub fn sort_sheets_dir(&self, side: Side) -> PathBuf {
+        self.side_dir(side).join("sort_sheets")
+    }
+
+    /// Returns `eval`: where `dfl eval` writes its report.
+    pub fn eval_dir(&self) -> PathBuf {
+        self.root.join("eval")
+    }
+
     /// Returns `model`: the folder holding every trained model.
     pub fn models_dir(&self) -> PathBuf {
         self.root.join("model")
@@ -300,6 +347,13 @@ mod tests {
             Path::new("/w/data_dst/merge.settings.json")
         );
         assert_eq!(ws.merged_dir(), Path::new("/w/data_dst/merged"));
+        assert_eq!(ws.merged_frame("00007"), Path::new("/w/data_dst/merged/00007.png"));
+        assert_eq!(ws.merged_mask("00007"), Path::new("/w/data_dst/merged_mask/00007.png"));
+        assert_eq!(ws.sort_history(Side::Src), Path::new("/w/data_src/sort.history.jsonl"));
+        assert_eq!(ws.sort_journal(Side::Dst), Path::new("/w/data_dst/sort.journal.json"));
+        assert_eq!(ws.face_scores(Side::Src), Path::new("/w/data_src/sort.scores.jsonl"));
+        assert_eq!(ws.sort_sheets_dir(Side::Src), Path::new("/w/data_src/sort_sheets"));
+        assert_eq!(ws.eval_dir(), Path::new("/w/eval"));
         assert_eq!(ws.model_dir("df128").unwrap(), Path::new("/w/model/df128"));
         assert_eq!(ws.result_video(), Path::new("/w/result.mp4"));
     }

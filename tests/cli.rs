@@ -1,23 +1,13 @@
-//! Drives the real `dfl` binary in a fresh temporary workspace per test (style rule 29).
+//! Drives the real `dfl` binary in a fresh temporary workspace per test.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Command;
 
+use clap::CommandFactory;
 use serde_json::Value;
 
-/// Runs `dfl` with `args` inside `dir`, with a clean environment for dfl's own variables.
-fn dfl(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_dfl"))
-        .args(args)
-        .current_dir(dir)
-        .env_remove("DFL_WORKSPACE")
-        .output()
-        .expect("the dfl binary runs")
-}
-
-fn stderr(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stderr).into_owned()
-}
+mod common;
+use common::{dfl_in as dfl, stderr};
 
 fn status_json(dir: &Path, args: &[&str]) -> Value {
     let out = dfl(dir, &[&["status", "--json"], args].concat());
@@ -31,10 +21,38 @@ fn help_documents_every_subcommand() {
     let out = dfl(tmp.path(), &["--help"]);
     assert_eq!(out.status.code(), Some(0));
     let help = String::from_utf8_lossy(&out.stdout);
-    for word in ["extract", "sort", "train", "merge", "status", "--workspace", "--device", "--jobs"]
-    {
+    for word in ["--workspace", "--device", "--jobs"] {
         assert!(help.contains(word), "--help lacks {word}:\n{help}");
     }
+    // Every subcommand clap knows, at every level (`faceset info`, `faceset synth`), is listed
+    // with its summary by its parent's --help and has a working --help of its own.
+    let mut pending = vec![(Vec::<String>::new(), dfl::cli::Cli::command())];
+    let mut seen = 0;
+    while let Some((path, cmd)) = pending.pop() {
+        let parent_args: Vec<&str> = path.iter().map(String::as_str).chain(["--help"]).collect();
+        let parent_help =
+            String::from_utf8_lossy(&dfl(tmp.path(), &parent_args).stdout).into_owned();
+        for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+            let about = sub.get_about().expect("every subcommand has a summary").to_string();
+            let first_words: String =
+                about.split_whitespace().take(3).collect::<Vec<_>>().join(" ");
+            assert!(
+                parent_help.contains(sub.get_name()) && parent_help.contains(&first_words),
+                "{parent_args:?} lacks {} ({first_words}):\n{parent_help}",
+                sub.get_name()
+            );
+            let mut sub_path = path.clone();
+            sub_path.push(sub.get_name().to_owned());
+            let args: Vec<&str> = sub_path.iter().map(String::as_str).chain(["--help"]).collect();
+            let out = dfl(tmp.path(), &args);
+            assert_eq!(out.status.code(), Some(0), "{args:?}: {}", stderr(&out));
+            let own = String::from_utf8_lossy(&out.stdout);
+            assert!(own.contains("Usage: dfl") && own.contains(sub.get_name()), "{args:?}:\n{own}");
+            seen += 1;
+            pending.push((sub_path, sub.clone()));
+        }
+    }
+    assert!(seen >= 10, "only {seen} subcommands found");
 }
 
 #[test]
@@ -75,9 +93,10 @@ fn status_in_a_populated_workspace_counts_what_each_stage_made() {
     }
     std::fs::create_dir_all(ws.join("data_dst")).unwrap();
     std::fs::write(ws.join("data_dst/00001.png"), b"x").unwrap();
-    let store = dfl::train::store::Store::new(ws.join("model/df128"));
+    let folder = dfl::model::folder::ModelFolder::new(ws.join("model/df128"));
     let none: Vec<(String, tch::Tensor)> = Vec::new();
-    store.save(42, &none, &none, &serde_json::json!({"iteration": 42})).unwrap();
+    let state = dfl::model::folder::TrainState { iteration: 42, ..Default::default() };
+    folder.save(&none, &none, &state).unwrap();
 
     // The workspace comes from DFL_WORKSPACE here.
     let out = Command::new(env!("CARGO_BIN_EXE_dfl"))

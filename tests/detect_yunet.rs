@@ -8,12 +8,16 @@ use opencv::prelude::*;
 use opencv::videoio::{CAP_ANY, VideoCapture};
 
 fn yunet() -> YuNet {
-    let path = dfl::cli::assets().model(YUNET_FILE).expect("model installed by scripts/setup.sh");
+    let path = dfl::assets::Assets::from_env()
+        .model(YUNET_FILE)
+        .expect("model installed by scripts/setup.sh");
     YuNet::load(path, DetectorConfig::default()).expect("the YuNet model loads")
 }
 
 fn faces_in(sample: &str) -> Vec<Detection> {
-    let path = dfl::cli::assets().sample(sample).expect("sample installed by scripts/setup.sh");
+    let path = dfl::assets::Assets::from_env()
+        .sample(sample)
+        .expect("sample installed by scripts/setup.sh");
     let img = imread(&path, IMREAD_COLOR).expect("imread");
     assert!(!img.empty(), "{} decodes", path.display());
     yunet().detect(&img).expect("detect")
@@ -84,7 +88,7 @@ fn missing_or_corrupt_model_names_the_file() {
 
 #[test]
 fn clones_detect_the_same_faces() {
-    let path = dfl::cli::assets().sample("obama2.jpg").unwrap();
+    let path = dfl::assets::Assets::from_env().sample("obama2.jpg").unwrap();
     let img = imread(&path, IMREAD_COLOR).unwrap();
     let mut a = yunet();
     let mut b = a.try_clone().unwrap();
@@ -96,7 +100,7 @@ fn clones_detect_the_same_faces() {
 
 #[test]
 fn carphone_has_a_face_in_nearly_every_frame() {
-    let path = dfl::cli::assets().sample("carphone_pristine.mp4").unwrap();
+    let path = dfl::assets::Assets::from_env().sample("carphone_pristine.mp4").unwrap();
     let mut cap = VideoCapture::from_file(&path, CAP_ANY).unwrap();
     assert!(cap.is_opened().unwrap(), "{} opens", path.display());
     let mut det = yunet();

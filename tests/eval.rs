@@ -5,7 +5,7 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use dfl::extract::frames::{FrameSource, Pick};
+use dfl::frames::{FrameSource, Pick};
 use dfl::workspace::{Side, Workspace};
 use opencv::core::{Mat, Point, Scalar, Size, Vector};
 use opencv::imgproc;
@@ -17,7 +17,7 @@ mod common;
 use common::{copy_of, dfl, stderr};
 
 fn sample(name: &str) -> PathBuf {
-    dfl::cli::assets().sample(name).unwrap_or_else(|e| panic!("{e}"))
+    dfl::assets::Assets::from_env().sample(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// src: two Obama portraits; dst: the carphone clip. Both extracted, made once per run.
@@ -109,7 +109,7 @@ fn a_shaken_clip_jitters_more_than_the_original() {
 }
 
 /// The 68 landmarks of the largest face in a photo, found by `dfl extract` into `ws`.
-fn landmarks_of(ws: &Path, side: &str, frame: &str) -> Vec<[f32; 2]> {
+fn landmarks_of(ws: &Path, side: &str, frame: &str) -> dfl::face::landmarks::Landmarks68 {
     let dir = ws.join(format!("data_{side}/aligned"));
     let meta = dfl::face::metadata::read_metadata(&dir.join(format!("{frame}_0.jpg"))).unwrap();
     meta.source_landmarks

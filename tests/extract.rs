@@ -13,7 +13,7 @@ mod common;
 use common::{dfl, dfl_cmd, stderr};
 
 fn sample(name: &str) -> PathBuf {
-    dfl::cli::assets().sample(name).unwrap_or_else(|e| panic!("{e}"))
+    dfl::assets::Assets::from_env().sample(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Frame name → number of faces, from `extract.jsonl`.

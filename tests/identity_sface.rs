@@ -5,12 +5,12 @@ use std::path::PathBuf;
 
 use dfl::assets::{SFACE_FILE, SHAPE_PREDICTOR_FILE, YUNET_FILE};
 use dfl::detect::{Detection, DetectorConfig, FaceDetector, YuNet};
-use dfl::extract::landmarks::Landmarker;
 use dfl::face::align::{self, FaceType};
 use dfl::face::identity::{
     self, Embedding, IdentityError, SAME_PERSON_COSINE, SFace, SFaceModel, align_crop,
-    five_points_from_68,
 };
+use dfl::face::landmarks::Landmarks68;
+use dfl::face::locate::Landmarker;
 use dfl::face::shape_predictor::{GrayImage, ShapePredictor, intensity_from_bgr};
 use opencv::core::{CV_8UC1, CV_8UC3, CV_32FC3, Mat, Scalar};
 use opencv::imgcodecs::{IMREAD_COLOR, imread};
@@ -21,17 +21,17 @@ use serde::Deserialize;
 const OBAMA: [&str; 3] = ["obama.jpg", "obama2.jpg", "obama3.jpg"];
 const OTHERS: [&str; 3] = ["biden.jpg", "astronaut.png", "messi5.jpg"];
 /// Two embeddings of the same crop agree to this cosine.
-const SAME_CROP_COSINE: f32 = 0.9999;
+const SAME_CROP_COSINE: f64 = 0.9999;
 /// Least cosine between two photos of Obama (measured 0.72–0.80 with OpenCV's own
-/// `FaceRecognizerSF`, face-models.md §3).
-const SAME_PERSON_FLOOR: f32 = 0.5;
+/// `FaceRecognizerSF`, `docs/face-models.md`, "SFace").
+const SAME_PERSON_FLOOR: f64 = 0.5;
 
 fn model_path(file: &str) -> PathBuf {
-    dfl::cli::assets().model(file).unwrap_or_else(|e| panic!("{e}"))
+    dfl::assets::Assets::from_env().model(file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn sample(name: &str) -> Mat {
-    let path = dfl::cli::assets().sample(name).unwrap_or_else(|e| panic!("{e}"));
+    let path = dfl::assets::Assets::from_env().sample(name).unwrap_or_else(|e| panic!("{e}"));
     let img = imread(&path, IMREAD_COLOR).expect("imread");
     assert!(!img.empty(), "{} does not decode", path.display());
     img
@@ -48,12 +48,16 @@ fn detect(bgr: &Mat) -> Detection {
 }
 
 /// dlib's 68 landmarks for `face` in `bgr` (with the refining pass, as extraction runs it).
-fn landmarks_68(bgr: &Mat, face: &Detection) -> Vec<[f32; 2]> {
+fn landmarks_68(bgr: &Mat, face: &Detection) -> Landmarks68 {
     let predictor = ShapePredictor::load(&model_path(SHAPE_PREDICTOR_FILE)).expect("predictor");
     let bytes = dfl::img::bgr_bytes(bgr).expect("8-bit BGR");
     let (width, height) = (bgr.cols() as usize, bgr.rows() as usize);
     let gray = intensity_from_bgr(&bytes, width, height);
-    Landmarker::new(&predictor).locate(&GrayImage { data: &gray, width, height }, face, true)
+    Landmarker::new(&predictor).expect("the 68-point model").locate(
+        &GrayImage { data: &gray, width, height },
+        face,
+        true,
+    )
 }
 
 /// Embeds each sample by YuNet's 5 points.
@@ -73,14 +77,14 @@ fn embed_by_68(net: &mut SFace, names: &[&str]) -> Vec<Embedding> {
         .iter()
         .map(|&name| {
             let bgr = sample(name);
-            let five = five_points_from_68(&landmarks_68(&bgr, &detect(&bgr))).expect("68");
+            let five = landmarks_68(&bgr, &detect(&bgr)).five_points();
             net.embed(&bgr, &five).expect("embed")
         })
         .collect()
 }
 
 /// Every (i < j) pair within `a` with its cosine.
-fn pairs_within<'a>(names: &[&'a str], a: &[Embedding]) -> Vec<(&'a str, &'a str, f32)> {
+fn pairs_within<'a>(names: &[&'a str], a: &[Embedding]) -> Vec<(&'a str, &'a str, f64)> {
     let mut out = Vec::new();
     for i in 0..a.len() {
         for j in i + 1..a.len() {
@@ -94,7 +98,7 @@ fn pairs_within<'a>(names: &[&'a str], a: &[Embedding]) -> Vec<(&'a str, &'a str
 fn pairs_across<'a>(
     (na, a): (&[&'a str], &[Embedding]),
     (nb, b): (&[&'a str], &[Embedding]),
-) -> Vec<(&'a str, &'a str, f32)> {
+) -> Vec<(&'a str, &'a str, f64)> {
     let mut out = Vec::new();
     for (x, ex) in na.iter().zip(a) {
         for (y, ey) in nb.iter().zip(b) {
@@ -113,7 +117,7 @@ fn obama_matches_obama_and_no_one_else() {
     let different = pairs_across((&OBAMA, &obama), (&OTHERS, &others));
     let report = format!("same {same:?}\ndifferent {different:?}");
     assert!(same.iter().all(|p| p.2 > SAME_PERSON_FLOOR), "{report}");
-    assert!(different.iter().all(|p| f64::from(p.2) < SAME_PERSON_COSINE), "{report}");
+    assert!(different.iter().all(|p| p.2 < SAME_PERSON_COSINE), "{report}");
 }
 
 /// `tests/data/golden/sface/expected.json`, from `scripts/golden/sface_opencv.cpp`.
@@ -192,7 +196,7 @@ fn the_68_landmark_path_agrees_with_the_5_point_path() {
     let same = pairs_within(&names[..3], &by68[..3]);
     let biden = pairs_across((&names[..3], &by68[..3]), (&names[3..], &by68[3..]));
     assert!(same.iter().all(|p| p.2 > SAME_PERSON_FLOOR), "{same:?}");
-    assert!(biden.iter().all(|p| f64::from(p.2) < SAME_PERSON_COSINE), "{biden:?}");
+    assert!(biden.iter().all(|p| p.2 < SAME_PERSON_COSINE), "{biden:?}");
 }
 
 /// How `dfl sort --by identity` will call it: on DFL-aligned face images with their 68
@@ -204,7 +208,7 @@ fn aligned_face_images_embed_like_the_photo() {
     let mut net = sface();
     let bgr = sample("obama.jpg");
     let marks = landmarks_68(&bgr, &detect(&bgr));
-    let on_photo = net.embed(&bgr, &five_points_from_68(&marks).expect("68")).expect("embed");
+    let on_photo = net.embed(&bgr, &marks.five_points()).expect("embed");
     let cases = [
         (256, FaceType::WholeFace, 0.98),
         (512, FaceType::WholeFace, 0.98),
@@ -214,7 +218,7 @@ fn aligned_face_images_embed_like_the_photo() {
     for (size_px, face_type, floor) in cases {
         let to_face = align::transform_mat(&marks, size_px, face_type).expect("aligns");
         let face = dfl::img::warp_to_face(&bgr, &to_face, size_px).expect("warp");
-        let five = five_points_from_68(&align::transform_points(&to_face, &marks)).expect("68");
+        let five = marks.transformed(&to_face).five_points();
         let cos = net.embed(&face, &five).expect("embed").cosine(&on_photo);
         assert!(cos > floor, "{size_px} px {face_type:?}: cos {cos} with the photo's embedding");
     }

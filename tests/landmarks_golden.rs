@@ -60,7 +60,7 @@ fn golden_dir() -> PathBuf {
 }
 
 fn model_path() -> PathBuf {
-    dfl::cli::assets()
+    dfl::assets::Assets::from_env()
         .model(dfl::assets::SHAPE_PREDICTOR_FILE)
         .unwrap_or_else(|err| panic!("{err} (scripts/setup.sh installs the dlib model)"))
 }
@@ -177,7 +177,7 @@ fn real_model_structure() {
     }
     let shape = model.initial_shape();
     let near = |p: [f32; 2], q: [f32; 2]| (p[0] - q[0]).abs() < 5e-5 && (p[1] - q[1]).abs() < 5e-5;
-    // Values from docs/face-models.md §5.2: nose tip, chin, outer eye corners.
+    // Values read from the model file: nose tip, chin, outer eye corners.
     for (i, point) in [(30, [0.5000, 0.5470]), (8, [0.5000, 1.0697]), (36, [0.2139, 0.3156])] {
         assert!(near(shape[i], point), "initial shape point {i}: {:?}", shape[i]);
     }

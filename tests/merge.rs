@@ -28,7 +28,7 @@ fn template() -> &'static Path {
     let (_, ws) = TEMPLATE.get_or_init(|| {
         let tmp = tempfile::tempdir().unwrap();
         let ws = tmp.path().join("ws");
-        let assets = dfl::cli::assets();
+        let assets = dfl::assets::Assets::from_env();
         std::fs::create_dir_all(ws.join("data_src")).unwrap();
         for name in ["obama.jpg", "obama2.jpg", "obama3.jpg"] {
             let from = assets.sample(name).unwrap_or_else(|e| panic!("{e}"));

@@ -1,4 +1,4 @@
-//! Parameter counts of every archi equal DeepFaceLab's (anchors doc §2.6 table: A=256, E=64,
+//! Parameter counts of every archi equal DeepFaceLab's (`docs/dfl-parity.md`, "SAEHD networks": A=256, E=64,
 //! D=64, M=22), counted on the real built networks.
 
 use dfl::model::arch::ModelConfig;
@@ -6,7 +6,7 @@ use dfl::model::saehd::Saehd;
 use dfl::model::summary::summarize;
 use tch::{Device, nn};
 
-/// (archi, params at R=96, R=128, R=256), from the anchors doc.
+/// (archi, params at R=96, R=128, R=256), as DFL's layer tables give them.
 const DFL_COUNTS: [(&str, [i64; 3]); 14] = [
     ("df", [52_026_240, 57_538_432, 95_336_320]),
     ("df-u", [52_026_240, 57_538_432, 95_336_320]),

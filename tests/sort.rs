@@ -26,8 +26,9 @@ fn template() -> &'static Path {
         let tmp = tempfile::tempdir().unwrap();
         let ws = tmp.path().join("ws");
         std::fs::create_dir_all(&ws).unwrap();
-        let carphone =
-            dfl::cli::assets().sample("carphone_pristine.mp4").unwrap_or_else(|e| panic!("{e}"));
+        let carphone = dfl::assets::Assets::from_env()
+            .sample("carphone_pristine.mp4")
+            .unwrap_or_else(|e| panic!("{e}"));
         std::fs::copy(carphone, ws.join("data_src.mp4")).unwrap();
         let out = dfl(&ws, &["-q", "extract", "src"]);
         assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
@@ -236,7 +237,7 @@ fn a_mirrored_face_has_the_opposite_yaw() {
     let ws = tmp.path().join("ws");
     let src = ws.join("data_src");
     std::fs::create_dir_all(&src).unwrap();
-    let assets = dfl::cli::assets();
+    let assets = dfl::assets::Assets::from_env();
     for name in ["obama2.jpg", "biden.jpg"] {
         let img = opencv::imgcodecs::imread_def(
             assets.sample(name).unwrap_or_else(|e| panic!("{e}")).to_str().unwrap(),
@@ -273,7 +274,7 @@ fn identity_keeps_the_person_of_the_reference_photo() {
     let ws = tmp.path().join("ws");
     let src = ws.join("data_src");
     std::fs::create_dir_all(&src).unwrap();
-    let assets = dfl::cli::assets();
+    let assets = dfl::assets::Assets::from_env();
     for name in ["obama2.jpg", "obama3.jpg", "obama_partial_face.jpg", "biden.jpg", "astronaut.png"]
     {
         std::fs::copy(assets.sample(name).unwrap_or_else(|e| panic!("{e}")), src.join(name))

@@ -7,10 +7,11 @@ use std::sync::OnceLock;
 
 use dfl::assets::{SFACE_FILE, SHAPE_PREDICTOR_FILE, YUNET_FILE};
 use dfl::detect::{DetectorConfig, YuNetModel};
-use dfl::extract::frames::{FrameSource, Pick};
-use dfl::extract::landmarks::{Landmarker, find_faces};
-use dfl::face::identity::{Embedding, SAME_PERSON_COSINE, SFace, SFaceModel, five_points_from_68};
+use dfl::face::identity::{Embedding, SAME_PERSON_COSINE, SFace, SFaceModel};
+use dfl::face::landmarks::Landmarks68;
+use dfl::face::locate::{Landmarker, find_faces};
 use dfl::face::shape_predictor::ShapePredictor;
+use dfl::frames::{FrameSource, Pick};
 use dfl::progress::NoProgress;
 use dfl::synth::{SynthConfig, SynthModels, SynthReport, synthesize};
 use dfl::workspace::Input;
@@ -32,14 +33,14 @@ const MAX_MEAN_NME: f32 = 0.08;
 /// Least correlation between the output's mouth opening and the driver's.
 const MIN_MOUTH_CORRELATION: f32 = 0.7;
 /// Least SFace cosine between an output frame and the portrait (same person, same photo).
-const MIN_PORTRAIT_COSINE: f32 = 0.6;
+const MIN_PORTRAIT_COSINE: f64 = 0.6;
 
 fn sample(name: &str) -> PathBuf {
-    dfl::cli::assets().sample(name).unwrap_or_else(|e| panic!("{e}"))
+    dfl::assets::Assets::from_env().sample(name).unwrap_or_else(|e| panic!("{e}"))
 }
 
 fn model(file: &str) -> PathBuf {
-    dfl::cli::assets().model(file).unwrap_or_else(|e| panic!("{e}"))
+    dfl::assets::Assets::from_env().model(file).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The face models, loaded once.
@@ -80,10 +81,10 @@ fn synth_run() -> &'static (tempfile::TempDir, SynthReport) {
 }
 
 /// The 68 landmarks of the largest face in `bgr`, if any.
-fn landmarks(bgr: &Mat) -> Option<Vec<[f32; 2]>> {
+fn landmarks(bgr: &Mat) -> Option<Landmarks68> {
     let m = models();
     let mut detector = m.yunet.detector().expect("detector");
-    let landmarker = Landmarker::new(&m.predictor);
+    let landmarker = Landmarker::new(&m.predictor).expect("the 68-point model");
     let faces = find_faces(bgr, &mut detector, &landmarker, true).expect("find faces");
     faces.into_iter().next().map(|(_, l)| l)
 }
@@ -121,8 +122,8 @@ fn correlation(a: &[f32], b: &[f32]) -> f32 {
     cov / (va * vb).sqrt()
 }
 
-fn embed(net: &mut SFace, bgr: &Mat, l: &[[f32; 2]]) -> Embedding {
-    net.embed(bgr, &five_points_from_68(l).expect("68 points")).expect("embed")
+fn embed(net: &mut SFace, bgr: &Mat, l: &Landmarks68) -> Embedding {
+    net.embed(bgr, &l.five_points()).expect("embed")
 }
 
 /// Runs the CLI on the first `frames` driver frames of obama2.jpg into `out`.
@@ -228,7 +229,7 @@ fn the_identity_is_the_portraits_not_the_drivers() {
         let frame = &report.frames[index];
         let bgr = read(&frame.path);
         let ours = embed(&mut net, &bgr, &landmarks(&bgr).expect("output face"));
-        let (same, other) = (ours.cosine(&on_portrait), f64::from(ours.cosine(&on_driver)));
+        let (same, other) = (ours.cosine(&on_portrait), ours.cosine(&on_driver));
         assert!(same > MIN_PORTRAIT_COSINE, "frame {index}: cosine to the portrait {same:.3}");
         assert!(other < SAME_PERSON_COSINE, "frame {index}: cosine to the driver {other:.3}");
     }

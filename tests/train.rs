@@ -8,8 +8,7 @@ use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
 use dfl::model::checkpoint::read_tensors;
-use dfl::train::state::TrainState;
-use dfl::train::store::{OPTIMIZER_FILE, Store, WEIGHTS_FILE};
+use dfl::model::folder::{ModelFolder, OPTIMIZER_FILE, TrainState, WEIGHTS_FILE};
 
 mod common;
 use common::{TINY, dfl, dfl_cmd, stderr};
@@ -19,7 +18,7 @@ use common::{TINY, dfl, dfl_cmd, stderr};
 fn workspace() -> (tempfile::TempDir, PathBuf) {
     let tmp = tempfile::tempdir().unwrap();
     let ws = tmp.path().join("ws");
-    let assets = dfl::cli::assets();
+    let assets = dfl::assets::Assets::from_env();
     for (side, names) in [
         ("src", &["obama.jpg", "obama2.jpg", "obama3.jpg"][..]),
         ("dst", &["biden.jpg", "astronaut.png"]),
@@ -41,7 +40,7 @@ fn train(ws: &Path, extra: &[&str]) -> Output {
 }
 
 fn latest_state(ws: &Path) -> TrainState {
-    Store::new(ws.join("model/m")).load::<TrainState>().unwrap().expect("a checkpoint exists").state
+    ModelFolder::new(ws.join("model/m")).load().unwrap().expect("a checkpoint exists").state
 }
 
 #[test]
@@ -140,8 +139,8 @@ fn kill_9_during_training_and_saves_leaves_a_checkpoint_that_resumes_exactly() {
         let state = latest_state(&ws); // always loadable
         eprintln!("round {round}: killed; latest checkpoint at iteration {}", state.iteration);
     }
-    let store = Store::new(ws.join("model/m"));
-    let latest = store.latest().unwrap().unwrap();
+    let folder = ModelFolder::new(ws.join("model/m"));
+    let latest = folder.latest().unwrap().unwrap();
     let (weights, optimizer) = (
         read_tensors(&latest.join(WEIGHTS_FILE)).unwrap(),
         read_tensors(&latest.join(OPTIMIZER_FILE)).unwrap(),
@@ -151,7 +150,7 @@ fn kill_9_during_training_and_saves_leaves_a_checkpoint_that_resumes_exactly() {
     let out = dfl(&ws, &["train", "--name", "m", "--iterations", "0"]);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(latest_state(&ws).iteration, iteration);
-    let resaved = store.latest().unwrap().unwrap();
+    let resaved = folder.latest().unwrap().unwrap();
     for (before, after) in [(weights, WEIGHTS_FILE), (optimizer, OPTIMIZER_FILE)] {
         let after = read_tensors(&resaved.join(after)).unwrap();
         assert_eq!(before.len(), after.len());
@@ -187,7 +186,8 @@ fn ctrl_c_finishes_the_step_saves_and_exits_0() {
 
 /// The latest checkpoint's weights of model `name`, by name.
 fn latest_weights(ws: &Path, name: &str) -> std::collections::HashMap<String, tch::Tensor> {
-    let latest = Store::new(ws.join("model").join(name)).latest().unwrap().expect("a checkpoint");
+    let latest =
+        ModelFolder::new(ws.join("model").join(name)).latest().unwrap().expect("a checkpoint");
     read_tensors(&latest.join(WEIGHTS_FILE)).unwrap().into_iter().collect()
 }
 

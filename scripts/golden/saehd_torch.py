@@ -2,7 +2,7 @@
 Rust (tch) implementation is checked against (scripts/golden/saehd_reference.py) and timed
 against (scripts/bench/torch_step.py).
 
-Written from the spec in the shared docs (anchors-dfl-faceswap.md §2-3), independently of the
+Written from the spec in docs/dfl-parity.md ("SAEHD networks", "Losses", "Optimizer"), independently of the
 Rust code. Module attribute names give the same state_dict keys as dfl's checkpoints
 (`encoder.down.0.conv.weight`, `decoder_src.upscale.0.conv.weight`, ...).
 """

@@ -10,9 +10,8 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use crate::device;
+use crate::model::folder::ModelFolder;
 use crate::report::Outcome;
-use crate::train::state::TrainState;
-use crate::train::store::{STATE_FILE, Store};
 use crate::workspace::{Side, Workspace};
 
 use super::GlobalArgs;
@@ -42,7 +41,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     anyhow::ensure!(args.minutes.is_finite() && args.minutes >= 0.0, "--minutes must be 0 or more");
     let ws = Workspace::new(&global.workspace);
     claim(&ws)?;
-    let assets = super::assets();
+    let assets = crate::assets::Assets::from_env();
     let sample = |name: &str| assets.sample(name).map(|p| p.to_string_lossy().into_owned());
     // Resolved once (one warning on a CPU), then passed on as `cpu` or `cuda:N`.
     let resolved = device::resolve(global.device)?;
@@ -67,7 +66,7 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     }
     runner.dfl(&["extract", "src"])?;
     runner.dfl(&["extract", "dst"])?;
-    if !ws.side_dir(Side::Src).join(crate::sort::journal::HISTORY_FILE).is_file() {
+    if !ws.sort_history(Side::Src).is_file() {
         runner.dfl(&["sort", "src", "--by", "face-yaw", "--sheet"])?;
     }
     train(&runner, &ws, resolved.device.is_cuda(), args.minutes)?;
@@ -77,16 +76,13 @@ pub fn run(args: &DemoArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
     let model = ws.model_dir(MODEL)?;
     println!("\nThe demo is done. Look at:");
     for (what, path) in [
-        (
-            "the src faces, sorted by yaw",
-            crate::sort::sheets_dir(&ws, Side::Src).join("sheet_001.png"),
-        ),
+        ("the src faces, sorted by yaw", ws.sort_sheets_dir(Side::Src).join("sheet_001.png")),
         ("training previews (src, dst, swap)", model.join("preview.png")),
         ("the loss curves", model.join("loss.png")),
         ("likeness on held-out faces", model.join("eval.png")),
         ("a merged frame", ws.merged_dir().join("00060.png")),
         ("the video", ws.result_video()),
-        ("the measured result", crate::eval::eval_dir(&ws).join("report.png")),
+        ("the measured result", ws.eval_dir().join("report.png")),
     ] {
         println!("  {what:36} {}", path.display());
     }
@@ -118,15 +114,11 @@ fn claim(ws: &Workspace) -> anyhow::Result<()> {
 
 /// Trains what is left of `minutes`, with sizes chosen by device.
 fn train(runner: &Runner, ws: &Workspace, cuda: bool, minutes: f64) -> anyhow::Result<()> {
-    let store = Store::new(ws.model_dir(MODEL)?);
-    let latest = store.latest().ok().flatten();
     // state.json alone, not the weights.
-    let state = latest.as_ref().and_then(|dir| std::fs::read(dir.join(STATE_FILE)).ok());
-    let trained = state
-        .and_then(|bytes| serde_json::from_slice::<TrainState>(&bytes).ok())
-        .map_or(0.0, |s| s.elapsed_secs / 60.0);
+    let state = ModelFolder::open(ws, MODEL)?.latest_state().ok().flatten();
+    let trained = state.as_ref().map_or(0.0, |s| s.elapsed_secs / 60.0);
     let left = minutes - trained;
-    if left <= 0.01 && latest.is_some() {
+    if left <= 0.01 && state.is_some() {
         log::info!("the demo model has trained {trained:.1} of {minutes} minutes");
         return Ok(());
     }

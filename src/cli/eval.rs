@@ -25,7 +25,7 @@ pub struct EvalArgs {}
 /// Runs `dfl eval`.
 pub fn run(_args: &EvalArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
     let ws = Workspace::new(&global.workspace);
-    let assets = super::assets();
+    let assets = crate::assets::Assets::from_env();
     let sface_path = assets.model(SFACE_FILE)?;
     let sface = SFaceModel::load(&sface_path)?;
     let predictor_path = assets.model(SHAPE_PREDICTOR_FILE)?;
@@ -34,7 +34,7 @@ pub fn run(_args: &EvalArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     let bar = Bar::new(bars, "frames");
     let (report, dir) = eval::run(&ws, &EvalModels { sface: &sface, predictor: &predictor }, &bar)?;
     drop(bar);
-    for line in eval::page::summary_lines(&report) {
+    for line in eval::summary_lines(&report) {
         println!("{line}");
     }
     log::info!(

@@ -128,7 +128,7 @@ pub fn run(
     let cfg = args.config()?;
     let ws = Workspace::create(&global.workspace)?;
     let input = args.input(&ws)?;
-    let assets = super::assets();
+    let assets = crate::assets::Assets::from_env();
     let yunet_path = assets.model(YUNET_FILE)?;
     let predictor_path = assets.model(SHAPE_PREDICTOR_FILE)?;
     log::info!("extracting {} faces from {}", args.side, input.path().display());

@@ -107,7 +107,7 @@ fn run_synth(args: &SynthArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> 
     for path in args.portrait.iter().chain([&args.driver]) {
         anyhow::ensure!(path.is_file(), "{} does not exist; check the path", path.display());
     }
-    let assets = super::assets();
+    let assets = crate::assets::Assets::from_env();
     let yunet = YuNetModel::load(assets.model(YUNET_FILE)?, DetectorConfig::default())?;
     let predictor = ShapePredictor::load(&assets.model(SHAPE_PREDICTOR_FILE)?)?;
     let models = SynthModels { detector: &yunet, predictor: &predictor };

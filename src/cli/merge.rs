@@ -8,9 +8,9 @@ use indicatif::MultiProgress;
 use crate::color::MergeColorTransfer;
 use crate::device;
 use crate::merge::config::{BlendMode, MaskMode, MergeConfig, SharpenMode};
-use crate::merge::preview::write_preview;
-use crate::merge::video::{EncodeOptions, Preset, Rational};
 use crate::merge::{self, FrameRange, MergeOptions};
+use crate::merge::{EncodeOptions, Preset, Rational, write_preview};
+use crate::model::folder::ModelFolder;
 use crate::report::Outcome;
 use crate::workspace::Workspace;
 
@@ -160,16 +160,11 @@ fn model_name(args: &MergeArgs, ws: &Workspace) -> anyhow::Result<String> {
         return Ok(name.clone());
     }
     let dir = ws.models_dir();
-    let mut names: Vec<String> = std::fs::read_dir(&dir)
-        .map(|entries| {
-            entries
-                .filter_map(Result::ok)
-                .filter(|e| e.path().join(crate::train::run::CONFIG_FILE).is_file())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
+    let names: Vec<String> = ModelFolder::list(ws)
+        .into_iter()
+        .filter(|(_, folder)| folder.has_config())
+        .map(|(name, _)| name)
+        .collect();
     match names.as_slice() {
         [one] => Ok(one.clone()),
         [] => anyhow::bail!(

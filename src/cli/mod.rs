@@ -1,5 +1,5 @@
 //! The command line: clap types (one file per subcommand), dispatch, logger and progress bars.
-//! `anyhow` lives here and in `main.rs` only (style rule 7).
+//! `anyhow` lives here and in `main.rs` only (`docs/architecture.md`).
 
 pub mod logger;
 pub mod progress;
@@ -96,24 +96,6 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Status(args) => status::run(args, &cli.global),
         Command::Demo(args) => demo::run(args, &cli.global),
     }
-}
-
-/// Returns `DFL_HOME` (default `~/.cache/dfl`), where setup puts models and samples.
-///
-/// The one place that reads the variable; tests use it to find the samples too.
-pub fn dfl_home() -> PathBuf {
-    match std::env::var_os("DFL_HOME") {
-        Some(home) if !home.is_empty() => PathBuf::from(home),
-        _ => {
-            let home = std::env::var_os("HOME").map_or_else(|| PathBuf::from("."), PathBuf::from);
-            home.join(".cache").join("dfl")
-        }
-    }
-}
-
-/// Returns the assets (models, samples) in [`dfl_home`].
-pub fn assets() -> crate::assets::Assets {
-    crate::assets::Assets::new(dfl_home())
 }
 
 #[cfg(test)]

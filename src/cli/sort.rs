@@ -9,9 +9,8 @@ use crate::assets::{SFACE_FILE, YUNET_FILE};
 use crate::detect::{DetectorConfig, YuNetModel};
 use crate::face::identity::SFaceModel;
 use crate::report::Outcome;
-use crate::sort::method::Method;
-use crate::sort::rank::Filters;
 use crate::sort::{self, SortModels, SortOptions, SortReport};
+use crate::sort::{Filters, Method};
 use crate::workspace::{Side, Workspace};
 
 use super::GlobalArgs;
@@ -74,7 +73,7 @@ impl SortArgs {
         let mut filters =
             Filters { keep: self.keep, min_score: self.min_score, max_score: self.max_score };
         if method == Method::Identity && !self.keep_like.is_empty() && filters.min_score.is_none() {
-            filters.min_score = Some(sort::identity::SAME_PERSON);
+            filters.min_score = Some(crate::face::identity::SAME_PERSON_COSINE);
         }
         Ok(SortOptions {
             method,
@@ -103,11 +102,7 @@ pub fn run(args: &SortArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow
         let bar = Bar::new(bars, "faces");
         let sheets = sort::sheets_only(&ws, side, &bar)?;
         drop(bar);
-        log::info!(
-            "{} contact sheet(s) in {}",
-            sheets.len(),
-            sort::sheets_dir(&ws, side).display()
-        );
+        log::info!("{} contact sheet(s) in {}", sheets.len(), ws.sort_sheets_dir(side).display());
         return Ok(Outcome::Done);
     };
     let opts = args.options(method)?;
@@ -120,7 +115,7 @@ pub fn run(args: &SortArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow
 }
 
 fn load_models() -> anyhow::Result<SortModels> {
-    let assets = super::assets();
+    let assets = crate::assets::Assets::from_env();
     let sface_path = assets.model(SFACE_FILE)?;
     let sface =
         SFaceModel::load(&sface_path).with_context(|| format!("{}", sface_path.display()))?;
@@ -159,11 +154,7 @@ fn print_report(ws: &Workspace, side: Side, opts: &SortOptions, r: &SortReport) 
         }
     }
     if !r.sheets.is_empty() {
-        log::info!(
-            "{} contact sheet(s) in {}",
-            r.sheets.len(),
-            sort::sheets_dir(ws, side).display()
-        );
+        log::info!("{} contact sheet(s) in {}", r.sheets.len(), ws.sort_sheets_dir(side).display());
     }
     if !r.skipped.is_empty() {
         log::warn!(

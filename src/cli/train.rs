@@ -8,16 +8,18 @@ use anyhow::Context;
 use indicatif::MultiProgress;
 use tch::{Device, nn};
 
+use crate::assets::SFACE_FILE;
 use crate::color::ColorTransfer;
 use crate::device;
 use crate::face::align::FaceType;
+use crate::face::identity::SFaceModel;
 use crate::model::arch::{Arch, default_mask_dims};
+use crate::model::folder::{ModelFolder, TrainConfig};
 use crate::model::precision::Precision;
 use crate::model::saehd::Saehd;
 use crate::model::summary::summarize;
 use crate::report::Outcome;
-use crate::train::config::TrainConfig;
-use crate::train::run::{CONFIG_FILE, RunOptions, run as run_training};
+use crate::train::{RunOptions, run as run_training};
 use crate::workspace::Workspace;
 
 use super::GlobalArgs;
@@ -163,16 +165,21 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         .as_deref()
         .context("--name NAME is required: the model's folder under workspace/model/")?;
     let ws = Workspace::new(&global.workspace);
-    let model_dir = ws.model_dir(name)?;
-    let saved = model_dir.join(CONFIG_FILE);
-    let base = match (&args.config, saved.is_file(), &args.from) {
+    let folder = ModelFolder::open(&ws, name)?;
+    let saved = folder.read_config()?;
+    let is_new = saved.is_none();
+    let base = match (&args.config, saved, &args.from) {
         (Some(file), _, _) => read_config(file)?,
-        (None, true, _) => read_config(&saved)?,
-        (None, false, Some(from)) => read_config(&ws.model_dir(from)?.join(CONFIG_FILE))?,
-        (None, false, None) => TrainConfig::default(),
+        (None, Some(saved), _) => saved,
+        (None, None, Some(from)) => {
+            ModelFolder::open(&ws, from)?.read_config()?.with_context(|| {
+                format!("--from {from}: workspace/model/{from} has no config.json; train it first")
+            })?
+        }
+        (None, None, None) => TrainConfig::default(),
     };
     let cfg = args.apply(base);
-    if !saved.is_file() {
+    if is_new {
         cfg.model.validate()?;
     }
     let device = device::resolve(global.device)?.device;
@@ -185,6 +192,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     let bar = Bar::new(bars, "iterations");
     let from = args.from.as_deref();
     let time_limit = args.minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0));
+    let sface = (cfg.eval_every > 0).then(load_sface).flatten();
     let opts = RunOptions {
         name,
         iterations: args.iterations,
@@ -193,6 +201,7 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         device,
         progress: &bar,
         from,
+        sface: sface.as_ref(),
     };
     let report = run_training(&cfg, &ws, &opts)?;
     drop(bar);
@@ -203,6 +212,16 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         report.preview.display()
     );
     Ok(Outcome::Done)
+}
+
+/// Loads SFace for the held-out identity of `--eval-every`; without it (with a warning) the
+/// evaluation measures reconstructions only.
+fn load_sface() -> Option<SFaceModel> {
+    let loaded = crate::assets::Assets::from_env()
+        .model(SFACE_FILE)
+        .map_err(anyhow::Error::from)
+        .and_then(|path| Ok(SFaceModel::load(&path)?));
+    loaded.map_err(|e| log::warn!("held-out identity is not measured: {e:#}")).ok()
 }
 
 /// Reads a `TrainConfig` JSON file (unknown keys are refused, missing ones take defaults).

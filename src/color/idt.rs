@@ -1,4 +1,4 @@
-//! idt: iterative distribution transfer (Pitié et al.; anchors doc §3.9).
+//! idt: iterative distribution transfer (Pitié et al.; `docs/dfl-parity.md`, "Colour transfer").
 //!
 //! DFL: `color_transfer_idt` in `core/imagelib/color_transfer.py`. Twenty times: draw a
 //! rotation R uniformly from SO(3), project both images onto its axes, match each projected

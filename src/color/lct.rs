@@ -1,4 +1,4 @@
-//! lct: linear colour transfer, PCA mode (anchors doc §3.9).
+//! lct: linear colour transfer, PCA mode (`docs/dfl-parity.md`, "Colour transfer").
 //!
 //! DFL: `linear_color_transfer(mode='pca')` in `core/imagelib/color_transfer.py`. With the
 //! per-image mean μ and covariance Σ + ε·I (BGR, divided by N), and the symmetric square

@@ -1,4 +1,4 @@
-//! mix-m's hybrid: lightness by lct, chroma by sot (anchors doc §5.3).
+//! mix-m's hybrid: lightness by lct, chroma by sot (`docs/dfl-parity.md`, "Colour transfer").
 //!
 //! DFL: `color_transfer_mix` in `core/imagelib/color_transfer.py`. In Lab, the lightness of
 //! `src` is matched to the reference's with a one-channel lct. For the chroma, both images

@@ -1,4 +1,4 @@
-//! mkl: Monge–Kantorovich linear colour transfer (anchors doc §3.9).
+//! mkl: Monge–Kantorovich linear colour transfer (`docs/dfl-parity.md`, "Colour transfer").
 //!
 //! DFL: `color_transfer_mkl` in `core/imagelib/color_transfer.py`. With Σ_x = U_a·D_a²·U_aᵀ
 //! and `C = D_a·U_aᵀ·Σ_ref·U_a·D_a = U_c·D_c²·U_cᵀ`, the map is

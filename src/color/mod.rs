@@ -1,8 +1,8 @@
 //! Colour transfer: recolour a face toward a reference (DFL's ct modes).
 //!
 //! [`transfer`] is the training-time recolouring of a src sample toward a random dst sample
-//! (`ct_mode`, anchors doc §3.9); [`transfer_masked`] is the merger's recolouring of the
-//! predicted face toward the dst face (`color_transfer_mode`, §5.3). Both work on plain
+//! (`ct_mode`); [`transfer_masked`] is the merger's recolouring of the
+//! predicted face toward the dst face (`color_transfer_mode`). Both work on plain
 //! float BGR [`Image`]s with no OpenCV or libtorch, so they run on sampler threads; converting
 //! from an OpenCV `Mat` is the caller's job.
 //!
@@ -193,7 +193,7 @@ pub fn transfer(
 /// face area A. rct takes its statistics over both faces with pixels outside A zeroed; the
 /// `-m` modes run on `prd·A` and `dst·A`, so pixels outside A come out as the transfer of
 /// black. ⚠ In both cases the zeroed pixels still count in the statistics: kept for parity
-/// with DFL (anchors doc §5.3). sot-m and mix-m use the bilateral regularisation on the full
+/// with DFL (`docs/dfl-parity.md`, "Colour transfer"). sot-m and mix-m use the bilateral regularisation on the full
 /// square, as DFL does.
 ///
 /// # Errors

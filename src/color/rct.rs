@@ -1,4 +1,4 @@
-//! rct: Reinhard colour transfer in Lab (anchors doc §3.9, §5.3).
+//! rct: Reinhard colour transfer in Lab (`docs/dfl-parity.md`, "Colour transfer").
 //!
 //! DFL: `reinhard_color_transfer` in `core/imagelib/color_transfer.py`. Each Lab channel is
 //! moved as `(x − μ_x)·σ_ref/σ_x + μ_ref` (DFL's "reciprocal" variant), clipped to L ∈ [0, 100]
@@ -22,7 +22,7 @@ const MIN_STD: f64 = 1e-6;
 /// With `area`, the statistics of both images are taken after zeroing (in Lab) every pixel
 /// outside the area, as DFL's merger does with `mask_cutoff` 0.5 on the binarised mask. ⚠ The
 /// zeroed pixels still count in the mean and standard deviation: kept for parity with DFL
-/// (anchors doc §5.3 and appendix A #6). The transform itself applies to every pixel of `src`.
+/// (`docs/dfl-parity.md`, "Colour transfer" and "Quirks"). The transform itself applies to every pixel of `src`.
 pub(crate) fn transfer(src: &[f32], reference: &[f32], area: Option<&[bool]>) -> Vec<f32> {
     let src_lab = bgr_to_lab(src);
     let ref_lab = bgr_to_lab(reference);

@@ -1,4 +1,4 @@
-//! sot: sliced optimal transport colour transfer (anchors doc §3.9, §5.3).
+//! sot: sliced optimal transport colour transfer (`docs/dfl-parity.md`, "Colour transfer").
 //!
 //! DFL: `color_transfer_sot` in `core/imagelib/color_transfer.py` (after Coeurjolly's
 //! OTColorTransfer). Ten steps; in each, for a batch of random unit directions, project the

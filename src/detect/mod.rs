@@ -60,7 +60,7 @@ pub struct DetectorConfig {
 }
 
 /// OpenCV zoo's `demo.py` default for YuNet (`--conf_threshold 0.9`) is stricter; 0.6 is what
-/// the detector checks in the research notes (`face-models.md`, appendix C) used.
+/// the detector checks in `docs/face-models.md` ("YuNet") used.
 const DEFAULT_SCORE_THRESHOLD: f32 = 0.6;
 /// NMS IoU from OpenCV zoo's YuNet demo (`--nms_threshold 0.3`).
 const DEFAULT_NMS_IOU: f32 = 0.3;

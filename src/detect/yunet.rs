@@ -1,6 +1,6 @@
 //! YuNet 2023mar (OpenCV zoo) over OpenCV's DNN module: letterbox preprocessing and a
 //! hand-written decoder for its 12-output head, which OpenCV 4.6's `FaceDetectorYN` predates
-//! (research notes `face-models.md`, appendix C).
+//! (`docs/face-models.md`, "YuNet").
 
 use std::path::Path;
 

@@ -14,8 +14,10 @@
 //! SSIM/PSNR on held-out faces, and the report quotes the latest of those for the merge's
 //! model.
 
-pub mod metrics;
-pub mod page;
+mod metrics;
+mod page;
+
+pub use page::summary_lines;
 
 use std::collections::{BTreeSet, HashMap};
 use std::path::PathBuf;
@@ -23,23 +25,22 @@ use std::path::PathBuf;
 use opencv::core::{Mat, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
-use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::atomic::write_json_atomic;
-use crate::extract::frames::{FrameSource, FramesError, Pick};
-use crate::extract::landmarks::{Landmarker, intensities};
-use crate::face::align;
-use crate::face::identity::{
-    IdentityError, RecognizerPool, SFaceModel, cosine, five_points_from_68, mean_embedding,
-};
+use crate::face::identity::{Embedding, IdentityError, RecognizerPool, SFaceModel};
+use crate::face::landmarks::Landmarks68;
+use crate::face::locate::{Landmarker, Not68Points, intensities};
 use crate::face::metadata::FaceFileError;
-use crate::face::pose::estimate_pitch_yaw_roll;
+use crate::face::pose::{Pose, estimate_pitch_yaw_roll};
 use crate::face::shape_predictor::{GrayImage, ShapePredictor};
+use crate::faceset::scores::{self, EmbedError, ScoreCache};
+use crate::faceset::{Face, Faceset, FacesetError};
+use crate::frames::{Frame, FrameSource, FramesError, Pick, for_each_frame};
 use crate::img;
-use crate::progress::Progress;
-use crate::sort::faceset::{Face, Faceset};
-use crate::workspace::{Side, Workspace, count_images};
+use crate::model::folder::{EvalPoint, ModelFolder};
+use crate::progress::{NoProgress, Progress};
+use crate::workspace::{Side, Stage, Workspace, count_images};
 use metrics::Summary;
 
 /// Side of the gray crops kept for pixel jitter.
@@ -85,9 +86,28 @@ pub enum EvalError {
     /// SFace failed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
-    /// Measuring the src faceset failed.
+    /// A faceset cannot be listed.
     #[error(transparent)]
-    Sort(#[from] crate::sort::SortError),
+    Faceset(#[from] FacesetError),
+    /// A src face could not be embedded.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The landmark predictor is not the 68-point model.
+    #[error(transparent)]
+    Predictor(#[from] Not68Points),
+    /// A merged frame could not be read.
+    #[error(transparent)]
+    ReadImage(#[from] crate::img::ImageReadError),
+    /// A dst frame does not decode.
+    #[error("frame {frame} of {}: {reason}; check the dst input", .input.display())]
+    Frame {
+        /// The frame's name.
+        frame: String,
+        /// The dst input.
+        input: PathBuf,
+        /// Why it does not decode.
+        reason: String,
+    },
     /// The report page could not be written.
     #[error(transparent)]
     Page(#[from] crate::img::ImageWriteError),
@@ -171,7 +191,7 @@ pub struct ModelReport {
     pub iteration: Option<u64>,
     /// Its latest held-out evaluation: SSIM/PSNR of reconstructions and swap identity on faces
     /// it never trained on (`None` unless trained with `--eval-every`).
-    pub held_out: Option<crate::train::holdout::EvalPoint>,
+    pub held_out: Option<EvalPoint>,
 }
 
 /// Everything `dfl eval` writes to `eval/report.json`.
@@ -195,11 +215,6 @@ pub struct EvalReport {
     pub per_face: Vec<FaceEval>,
 }
 
-/// The folder eval writes to.
-pub fn eval_dir(ws: &Workspace) -> PathBuf {
-    ws.root().join("eval")
-}
-
 /// What the evaluation of one frame keeps.
 struct FrameResult {
     order: usize,
@@ -211,11 +226,11 @@ struct FrameResult {
 }
 
 struct TrackPoint {
-    landmarks: [Vec<[f32; 2]>; 2],
+    landmarks: [Landmarks68; 2],
     pixels: [Vec<f32>; 2],
 }
 
-/// Evaluates the merged frames of `ws`.
+/// Evaluates the merged frames of `ws`; returns the report and the folder it was written to.
 ///
 /// # Errors
 /// See [`EvalError`].
@@ -239,74 +254,34 @@ pub fn run(
         what: "no dst input",
         next: "dfl extract dst",
     })?;
-
-    let src_embeddings = crate::sort::embeddings(
-        &src,
-        &ws.side_dir(Side::Src),
-        models.sface,
-        &crate::progress::NoProgress,
-    )?;
-    let src_mean = mean_embedding(&src_embeddings);
-    let src_to_src = Summary::of(src_embeddings.iter().map(|e| cosine(e, &src_mean)));
-
-    let mut by_frame: HashMap<&str, Vec<&Face>> = HashMap::new();
-    for f in &dst.faces {
-        by_frame.entry(f.meta.source_filename.as_str()).or_default().push(f);
-    }
-    for faces in by_frame.values_mut() {
-        faces.sort_by_key(|f| f.meta.face_index);
-    }
-    let landmarker = Landmarker::new(models.predictor);
-    let pool = RecognizerPool::new(models.sface.clone());
+    let mut cache = ScoreCache::open(&ws.face_scores(Side::Src));
+    let src_embeddings = scores::embeddings(&src, &mut cache, models.sface, &NoProgress)?;
+    let src_mean = Embedding::mean(&src_embeddings).ok_or_else(|| EvalError::Missing {
+        path: src.dir.clone(),
+        what: "no src identity (the faces' embeddings cancel out)",
+        next: "dfl sort src --by identity",
+    })?;
+    let src_to_src = Summary::of(src_embeddings.iter().map(|e| e.cosine(&src_mean)));
+    let evaluator = FrameEvaluator {
+        ws,
+        by_frame: faces_by_frame(&dst),
+        src_mean,
+        landmarker: Landmarker::new(models.predictor)?,
+        pool: RecognizerPool::new(models.sface.clone()),
+    };
     let mut source = FrameSource::open(&input)?;
     progress.set_len(source.len_hint() as u64);
     let mut results = Vec::new();
-    loop {
-        let chunk: Vec<_> = std::iter::from_fn(|| {
-            source.next_picked(|_, name| {
-                if by_frame.contains_key(name) && merged.join(format!("{name}.png")).is_file() {
-                    Pick::Take
-                } else {
-                    Pick::Skip
-                }
-            })
-        })
-        .take(2 * rayon::current_num_threads())
-        .collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let done: Vec<Result<FrameResult, EvalError>> = chunk
-            .par_iter()
-            .map(|frame| {
-                let path = merged.join(format!("{}.png", frame.name));
-                let image = frame.image.as_ref().map_err(|reason| EvalError::OpenCv {
-                    path: frame.source.clone(),
-                    source: opencv::Error::new(opencv::core::StsError, reason.clone()),
-                })?;
-                let swapped = crate::face::metadata::read_face_image(&path)?;
-                let r = eval_frame(
-                    frame.index,
-                    &frame.name,
-                    image,
-                    &swapped,
-                    &by_frame[frame.name.as_str()],
-                    &src_mean,
-                    &landmarker,
-                    &pool,
-                )
-                .map_err(|e| match e {
-                    FrameError::Cv(source) => EvalError::OpenCv { path: path.clone(), source },
-                    FrameError::Identity(e) => EvalError::Identity(e),
-                });
-                progress.inc(1);
-                r
-            })
-            .collect();
-        for r in done {
+    for_each_frame(
+        &mut source,
+        |_, name| evaluator.pick(name),
+        |f| evaluator.eval(f),
+        |_, r| {
+            progress.inc(1);
             results.push(r?);
-        }
-    }
+            Ok::<(), EvalError>(())
+        },
+    )?;
     if results.is_empty() {
         return Err(EvalError::Missing {
             path: merged,
@@ -316,32 +291,30 @@ pub fn run(
     }
     let mut report = summarise(&results, src.faces.len(), src_to_src);
     report.model = merge_model(ws);
-    let dir = eval_dir(ws);
+    write_report(ws, &report, &results)?;
+    Ok((report, ws.eval_dir()))
+}
+
+/// Writes `eval/report.json` and the one-page `eval/report.png`.
+fn write_report(
+    ws: &Workspace,
+    report: &EvalReport,
+    results: &[FrameResult],
+) -> Result<(), EvalError> {
+    let dir = ws.eval_dir();
     std::fs::create_dir_all(&dir).map_err(|source| EvalError::Io { path: dir.clone(), source })?;
     let json = dir.join("report.json");
-    write_json_atomic(&json, &report)
-        .map_err(|source| EvalError::Io { path: json.clone(), source })?;
-    let samples = sample_frames(&results);
-    let png = dir.join("report.png");
-    page::write_page(&png, &report, &samples).map_err(|e| EvalError::Io {
-        path: png.clone(),
-        source: std::io::Error::other(e.to_string()),
-    })?;
-    Ok((report, dir))
+    write_json_atomic(&json, report).map_err(|source| EvalError::Io { path: json, source })?;
+    page::write_page(&dir.join("report.png"), report, &sample_frames(results))?;
+    Ok(())
 }
 
 /// The merge's model and its last held-out evaluation (what the files say; `None` if unread).
 fn merge_model(ws: &Workspace) -> Option<ModelReport> {
-    let settings = ws.stage_settings(crate::workspace::Stage::Merge, Side::Dst);
+    let settings = ws.stage_settings(Stage::Merge, Side::Dst);
     let saved: serde_json::Value = serde_json::from_slice(&std::fs::read(settings).ok()?).ok()?;
     let name = saved.get("model")?.as_str()?.to_owned();
-    let store = crate::train::store::Store::new(ws.model_dir(&name).ok()?);
-    let state = store
-        .latest()
-        .ok()
-        .flatten()
-        .and_then(|dir| std::fs::read(dir.join(crate::train::store::STATE_FILE)).ok())
-        .and_then(|b| serde_json::from_slice::<crate::train::state::TrainState>(&b).ok());
+    let state = ModelFolder::open(ws, &name).ok()?.latest_state().ok().flatten();
     Some(ModelReport {
         name,
         iteration: saved.get("iteration").and_then(serde_json::Value::as_u64),
@@ -351,14 +324,139 @@ fn merge_model(ws: &Workspace) -> Option<ModelReport> {
 
 fn read_set(ws: &Workspace, side: Side, next: &'static str) -> Result<Faceset, EvalError> {
     let dir = ws.aligned_dir(side);
-    let set = Faceset::read(&dir, &crate::progress::NoProgress)
-        .map_err(|source| EvalError::Io { path: dir.clone(), source })?;
+    let set = match Faceset::read(&dir, &NoProgress) {
+        Err(FacesetError::Missing(_)) => Faceset::default(),
+        other => other?,
+    };
     if set.faces.is_empty() {
         return Err(EvalError::Missing { path: dir, what: "no faces", next });
     }
     Ok(set)
 }
 
+/// The dst faces by frame name, each frame's in face order.
+fn faces_by_frame(dst: &Faceset) -> HashMap<String, Vec<Face>> {
+    let mut by_frame: HashMap<String, Vec<Face>> = HashMap::new();
+    for f in &dst.faces {
+        by_frame.entry(f.meta.source_filename.clone()).or_default().push(f.clone());
+    }
+    for faces in by_frame.values_mut() {
+        faces.sort_by_key(|f| f.meta.face_index);
+    }
+    by_frame
+}
+
+/// What evaluating a frame needs, shared by the worker threads.
+struct FrameEvaluator<'a> {
+    ws: &'a Workspace,
+    by_frame: HashMap<String, Vec<Face>>,
+    /// The src faceset's identity.
+    src_mean: Embedding,
+    landmarker: Landmarker<'a>,
+    pool: RecognizerPool,
+}
+
+impl FrameEvaluator<'_> {
+    /// Takes the frames that have a dst face and a merged image.
+    fn pick(&self, name: &str) -> Pick {
+        if self.by_frame.contains_key(name) && self.ws.merged_frame(name).is_file() {
+            Pick::Take
+        } else {
+            Pick::Skip
+        }
+    }
+
+    /// Evaluates every face of one picked frame against its merged image.
+    fn eval(&self, frame: &Frame) -> Result<FrameResult, EvalError> {
+        let image = frame.image.as_ref().map_err(|reason| EvalError::Frame {
+            frame: frame.name.clone(),
+            input: frame.source.clone(),
+            reason: reason.clone(),
+        })?;
+        let path = self.ws.merged_frame(&frame.name);
+        let swapped = img::read_image(&path)?;
+        let faces = self.by_frame.get(&frame.name).map_or(&[][..], Vec::as_slice);
+        self.eval_faces(frame, image, &swapped, faces).map_err(|e| match e {
+            FrameError::Cv(source) => EvalError::OpenCv { path, source },
+            FrameError::Identity(e) => EvalError::Identity(e),
+        })
+    }
+
+    fn eval_faces(
+        &self,
+        frame: &Frame,
+        dst_frame: &Mat,
+        swapped: &Mat,
+        faces: &[Face],
+    ) -> Result<FrameResult, FrameError> {
+        let (dst_gray, swap_gray) = (Gray::of(dst_frame)?, Gray::of(swapped)?);
+        let mut out =
+            FrameResult { order: frame.index, faces: Vec::new(), track: None, crops: None };
+        for face in faces {
+            let meta = &face.meta;
+            let crop_dst = img::warp_to_face(dst_frame, &meta.image_to_face_mat, meta.size_px)?;
+            let crop_swap = img::warp_to_face(swapped, &meta.image_to_face_mat, meta.size_px)?;
+            let five = meta.landmarks.five_points();
+            let mut sface = self.pool.take()?;
+            let embedded = sface
+                .embed(&crop_dst, &five)
+                .and_then(|d| Ok((d, sface.embed(&crop_swap, &five)?)));
+            self.pool.put(sface);
+            let (e_dst, e_swap) = embedded?;
+            let find = |g: &Gray| self.landmarker.locate_near(&g.image(), &meta.source_landmarks);
+            let (l_dst, l_swap) = (find(&dst_gray), find(&swap_gray));
+            let pose = |l: &Landmarks68| {
+                estimate_pitch_yaw_roll(&l.transformed(&meta.image_to_face_mat), meta.size_px)
+            };
+            let (p_dst, p_swap) = (pose(&l_dst), pose(&l_swap));
+            let diff = |f: fn(&Pose) -> f64| match (&p_dst, &p_swap) {
+                (Some(a), Some(b)) => Some((f(a) - f(b)).abs().to_degrees()),
+                _ => None,
+            };
+            out.faces.push(FaceEval {
+                frame: frame.name.clone(),
+                face_index: meta.face_index,
+                identity_swap: e_swap.cosine(&self.src_mean),
+                identity_dst: e_dst.cosine(&self.src_mean),
+                swap_vs_dst: e_swap.cosine(&e_dst),
+                nme: metrics::nme(&l_swap, &l_dst),
+                yaw_diff_deg: diff(|p| p.yaw),
+                pitch_diff_deg: diff(|p| p.pitch),
+            });
+            if meta.face_index == 0 {
+                out.track = Some(TrackPoint {
+                    landmarks: [l_dst, l_swap],
+                    pixels: [jitter_crop(&crop_dst)?, jitter_crop(&crop_swap)?],
+                });
+                out.crops = Some((crop_dst, crop_swap));
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// A frame's intensities, the landmark predictor's input.
+struct Gray {
+    data: Vec<u8>,
+    width: usize,
+    height: usize,
+}
+
+impl Gray {
+    fn of(bgr: &Mat) -> opencv::Result<Self> {
+        Ok(Self {
+            data: intensities(bgr)?,
+            width: bgr.cols() as usize,
+            height: bgr.rows() as usize,
+        })
+    }
+
+    fn image(&self) -> GrayImage<'_> {
+        GrayImage { data: &self.data, width: self.width, height: self.height }
+    }
+}
+
+/// A failure inside one frame's evaluation (mapped to [`EvalError`] with the frame's path).
 enum FrameError {
     Cv(opencv::Error),
     Identity(IdentityError),
@@ -374,67 +472,6 @@ impl From<IdentityError> for FrameError {
     fn from(e: IdentityError) -> Self {
         FrameError::Identity(e)
     }
-}
-
-#[allow(clippy::too_many_arguments)]
-fn eval_frame(
-    order: usize,
-    name: &str,
-    dst_frame: &Mat,
-    swapped: &Mat,
-    faces: &[&Face],
-    src_mean: &[f32],
-    landmarker: &Landmarker<'_>,
-    pool: &RecognizerPool,
-) -> Result<FrameResult, FrameError> {
-    let gray = |m: &Mat| -> opencv::Result<(Vec<u8>, usize, usize)> {
-        Ok((intensities(m)?, m.cols() as usize, m.rows() as usize))
-    };
-    let (dst_gray, swap_gray) = (gray(dst_frame)?, gray(swapped)?);
-    let mut out = FrameResult { order, faces: Vec::new(), track: None, crops: None };
-    for face in faces {
-        let meta = &face.meta;
-        let size = meta.size_px;
-        let crop_dst = img::warp_to_face(dst_frame, &meta.image_to_face_mat, size)?;
-        let crop_swap = img::warp_to_face(swapped, &meta.image_to_face_mat, size)?;
-        let Some(five) = five_points_from_68(&meta.landmarks) else { continue };
-        let mut sface = pool.take()?;
-        let embedded =
-            sface.embed(&crop_dst, &five).and_then(|d| Ok((d, sface.embed(&crop_swap, &five)?)));
-        pool.put(sface);
-        let (e_dst, e_swap) = embedded?;
-        let find = |(data, w, h): &(Vec<u8>, usize, usize)| {
-            landmarker
-                .locate_near(&GrayImage { data, width: *w, height: *h }, &meta.source_landmarks)
-        };
-        let (l_dst, l_swap) = (find(&dst_gray), find(&swap_gray));
-        let pose = |l: &[[f32; 2]]| {
-            estimate_pitch_yaw_roll(&align::transform_points(&meta.image_to_face_mat, l), size)
-        };
-        let (p_dst, p_swap) = (pose(&l_dst), pose(&l_swap));
-        let diff = |f: fn(&crate::face::pose::Pose) -> f64| match (&p_dst, &p_swap) {
-            (Some(a), Some(b)) => Some((f(a) - f(b)).abs().to_degrees()),
-            _ => None,
-        };
-        out.faces.push(FaceEval {
-            frame: name.to_owned(),
-            face_index: meta.face_index,
-            identity_swap: cosine(e_swap.as_slice(), src_mean),
-            identity_dst: cosine(e_dst.as_slice(), src_mean),
-            swap_vs_dst: f64::from(e_swap.cosine(&e_dst)),
-            nme: metrics::nme(&l_swap, &l_dst),
-            yaw_diff_deg: diff(|p| p.yaw),
-            pitch_diff_deg: diff(|p| p.pitch),
-        });
-        if meta.face_index == 0 {
-            out.track = Some(TrackPoint {
-                landmarks: [l_dst, l_swap],
-                pixels: [jitter_crop(&crop_dst)?, jitter_crop(&crop_swap)?],
-            });
-            out.crops = Some((crop_dst, crop_swap));
-        }
-    }
-    Ok(out)
 }
 
 /// A small gray version of a face crop, for pixel jitter.
@@ -478,8 +515,7 @@ fn summarise(results: &[FrameResult], src_faces: usize, src_to_src: Option<Summa
                 let crops: Vec<&[f32]> = run.iter().map(|t| t.pixels[which].as_slice()).collect();
                 metrics::pixel_jitter(&crops)
             } else {
-                let lms: Vec<&[[f32; 2]]> =
-                    run.iter().map(|t| t.landmarks[which].as_slice()).collect();
+                let lms: Vec<&Landmarks68> = run.iter().map(|t| &t.landmarks[which]).collect();
                 metrics::landmark_jitter(&lms)
             };
             if let Some(v) = value {

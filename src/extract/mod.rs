@@ -1,5 +1,5 @@
 //! `dfl extract`: frames → detected faces → 68 landmarks → aligned face files with their
-//! metadata inside (design §3, anchors doc §1.1, §4).
+//! metadata inside (`docs/dfl-parity.md`, "Extraction").
 //!
 //! Frames are decoded on the calling thread in chunks and processed on all cores; results are
 //! written and logged in frame order. A frame's log line is appended only after all its face
@@ -7,32 +7,27 @@
 //! rest, ending with the same faceset an uninterrupted run gives.
 
 mod debug;
-pub mod frames;
-pub mod landmarks;
 mod process;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::detect::{DetectError, DetectorConfig, FaceDetector};
 use crate::face::align::FaceType;
+use crate::face::locate::Landmarker;
 use crate::face::metadata::{FaceFileError, ImageFormat};
 use crate::face::shape_predictor::ShapePredictor;
+use crate::frames::{Frame, FrameSource, FramesError, Pick, for_each_frame};
 use crate::img::ImageWriteError;
 use crate::progress::Progress;
 use crate::report::StageReport;
 use crate::settings::{SettingsCheck, SettingsError, check_settings};
 use crate::stage_log::{StageLog, StageLogError, resume_entries};
 use crate::workspace::{Input, Side, Stage, Workspace, count_images};
-use frames::{Frame, FrameSource, FramesError};
 use process::{DetectorPool, FrameContext, FrameOutcome};
-
-/// Frames decoded ahead per worker thread: enough to keep every core busy.
-const FRAMES_PER_THREAD_IN_FLIGHT: usize = 4;
 
 /// Settings of one extraction run.
 #[derive(Debug, Clone, PartialEq)]
@@ -130,6 +125,20 @@ pub enum ExtractError {
     /// The detector cannot be created.
     #[error(transparent)]
     Detector(#[from] DetectError),
+    /// The landmark predictor is not the 68-point model.
+    #[error(transparent)]
+    Predictor(#[from] crate::face::locate::Not68Points),
+    /// The previous faceset cannot be moved aside before a re-extraction.
+    #[error("cannot move {} to {}: {source}; move it out of the way yourself and run again", .from.display(), .to.display())]
+    SetAside {
+        /// What was to move.
+        from: PathBuf,
+        /// Where to.
+        to: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
     /// An output folder cannot be created.
     #[error("cannot create {}: {source}; check the path and its permissions", .path.display())]
     CreateDir {
@@ -176,24 +185,21 @@ pub fn run(
     progress.set_len(source.len_hint().saturating_sub(done.len()) as u64);
 
     let pool = DetectorPool { free: Mutex::new(Vec::new()), make: models.detector };
-    let landmarker = landmarks::Landmarker::new(models.predictor);
+    let landmarker = Landmarker::new(models.predictor)?;
     let ctx = FrameContext { cfg, ws, side, landmarker };
-    let chunk_len = rayon::current_num_threads() * FRAMES_PER_THREAD_IN_FLIGHT;
-    loop {
-        let chunk: Vec<Frame> =
-            std::iter::from_fn(|| source.next_pending(&done)).take(chunk_len).collect();
-        if chunk.is_empty() {
-            break;
-        }
-        let results: Vec<Result<FrameOutcome, ExtractError>> =
-            chunk.par_iter().map(|frame| pool.with(|det| ctx.process(frame, det))?).collect();
-        for (frame, result) in chunk.iter().zip(results) {
+    let pending = |_: usize, name: &str| if done.contains(name) { Pick::Skip } else { Pick::Take };
+    for_each_frame(
+        &mut source,
+        pending,
+        |frame| pool.with(|det| ctx.process(frame, det))?,
+        |frame, result| {
             record(&mut log, &mut report, frame, result?)?;
             progress.inc(1);
-        }
-        progress.note(&format!("{} faces", report.faces));
-    }
-    report_truncation(&source, &mut report);
+            progress.note(&format!("{} faces", report.faces));
+            Ok::<(), ExtractError>(())
+        },
+    )?;
+    report.frames.skipped += source.warn_if_truncated();
     Ok(report)
 }
 
@@ -248,14 +254,19 @@ fn set_aside_faceset(ws: &Workspace, side: Side) -> Result<(), ExtractError> {
         })
         .find(|p| !p.exists())
         .expect("invariant: some name is free");
-    let moved = std::fs::rename(&aligned, &aside).and_then(|()| {
-        let history = ws.side_dir(side).join(crate::sort::journal::HISTORY_FILE);
-        match std::fs::rename(&history, aside.join(crate::sort::journal::HISTORY_FILE)) {
-            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        }
-    });
-    moved.map_err(|source| ExtractError::CreateDir { path: aside.clone(), source })?;
+    let set_aside = |from: &Path, to: PathBuf| {
+        std::fs::rename(from, &to).map_err(|source| ExtractError::SetAside {
+            from: from.to_owned(),
+            to,
+            source,
+        })
+    };
+    set_aside(&aligned, aside.clone())?;
+    // The sort history names the old faces: it goes with them.
+    let history = ws.sort_history(side);
+    if history.is_file() {
+        set_aside(&history, aside.join(history.file_name().unwrap_or_default()))?;
+    }
     log::warn!("the previous faces were moved to {} (new settings)", aside.display());
     Ok(())
 }
@@ -280,18 +291,4 @@ fn record(
         }
     }
     Ok(())
-}
-
-/// Counts the frames a truncated video lost (decoding stopped before the reported length).
-fn report_truncation(source: &FrameSource, report: &mut ExtractReport) {
-    let FrameSource::Video { path, reported, .. } = source else { return };
-    let decoded = source.decoded_frames();
-    // Containers estimate their frame count; one frame short is not a truncation.
-    if *reported > decoded + 1 {
-        log::warn!(
-            "{}: only {decoded} of {reported} frames decode; the file may be truncated or corrupt",
-            path.display()
-        );
-        report.frames.skipped += reported - decoded;
-    }
 }

@@ -5,11 +5,13 @@ use std::sync::Mutex;
 use opencv::core::Mat;
 use opencv::prelude::*;
 
-use super::frames::Frame;
-use super::{DetectorFactory, ExtractConfig, ExtractError, debug, landmarks};
+use super::{DetectorFactory, ExtractConfig, ExtractError, debug};
 use crate::detect::FaceDetector;
 use crate::face::align;
+use crate::face::landmarks::Landmarks68;
+use crate::face::locate::{self, Landmarker};
 use crate::face::metadata::{FaceFileError, FaceMetadata, METADATA_VERSION, write_face};
+use crate::frames::Frame;
 use crate::img::{self, ImageWriteError};
 use crate::workspace::{Side, Workspace};
 
@@ -26,14 +28,14 @@ pub(super) struct FrameContext<'a> {
     pub(super) cfg: &'a ExtractConfig,
     pub(super) ws: &'a Workspace,
     pub(super) side: Side,
-    pub(super) landmarker: landmarks::Landmarker<'a>,
+    pub(super) landmarker: Landmarker<'a>,
 }
 
 /// One face found in a frame, before it is written.
 struct FoundFace {
     rect: [f32; 4],
     score: f32,
-    landmarks: Vec<[f32; 2]>,
+    landmarks: Landmarks68,
     to_face: align::Affine,
 }
 
@@ -66,7 +68,7 @@ impl FrameContext<'_> {
         detector: &mut dyn FaceDetector,
     ) -> Result<Vec<FoundFace>, String> {
         let cfg = self.cfg;
-        let faces = landmarks::find_faces(image, detector, &self.landmarker, cfg.refine_landmarks)
+        let faces = locate::find_faces(image, detector, &self.landmarker, cfg.refine_landmarks)
             .map_err(|e| e.to_string())?;
         let found = faces
             .into_iter()
@@ -98,8 +100,8 @@ impl FrameContext<'_> {
             face_index: index,
             face_type: cfg.face_type,
             size_px: cfg.size_px,
-            landmarks: align::transform_points(&face.to_face, &face.landmarks),
-            source_landmarks: face.landmarks.clone(),
+            landmarks: face.landmarks.transformed(&face.to_face),
+            source_landmarks: face.landmarks,
             image_to_face_mat: face.to_face,
             source_rect: face.rect,
             detector_score: face.score,

@@ -1,10 +1,12 @@
 //! DeepFaceLab's alignment: a similarity transform from 33 landmarks to its mean face, then the
-//! face type's padding and crop (anchors doc §4.2–4.3).
+//! face type's padding and crop (`docs/dfl-parity.md`, "Extraction").
 //!
 //! DFL: `facelib/LandmarksProcessor.py` (`get_transform_mat`, `landmarks_2D_new`),
 //! `core/mathlib/umeyama.py`, `facelib/FaceType.py`.
 
 use serde::{Deserialize, Serialize};
+
+use super::landmarks::Landmarks68;
 
 /// A 2×3 affine matrix `[[a, b, tx], [c, d, ty]]` mapping `(x, y)` to
 /// `(a·x + b·y + tx, c·x + d·y + ty)`.
@@ -188,11 +190,8 @@ pub fn compose(outer: &Affine, inner: &Affine) -> Affine {
 }
 
 /// Returns the similarity from 68 frame landmarks to DFL's unit square (the 33-point Umeyama
-/// fit to [`MEAN_FACE`]); `None` for another point count or degenerate points.
-pub fn to_unit_square(landmarks: &[[f32; 2]]) -> Option<Affine> {
-    if landmarks.len() != 68 {
-        return None;
-    }
+/// fit to [`MEAN_FACE`]); `None` for degenerate points.
+pub fn to_unit_square(landmarks: &Landmarks68) -> Option<Affine> {
     let src: Vec<[f64; 2]> = ALIGN_POINTS
         .iter()
         .map(|&i| [f64::from(landmarks[i][0]), f64::from(landmarks[i][1])])
@@ -205,14 +204,14 @@ pub fn to_unit_square(landmarks: &[[f32; 2]]) -> Option<Affine> {
 /// `get_transform_mat(landmarks, size, face_type)` with scale 1.
 ///
 /// `landmarks` are the 68 iBUG points in frame pixels. `None` when they are degenerate.
-pub fn transform_mat(landmarks: &[[f32; 2]], size_px: u32, face_type: FaceType) -> Option<Affine> {
+pub fn transform_mat(landmarks: &Landmarks68, size_px: u32, face_type: FaceType) -> Option<Affine> {
     transform_mat_scaled(landmarks, size_px, face_type, 1.0)
 }
 
 /// [`transform_mat`] with DFL's `scale`: the face fills `scale` times as much of the output
 /// (the crop around the same centre shrinks by `1/scale`). The merger's `output_face_scale`.
 pub fn transform_mat_scaled(
-    landmarks: &[[f32; 2]],
+    landmarks: &Landmarks68,
     size_px: u32,
     face_type: FaceType,
     scale: f64,
@@ -238,7 +237,7 @@ pub fn transform_mat_scaled(
             centre = [centre[0] + up[0] * WHOLE_FACE_UP, centre[1] + up[1] * WHOLE_FACE_UP]
         }
         FaceType::Head => {
-            let yaw = damped_yaw(&transform_points(&to_unit, landmarks));
+            let yaw = damped_yaw(&landmarks.transformed(&to_unit));
             let right = sub(g[1], g[0]); // one unit side, towards the image's right
             centre = [
                 centre[0] + right[0] * yaw / 2.0 + up[0] * HEAD_UP,
@@ -254,17 +253,14 @@ pub fn transform_mat_scaled(
 }
 
 /// The distance between the outer eye corners (iBUG 36 and 45), the usual unit of landmark
-/// error (300-W's NME); `None` without 68 points.
-pub fn inter_ocular(landmarks: &[[f32; 2]]) -> Option<f64> {
-    if landmarks.len() != 68 {
-        return None;
-    }
+/// error (300-W's NME).
+pub fn inter_ocular(landmarks: &Landmarks68) -> f64 {
     let (a, b) = (landmarks[36], landmarks[45]);
-    Some(f64::from(a[0] - b[0]).hypot(f64::from(a[1] - b[1])))
+    f64::from(a[0] - b[0]).hypot(f64::from(a[1] - b[1]))
 }
 
 /// DFL's yaw estimate on unit-square landmarks, damped near zero (HEAD's centre shift).
-fn damped_yaw(unit_landmarks: &[[f32; 2]]) -> f64 {
+fn damped_yaw(unit_landmarks: &Landmarks68) -> f64 {
     let yaw = averaged_yaw(unit_landmarks);
     yaw * (2.0 * yaw).tanh().abs()
 }
@@ -273,8 +269,8 @@ fn damped_yaw(unit_landmarks: &[[f32; 2]]) -> f64 {
 /// than the image-left half, from the jaw (0–2, 14–16) and the nose bridge (27–29).
 ///
 /// The value is in the units of `landmarks`' x; on unit-square landmarks (see [`umeyama`] to
-/// [`MEAN_FACE`]) it is dimensionless, 0 for a frontal face. `landmarks` must hold 68 points.
-pub fn averaged_yaw(landmarks: &[[f32; 2]]) -> f64 {
+/// [`MEAN_FACE`]) it is dimensionless, 0 for a frontal face.
+pub fn averaged_yaw(landmarks: &Landmarks68) -> f64 {
     let x = |i: usize| f64::from(landmarks[i][0]);
     let left = (0..3).map(|k| x(27 + k) - x(k)).sum::<f64>() / 3.0;
     let right = (0..3).map(|k| x(16 - k) - x(27 + k)).sum::<f64>() / 3.0;
@@ -287,7 +283,7 @@ mod tests {
 
     /// 68 landmarks whose 33 alignment points are the mean face placed at `origin` with side
     /// `side`, rotated by `angle_rad`; the other points mirror symmetrically around the nose.
-    fn mean_face_landmarks(origin: [f64; 2], side: f64, angle_rad: f64) -> Vec<[f32; 2]> {
+    fn mean_face_landmarks(origin: [f64; 2], side: f64, angle_rad: f64) -> Landmarks68 {
         let mut unit = vec![[0.490127, 0.5]; 68];
         for (k, &i) in ALIGN_POINTS.iter().enumerate() {
             unit[i] = MEAN_FACE[k];
@@ -300,12 +296,10 @@ mod tests {
             unit[16 - k] = [0.490127 + dx, y];
         }
         let (sin, cos) = angle_rad.sin_cos();
-        unit.iter()
-            .map(|p| {
-                let (x, y) = (p[0] * side, p[1] * side);
-                [(origin[0] + x * cos - y * sin) as f32, (origin[1] + x * sin + y * cos) as f32]
-            })
-            .collect()
+        Landmarks68::new(std::array::from_fn(|i| {
+            let (x, y) = (unit[i][0] * side, unit[i][1] * side);
+            [(origin[0] + x * cos - y * sin) as f32, (origin[1] + x * sin + y * cos) as f32]
+        }))
     }
 
     fn close(a: f64, b: f64, tol: f64) -> bool {
@@ -349,7 +343,7 @@ mod tests {
     }
 
     /// Where the unit square lands in the crop, per face type: its side as a share of the crop
-    /// (anchors doc §4.3 table) and its centre's offset.
+    /// (the face-type table in `docs/dfl-parity.md`, "Extraction") and its centre's offset.
     #[test]
     fn each_face_type_crops_the_documented_share() {
         let size = 256u32;
@@ -398,11 +392,11 @@ mod tests {
         assert!(close(f64::from(aligned[36][1]), f64::from(aligned[45][1]), 1e-3));
     }
 
+    /// (Another point count no longer reaches `transform_mat`: `Landmarks68` holds 68.)
     #[test]
-    fn wrong_landmark_counts_are_refused() {
-        assert!(transform_mat(&[[0.0, 0.0]; 5], 256, FaceType::Full).is_none());
+    fn degenerate_landmarks_are_refused() {
         assert!(
-            transform_mat(&[[3.0, 3.0]; 68], 256, FaceType::Full).is_none(),
+            transform_mat(&Landmarks68::new([[3.0, 3.0]; 68]), 256, FaceType::Full).is_none(),
             "all points equal"
         );
     }

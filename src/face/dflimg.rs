@@ -1,5 +1,5 @@
 //! Metadata inside face image files, so a face carries its own alignment wherever the user
-//! copies it (design §2). DFL embeds a pickle in a JPEG APP15 segment (`DFLIMG/DFLJPG.py`);
+//! copies it. DFL embeds a pickle in a JPEG APP15 segment (`DFLIMG/DFLJPG.py`);
 //! we embed JSON, readable by any tool:
 //!
 //! - JPEG: an APP15 segment right after SOI, payload `DFLJSON\0` + UTF-8 JSON.

@@ -2,7 +2,8 @@
 //! floats, `std::vector`, column matrices and 2-D vectors, with errors that give the byte offset.
 //!
 //! Only what dlib model files need is decoded; the format is described in
-//! `docs/face-models.md` §5.1 (shared docs). This is an independent reader, not a port.
+//! `docs/face-models.md`, "dlib's shape predictor". This is an independent reader, not a
+//! port.
 
 /// Bit of an integer's control byte that marks a negative value (dlib `pack_int`).
 const SIGN_BIT: u8 = 0x80;

@@ -1,6 +1,6 @@
 //! Identity embeddings: SFace 2021dec (OpenCV zoo) over OpenCV's DNN module. A face is aligned
 //! by its 5 points to the 112×112 ArcFace crop and mapped to a unit-length 128-d vector;
-//! the cosine of two vectors scores "same person" (research notes `face-models.md` §3).
+//! the cosine of two vectors scores "same person" (`docs/face-models.md`, "SFace").
 //!
 //! Preprocessing follows OpenCV 4.6's `FaceRecognizerSF` (`alignCrop` + `feature`): a
 //! least-squares similarity onto the ArcFace template, a bilinear warp, and an **RGB**
@@ -41,16 +41,6 @@ pub const ARCFACE_TEMPLATE: [[f64; 2]; 5] = [
 /// raise the rate (`examples/sface_rate.rs`: ≈ 100 embeddings/s at batch 1, 16 and 32).
 pub const MAX_BATCH: usize = 32;
 
-/// iBUG 68-point indices of the subject's right eye (image-left).
-const RIGHT_EYE_68: std::ops::RangeInclusive<usize> = 36..=41;
-/// iBUG 68-point indices of the subject's left eye (image-right).
-const LEFT_EYE_68: std::ops::RangeInclusive<usize> = 42..=47;
-/// iBUG 68-point index of the nose tip.
-const NOSE_TIP_68: usize = 30;
-/// iBUG 68-point index of the subject's right mouth corner (image-left).
-const RIGHT_MOUTH_68: usize = 48;
-/// iBUG 68-point index of the subject's left mouth corner (image-right).
-const LEFT_MOUTH_68: usize = 54;
 /// A similarity whose squared scale is below this maps the points onto (almost) one pixel.
 const MIN_SCALE_SQ: f64 = 1e-12;
 
@@ -156,10 +146,23 @@ impl Embedding {
 
     /// Returns the cosine similarity in `[-1, 1]`; above [`SAME_PERSON_COSINE`] means the
     /// same person by OpenCV's measure.
-    pub fn cosine(&self, other: &Embedding) -> f32 {
+    pub fn cosine(&self, other: &Embedding) -> f64 {
         let dot: f64 =
             self.0.iter().zip(&other.0).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum();
-        dot.clamp(-1.0, 1.0) as f32
+        dot.clamp(-1.0, 1.0)
+    }
+
+    /// Returns the unit-length mean of `embeddings`: the identity a faceset stands for. `None`
+    /// when there are none, or they cancel out.
+    pub fn mean(embeddings: &[Embedding]) -> Option<Embedding> {
+        let mut sum = vec![0.0f64; EMBEDDING_LEN];
+        for e in embeddings {
+            for (s, v) in sum.iter_mut().zip(&e.0) {
+                *s += f64::from(*v);
+            }
+        }
+        let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt();
+        norm.is_normal().then(|| Self(sum.iter().map(|v| (v / norm) as f32).collect()))
     }
 
     /// Returns the 128 values.
@@ -192,28 +195,6 @@ impl From<Embedding> for Vec<f32> {
     fn from(e: Embedding) -> Self {
         e.0
     }
-}
-
-/// Returns the 5 points SFace aligns by from 68 iBUG landmarks: the eye centres (means of
-/// 36–41 and 42–47), the nose tip (30) and the mouth corners (48, 54), in
-/// [`Detection::landmarks`](crate::detect::Detection) order. `None` unless there are 68.
-pub fn five_points_from_68(landmarks: &[[f32; 2]]) -> Option<[[f32; 2]; 5]> {
-    if landmarks.len() != 68 {
-        return None;
-    }
-    let centre = |range: std::ops::RangeInclusive<usize>| {
-        let pts = &landmarks[range];
-        let n = pts.len() as f32;
-        let (sx, sy) = pts.iter().fold((0.0, 0.0), |(x, y), p| (x + p[0], y + p[1]));
-        [sx / n, sy / n]
-    };
-    Some([
-        centre(RIGHT_EYE_68),
-        centre(LEFT_EYE_68),
-        landmarks[NOSE_TIP_68],
-        landmarks[RIGHT_MOUTH_68],
-        landmarks[LEFT_MOUTH_68],
-    ])
 }
 
 /// Returns the similarity mapping `five` onto [`ARCFACE_TEMPLATE`], or `None` when the points
@@ -336,7 +317,8 @@ impl SFace {
     /// # Shapes
     /// `bgr`: `H×W` `CV_8UC3`, BGR; `five` in its pixels, in
     /// [`Detection::landmarks`](crate::detect::Detection) order (use
-    /// [`five_points_from_68`] for 68 landmarks).
+    /// [`Landmarks68::five_points`](crate::face::landmarks::Landmarks68::five_points) for 68
+    /// landmarks).
     ///
     /// # Errors
     /// [`IdentityError::BadImage`], [`IdentityError::BadPoints`], or as
@@ -418,25 +400,6 @@ fn check_bgr(img: &Mat, index: usize, is_crop: bool) -> Result<(), IdentityError
     Ok(())
 }
 
-/// The cosine of two unit embeddings given as slices (their dot product, in f64).
-pub fn cosine(a: &[f32], b: &[f32]) -> f64 {
-    a.iter().zip(b).map(|(x, y)| f64::from(*x) * f64::from(*y)).sum()
-}
-
-/// The unit-length mean of unit embeddings: the identity a faceset stands for (empty ones and
-/// ones of another length are skipped).
-pub fn mean_embedding(embeddings: &[Vec<f32>]) -> Vec<f32> {
-    let len = embeddings.iter().map(Vec::len).max().unwrap_or(0);
-    let mut sum = vec![0.0f64; len];
-    for e in embeddings.iter().filter(|e| e.len() == len) {
-        for (s, v) in sum.iter_mut().zip(e) {
-            *s += f64::from(*v);
-        }
-    }
-    let norm = sum.iter().map(|v| v * v).sum::<f64>().sqrt().max(1e-12);
-    sum.iter().map(|v| (v / norm) as f32).collect()
-}
-
 /// SFace recognizers shared by worker threads: a thread takes one, or builds one when none is
 /// free, and puts it back; so there are never more than threads (building one parses the
 /// 38 MB model, ~0.1 s).
@@ -472,9 +435,27 @@ mod tests {
 
     use super::*;
 
-    /// 68 points with distinct, known positions: point `i` at `(i, 2i)`.
-    fn numbered_68() -> Vec<[f32; 2]> {
-        (0..68).map(|i| [i as f32, 2.0 * i as f32]).collect()
+    #[test]
+    fn the_mean_is_a_unit_embedding_and_nothing_has_none() {
+        let axis = |i: usize| {
+            let mut v = vec![0.0; EMBEDDING_LEN];
+            v[i] = 1.0;
+            Embedding::from_vec(v).unwrap()
+        };
+        let mean = Embedding::mean(&[axis(0), axis(1)]).unwrap();
+        let half = std::f64::consts::FRAC_1_SQRT_2;
+        assert!((mean.cosine(&axis(0)) - half).abs() < 1e-6, "{:?}", &mean.as_slice()[..2]);
+        assert!((mean.cosine(&mean) - 1.0).abs() < 1e-6);
+        assert!(Embedding::mean(&[]).is_none());
+        let minus = Embedding::from_vec(
+            vec![0.0; EMBEDDING_LEN]
+                .into_iter()
+                .enumerate()
+                .map(|(i, _)| if i == 0 { -1.0 } else { 0.0 })
+                .collect(),
+        )
+        .unwrap();
+        assert!(Embedding::mean(&[axis(0), minus]).is_none(), "opposites cancel out");
     }
 
     #[test]
@@ -516,17 +497,6 @@ mod tests {
         assert!(short.to_string().contains("got 2 values"), "{short}");
         let zero = serde_json::to_string(&vec![0.0f32; EMBEDDING_LEN]).expect("serialises");
         assert!(serde_json::from_str::<Embedding>(&zero).is_err());
-    }
-
-    #[test]
-    fn five_points_come_from_eye_centres_nose_and_mouth_corners() {
-        let five = five_points_from_68(&numbered_68()).expect("68 points");
-        // Means of 36..=41 and 42..=47 are 38.5 and 44.5.
-        assert_eq!(five, [[38.5, 77.0], [44.5, 89.0], [30.0, 60.0], [48.0, 96.0], [54.0, 108.0]]);
-        assert!(five_points_from_68(&numbered_68()[..67]).is_none());
-        for len in [0, 5, 67, 69] {
-            assert!(five_points_from_68(&vec![[1.0, 1.0]; len]).is_none(), "{len} points");
-        }
     }
 
     #[test]

@@ -7,11 +7,11 @@ use std::path::{Path, PathBuf};
 
 use opencv::core::{Mat, Vector};
 use opencv::imgcodecs;
-use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::align::{Affine, FaceType};
+use super::align::{Affine, FaceType, to_unit_square};
 use super::dflimg::{self, DflImgError};
+use super::landmarks::Landmarks68;
 use crate::atomic::write_atomic;
 
 /// The version of [`FaceMetadata`]'s layout.
@@ -36,9 +36,9 @@ pub struct FaceMetadata {
     /// The aligned image's side in pixels.
     pub size_px: u32,
     /// 68 iBUG landmarks in the aligned image.
-    pub landmarks: Vec<[f32; 2]>,
+    pub landmarks: Landmarks68,
     /// The same 68 landmarks in the frame.
-    pub source_landmarks: Vec<[f32; 2]>,
+    pub source_landmarks: Landmarks68,
     /// Frame → aligned image, 2×3.
     pub image_to_face_mat: Affine,
     /// The detector's box in the frame: `[x, y, w, h]`.
@@ -90,6 +90,9 @@ pub enum FaceFileError {
         #[source]
         source: DflImgError,
     },
+    /// The file's name is not valid UTF-8 (faces are renamed and listed by name).
+    #[error("{}: the file name is not valid UTF-8; rename the file", .0.display())]
+    BadName(PathBuf),
     /// The file has no dfl metadata.
     #[error("{}: no dfl metadata; it is not a dfl face (re-extract it, or move it out of the faceset)", .0.display())]
     NoMetadata(PathBuf),
@@ -101,6 +104,9 @@ pub enum FaceFileError {
         /// Why it does not parse.
         reason: String,
     },
+    /// The image cannot be read or decoded.
+    #[error("{0}; re-extract this face, or move it out of the faceset")]
+    Image(#[from] crate::img::ImageReadError),
     /// OpenCV could not encode or decode the image.
     #[error("{}: image codec error: {source}", .path.display())]
     Codec {
@@ -157,13 +163,14 @@ pub fn parse_metadata(path: &Path, bytes: &[u8]) -> Result<FaceMetadata, FaceFil
     let json = dflimg::read(bytes)
         .map_err(|source| FaceFileError::Container { path: path.to_owned(), source })?
         .ok_or_else(|| FaceFileError::NoMetadata(path.to_owned()))?;
-    let meta: FaceMetadata = serde_json::from_slice(&json)
-        .map_err(|e| FaceFileError::BadMetadata { path: path.to_owned(), reason: e.to_string() })?;
-    if meta.landmarks.len() != 68 || meta.source_landmarks.len() != 68 {
-        return Err(FaceFileError::BadMetadata {
-            path: path.to_owned(),
-            reason: format!("{} landmarks, 68 expected", meta.landmarks.len()),
-        });
+    let bad = |reason: String| FaceFileError::BadMetadata { path: path.to_owned(), reason };
+    let meta: FaceMetadata = serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
+    if meta.size_px == 0 {
+        return Err(bad("size_px is 0".into()));
+    }
+    if to_unit_square(&meta.landmarks).is_none() || to_unit_square(&meta.source_landmarks).is_none()
+    {
+        return Err(bad("degenerate landmarks (the face cannot be aligned)".into()));
     }
     Ok(meta)
 }
@@ -171,23 +178,16 @@ pub fn parse_metadata(path: &Path, bytes: &[u8]) -> Result<FaceMetadata, FaceFil
 /// Reads a face file's pixels (BGR u8).
 ///
 /// # Errors
-/// `Codec` when OpenCV cannot decode it (an empty result counts as an error).
+/// `Image` when the file cannot be read or decoded.
 pub fn read_face_image(path: &Path) -> Result<Mat, FaceFileError> {
-    let bytes = std::fs::read(path)
-        .map_err(|source| FaceFileError::Io { path: path.to_owned(), source })?;
-    let codec = |source| FaceFileError::Codec { path: path.to_owned(), source };
-    let img =
-        imgcodecs::imdecode(&Vector::from_slice(&bytes), imgcodecs::IMREAD_COLOR).map_err(codec)?;
-    if img.empty() {
-        return Err(codec(opencv::Error::new(opencv::core::StsError, "image does not decode")));
-    }
-    Ok(img)
+    Ok(crate::img::read_image(path)?)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use opencv::core::{CV_8UC3, Scalar};
+    use opencv::prelude::*;
 
     fn sample_meta() -> FaceMetadata {
         FaceMetadata {
@@ -198,8 +198,12 @@ mod tests {
             face_index: 1,
             face_type: FaceType::WholeFace,
             size_px: 64,
-            landmarks: (0..68).map(|i| [i as f32 * 0.5, 64.0 - i as f32 * 0.25]).collect(),
-            source_landmarks: (0..68).map(|i| [100.0 + i as f32, 20.0 + i as f32 / 3.0]).collect(),
+            landmarks: Landmarks68::new(std::array::from_fn(|i| {
+                [i as f32 * 0.5 + (i % 7) as f32, 64.0 - i as f32 * 0.25]
+            })),
+            source_landmarks: Landmarks68::new(std::array::from_fn(|i| {
+                [100.0 + i as f32 + (i % 5) as f32, 20.0 + i as f32 / 3.0]
+            })),
             image_to_face_mat: [[1.25, -0.5, -30.0], [0.5, 1.25, 12.5]],
             source_rect: [90.5, 10.0, 60.0, 66.0],
             detector_score: 0.93,
@@ -238,5 +242,33 @@ mod tests {
         let bytes = std::fs::read(&plain).unwrap();
         std::fs::write(&bad, dflimg::embed(&bytes, br#"{"version":1}"#).unwrap()).unwrap();
         assert!(matches!(read_metadata(&bad), Err(FaceFileError::BadMetadata { .. })));
+    }
+
+    #[test]
+    fn metadata_that_cannot_describe_a_face_is_refused_where_it_is_read() {
+        let path = Path::new("aligned/00017_1.jpg");
+        let black = Mat::new_rows_cols_with_default(8, 8, CV_8UC3, Scalar::all(0.0)).unwrap();
+        let jpeg = crate::img::encode(&black, "jpg", 90).unwrap();
+        let with_json = |json: &[u8]| dflimg::embed(&jpeg, json).unwrap();
+        let parse = |meta: &FaceMetadata| {
+            parse_metadata(path, &with_json(&serde_json::to_vec(meta).unwrap()))
+        };
+        assert_eq!(parse(&sample_meta()).unwrap(), sample_meta());
+        let reason = |meta: &FaceMetadata| match parse(meta) {
+            Err(FaceFileError::BadMetadata { reason, .. }) => reason,
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(reason(&FaceMetadata { size_px: 0, ..sample_meta() }), "size_px is 0");
+        let collapsed = FaceMetadata {
+            landmarks: sample_meta().landmarks.map(|_| [3.0, 4.0]),
+            ..sample_meta()
+        };
+        assert!(reason(&collapsed).contains("degenerate"));
+        let mut json = serde_json::to_value(sample_meta()).unwrap();
+        json["landmarks"] = serde_json::json!([[1.0, 2.0], [3.0, 4.0]]);
+        let bytes = with_json(&serde_json::to_vec(&json).unwrap());
+        let err = parse_metadata(path, &bytes).unwrap_err().to_string();
+        assert!(err.contains("2 landmarks, 68 expected"), "{err}");
+        assert!(err.contains("00017_1.jpg") && err.contains("re-extract"), "{err}");
     }
 }

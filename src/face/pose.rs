@@ -10,6 +10,8 @@ use opencv::core::{Mat, Point2f, Point3f, Vector};
 use opencv::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::landmarks::Landmarks68;
+
 /// The 68-point 3-D mean head (iBUG order; x to the image right, y down, z away from the
 /// camera, so the nose tip has the smallest z). Arbitrary mm-like units.
 #[allow(clippy::excessive_precision)] // verbatim from the published mean head
@@ -101,13 +103,13 @@ pub struct Pose {
 }
 
 /// Returns the pose of the face whose 68 `landmarks` are in pixels of a `size_px`² image, or
-/// `None` when there are not 68 points or the fit fails.
+/// `None` for an empty image or when the fit fails.
 ///
 /// DFL: `LandmarksProcessor.estimate_pitch_yaw_roll` (which returns `(-pitch, yaw, roll)`; the
 /// sign flip is folded into [`Pose::pitch`]). On aligned faces the practical yaw range is
 /// about ±1.2.
-pub fn estimate_pitch_yaw_roll(landmarks: &[[f32; 2]], size_px: u32) -> Option<Pose> {
-    if landmarks.len() != 68 || size_px == 0 {
+pub fn estimate_pitch_yaw_roll(landmarks: &Landmarks68, size_px: u32) -> Option<Pose> {
+    if size_px == 0 {
         return None;
     }
     let object: Vector<Point3f> = pose_points()
@@ -171,20 +173,17 @@ mod tests {
 
     /// Projects the mean head rotated by pitch (about x) then yaw (about y), 400 units in front
     /// of a `size`-px camera, to 68 image points.
-    fn project_head(yaw: f64, pitch: f64, size: f64) -> Vec<[f32; 2]> {
+    fn project_head(yaw: f64, pitch: f64, size: f64) -> Landmarks68 {
         let (sy, cy) = yaw.sin_cos();
         let (sp, cp) = pitch.sin_cos();
-        MEAN_HEAD_3D
-            .iter()
-            .map(|p| {
-                let [x, y, z] = p.map(f64::from);
-                // R = Ry(yaw) · Rx(pitch): the order whose Euler angles are (pitch, yaw, 0).
-                let (y1, z1) = (cp * y - sp * z, sp * y + cp * z);
-                let (x2, z2) = (cy * x + sy * z1, -sy * x + cy * z1);
-                let depth = z2 + 400.0;
-                [(size * x2 / depth + size / 2.0) as f32, (size * y1 / depth + size / 2.0) as f32]
-            })
-            .collect()
+        Landmarks68::new(MEAN_HEAD_3D.map(|p| {
+            let [x, y, z] = p.map(f64::from);
+            // R = Ry(yaw) · Rx(pitch): the order whose Euler angles are (pitch, yaw, 0).
+            let (y1, z1) = (cp * y - sp * z, sp * y + cp * z);
+            let (x2, z2) = (cy * x + sy * z1, -sy * x + cy * z1);
+            let depth = z2 + 400.0;
+            [(size * x2 / depth + size / 2.0) as f32, (size * y1 / depth + size / 2.0) as f32]
+        }))
     }
 
     #[test]
@@ -252,8 +251,10 @@ mod tests {
     fn a_mirrored_face_has_the_opposite_yaw() {
         let face = project_head(0.35, 0.1, 256.0);
         // Mirror x and swap the iBUG left/right points: the same face turned the other way.
-        let mirrored: Vec<[f32; 2]> =
-            (0..68).map(|i| face[mirror_68(i)]).map(|p| [256.0 - p[0], p[1]]).collect();
+        let mirrored = Landmarks68::new(std::array::from_fn(|i| {
+            let p = face[mirror_68(i)];
+            [256.0 - p[0], p[1]]
+        }));
         let a = estimate_pitch_yaw_roll(&face, 256).unwrap();
         let b = estimate_pitch_yaw_roll(&mirrored, 256).unwrap();
         // The mean head is not exactly symmetric (its nose sits 1 unit right of the chin).
@@ -261,9 +262,9 @@ mod tests {
         assert!((a.pitch - b.pitch).abs() < 0.05, "{a:?} vs {b:?}");
     }
 
+    /// (Another point count no longer reaches this function: `Landmarks68` holds 68.)
     #[test]
-    fn refuses_anything_but_68_points() {
-        assert_eq!(estimate_pitch_yaw_roll(&[[0.0, 0.0]; 5], 256), None);
+    fn refuses_an_empty_image() {
         assert_eq!(estimate_pitch_yaw_roll(&project_head(0.0, 0.0, 256.0), 0), None);
     }
 }

@@ -2,8 +2,8 @@
 //! Kazemi & Sullivan 2014): loads `shape_predictor_68_face_landmarks.dat` and predicts landmarks
 //! that round to exactly the points dlib gives.
 //!
-//! The file layout and the inference steps are in `docs/face-models.md` §5.2–5.3 (shared docs);
-//! this is an independent implementation of that description.
+//! The file layout and the inference steps are in `docs/face-models.md`, "dlib's shape
+//! predictor"; this is an independent implementation of that description.
 
 use std::fmt;
 use std::ops::Range;

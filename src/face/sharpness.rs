@@ -506,7 +506,7 @@ mod tests {
     /// The obama face as a 256×256 gray crop. Panics with setup's message when the sample is
     /// missing.
     fn obama_face() -> Mat {
-        let path = match crate::cli::assets().sample("obama.jpg") {
+        let path = match crate::assets::Assets::from_env().sample("obama.jpg") {
             Ok(path) => path,
             Err(e) => panic!("the sharpness test needs its sample photo: {e}"),
         };

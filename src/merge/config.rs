@@ -1,8 +1,9 @@
-//! The merger's settings: DFL's `MergerConfigMasked` (anchors doc §5.1–5.3), without prompts.
+//! The merger's settings: DFL's `MergerConfigMasked` (`docs/dfl-parity.md`, "Merge"), without
+//! prompts.
 //!
 //! Defaults follow DFL's interactive merger (overlay, `learned-prd*learned-dst`, rct, hist
-//! threshold 238), not its batch prompts (mask `dst`, ct none, threshold 255): anchors doc
-//! Appendix A #7. The interactive set is what DFL users tune from and what looks right first.
+//! threshold 238), not its batch prompts (mask `dst`, ct none, threshold 255); see
+//! `docs/dfl-parity.md`, "Quirks". The interactive set is what DFL users tune from and what looks right first.
 
 use serde::{Deserialize, Serialize};
 

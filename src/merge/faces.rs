@@ -3,12 +3,12 @@
 //! face track's landmarks (faceswap has this; DFL does not).
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
-use rayon::prelude::*;
-
-use crate::face::metadata::{FaceFileError, FaceMetadata, read_metadata};
-use crate::workspace::is_image_file;
+use crate::face::landmarks::{LANDMARK_COUNT, Landmarks68};
+use crate::face::metadata::FaceMetadata;
+use crate::faceset::{Faceset, FacesetError};
+use crate::progress::NoProgress;
 
 /// Faces linked into one track overlap their previous frame's box by at least this IoU.
 const TRACK_MIN_IOU: f32 = 0.3;
@@ -21,7 +21,7 @@ pub struct DstFaceInfo {
     /// The frame size the landmarks refer to, `[width, height]`.
     pub source_size: [u32; 2],
     /// The 68 landmarks in the frame (smoothed when asked).
-    pub landmarks: Vec<[f32; 2]>,
+    pub landmarks: Landmarks68,
     /// The detector's box `[x, y, w, h]` in the frame.
     pub rect: [f32; 4],
 }
@@ -32,56 +32,20 @@ pub struct DstFaces {
     frames: BTreeMap<String, Vec<DstFaceInfo>>,
 }
 
-/// Errors of reading the dst faceset.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum FacesError {
-    /// The aligned folder does not exist.
-    #[error("{} does not exist; run `dfl extract dst` first", .0.display())]
-    Missing(PathBuf),
-    /// The folder cannot be listed.
-    #[error("cannot list {}: {source}", .path.display())]
-    List {
-        /// The folder.
-        path: PathBuf,
-        /// The walk error.
-        #[source]
-        source: walkdir::Error,
-    },
-}
-
 impl DstFaces {
-    /// Reads every face file's metadata in `aligned` (in parallel). Files without readable
-    /// metadata are skipped with a warning and counted in the second value.
+    /// Reads every face file's metadata in `aligned` (the shared faceset reader). Files that are
+    /// not usable faces are skipped with a warning and counted in the second value.
     ///
     /// # Errors
-    /// `Missing` or `List`.
-    pub fn read(aligned: &Path) -> Result<(Self, usize), FacesError> {
-        if !aligned.is_dir() {
-            return Err(FacesError::Missing(aligned.to_owned()));
-        }
-        let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(aligned).min_depth(1).max_depth(1) {
-            let entry =
-                entry.map_err(|source| FacesError::List { path: aligned.to_owned(), source })?;
-            if entry.file_type().is_file() && is_image_file(entry.path()) {
-                files.push(entry.into_path());
-            }
-        }
-        let read: Vec<Result<FaceMetadata, FaceFileError>> =
-            files.par_iter().map(|f| read_metadata(f)).collect();
-        let mut skipped = 0;
+    /// `Missing` when the folder does not exist, `List` when it cannot be listed.
+    pub fn read(aligned: &Path) -> Result<(Self, usize), FacesetError> {
+        let set = Faceset::read(aligned, &NoProgress)?;
+        set.warn_skipped("that face is not merged");
         let mut faces = DstFaces::default();
-        for result in read {
-            match result {
-                Ok(meta) => faces.insert(&meta),
-                Err(e) => {
-                    log::warn!("{e}; that face is not merged");
-                    skipped += 1;
-                }
-            }
+        for face in &set.faces {
+            faces.insert(&face.meta);
         }
-        Ok((faces, skipped))
+        Ok((faces, set.skipped.len()))
     }
 
     fn insert(&mut self, meta: &FaceMetadata) {
@@ -97,7 +61,7 @@ impl DstFaces {
         list.push(DstFaceInfo {
             face_index: meta.face_index,
             source_size: meta.source_size,
-            landmarks: meta.source_landmarks.clone(),
+            landmarks: meta.source_landmarks,
             rect: meta.source_rect,
         });
         list.sort_by_key(|f| f.face_index);
@@ -136,15 +100,15 @@ impl DstFaces {
         for track in &tracks {
             for (k, &(frame, slot)) in track.iter().enumerate() {
                 let window = &track[k.saturating_sub(radius)..(k + radius + 1).min(track.len())];
-                let mut sum = vec![[0.0f64; 2]; 68];
+                let mut sum = [[0.0f64; 2]; LANDMARK_COUNT];
                 for &(f, s) in window {
-                    for (acc, p) in sum.iter_mut().zip(&self.of(&order[f])[s].landmarks) {
+                    for (acc, p) in sum.iter_mut().zip(self.of(&order[f])[s].landmarks.iter()) {
                         acc[0] += f64::from(p[0]);
                         acc[1] += f64::from(p[1]);
                     }
                 }
                 let n = window.len() as f64;
-                let smooth = sum.iter().map(|a| [(a[0] / n) as f32, (a[1] / n) as f32]).collect();
+                let smooth = Landmarks68::new(sum.map(|a| [(a[0] / n) as f32, (a[1] / n) as f32]));
                 if let Some(list) = out.frames.get_mut(&order[frame]) {
                     list[slot].landmarks = smooth;
                 }
@@ -164,7 +128,7 @@ impl DstFaces {
             for (slot, face) in faces.iter().enumerate() {
                 for (p, (_, rect)) in previous.iter().enumerate() {
                     let iou = iou(&face.rect, rect);
-                    if iou >= TRACK_MIN_IOU && face.landmarks.len() == 68 {
+                    if iou >= TRACK_MIN_IOU {
                         pairs.push((iou, slot, p));
                     }
                 }
@@ -182,11 +146,10 @@ impl DstFaces {
             for (slot, face) in faces.iter().enumerate() {
                 let track = match assigned[slot] {
                     Some(t) => t,
-                    None if face.landmarks.len() == 68 => {
+                    None => {
                         tracks.push(Vec::new());
                         tracks.len() - 1
                     }
-                    None => continue,
                 };
                 tracks[track].push((pos, slot));
                 current.push((track, face.rect));
@@ -214,7 +177,9 @@ mod tests {
         DstFaceInfo {
             face_index: index,
             source_size: [640, 480],
-            landmarks: (0..68).map(|i| [x + i as f32 + jitter, 100.0 + jitter]).collect(),
+            landmarks: Landmarks68::new(std::array::from_fn(|i| {
+                [x + i as f32 + jitter, 100.0 + jitter]
+            })),
             rect: [x, 80.0, 100.0, 100.0],
         }
     }

@@ -1,12 +1,13 @@
 //! The merge mask in face space: chosen by mask mode, cleaned, brought to 4R and eroded/blurred
-//! there (DFL `merger/MergeMasked.py`, anchors doc §5.1 steps 8–10 and §5.2).
+//! there (DFL `merger/MergeMasked.py`; `docs/dfl-parity.md`, "Merge").
 
 use opencv::core::{self, BORDER_CONSTANT, CV_32FC1, Mat, Point, Rect, Scalar, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::config::MaskMode;
-use crate::train::sampler::masks::hull_mask;
+use crate::face::landmarks::Landmarks68;
+use crate::face::masks::hull_mask;
 
 /// Mask values below this are noise and become 0 (DFL: 1/255).
 pub const MASK_NOISE: f32 = 1.0 / 255.0;
@@ -23,7 +24,7 @@ pub struct MaskSources<'a> {
     /// The mask dst's own path predicts (`learned-dst`).
     pub dst: &'a Mat,
     /// The 68 dst landmarks in the R×R crop (for the hull mask).
-    pub landmarks: &'a [[f32; 2]],
+    pub landmarks: &'a Landmarks68,
 }
 
 /// Returns the working mask of `mode`, R×R `CV_32FC1` in [0, 1].
@@ -155,7 +156,7 @@ pub(crate) mod tests {
     fn each_mode_picks_its_mask() {
         let prd = Mat::new_rows_cols_with_default(16, 16, CV_32FC1, Scalar::all(0.5)).unwrap();
         let dst = disc(16, 5.0);
-        let landmarks = [[8.0f32, 8.0]; 68];
+        let landmarks = Landmarks68::new([[8.0f32, 8.0]; 68]);
         let s = MaskSources { prd: &prd, dst: &dst, landmarks: &landmarks };
         let value = |mode, y, x| at(&working_mask(mode, &s).unwrap(), y, x);
         assert_eq!(value(MaskMode::Full, 0, 0), 1.0);
@@ -170,7 +171,7 @@ pub(crate) mod tests {
 
     /// 68 points laid out like a frontal face of "radius" `r` centred at (cx, cy): jaw from
     /// temple to temple under the centre, brows, nose, eyes and mouth in their iBUG slots.
-    pub(crate) fn synthetic_landmarks(cx: f32, cy: f32, r: f32) -> Vec<[f32; 2]> {
+    pub(crate) fn synthetic_landmarks(cx: f32, cy: f32, r: f32) -> Landmarks68 {
         let mut p = Vec::with_capacity(68);
         let ring = |p: &mut Vec<[f32; 2]>, n: usize, x: f32, y: f32, rx: f32, ry: f32| {
             for i in 0..n {
@@ -196,7 +197,7 @@ pub(crate) mod tests {
         ring(&mut p, 6, cx + 0.4 * r, cy - 0.3 * r, 0.12 * r, 0.06 * r);
         ring(&mut p, 12, cx, cy + 0.55 * r, 0.3 * r, 0.1 * r);
         ring(&mut p, 8, cx, cy + 0.55 * r, 0.2 * r, 0.05 * r);
-        p
+        Landmarks68::from_points(&p).expect("68 finite points")
     }
 
     #[test]

@@ -1,4 +1,4 @@
-//! One face merged into its frame: DFL's `MergeMaskedFace` (anchors doc §5.1, per face).
+//! One face merged into its frame: DFL's `MergeMaskedFace` (`docs/dfl-parity.md`, "Merge").
 //!
 //! Everything happens in two spaces: the R×R face crop the network sees, and the frame. Only
 //! the frame rectangle the crop covers is touched (a few pixels of margin for the cubic
@@ -15,6 +15,7 @@ use super::config::{BlendMode, MergeConfig, SharpenMode};
 use super::mask::{MASK_NOISE, MASK_SUBRES, MaskSources, clip_unit, refine, working_mask};
 use crate::color::{ColorError, Image, MergeColorTransfer, transfer_masked};
 use crate::face::align::{Affine, apply, compose, invert};
+use crate::face::landmarks::Landmarks68;
 use crate::img::{bgr_f32_from_mat, mat_from_bgr_f32};
 
 /// Pixels of margin around the pasted square, for the cubic kernel's reach.
@@ -46,7 +47,7 @@ pub struct DstFace {
     /// The frame through `face_mat`: `[R, R]` `CV_32FC3` in [0, 1].
     pub crop: Mat,
     /// The 68 dst landmarks in the crop.
-    pub landmarks: Vec<[f32; 2]>,
+    pub landmarks: Landmarks68,
 }
 
 /// Where a merged face shows in its frame.

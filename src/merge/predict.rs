@@ -12,12 +12,9 @@ use super::masked::FacePrediction;
 use crate::face::align::FaceType;
 use crate::img::{bgr_f32_from_mat, mat_from_bgr_f32};
 use crate::model::checkpoint::{CheckpointError, copy_named};
+use crate::model::folder::{FolderError, ModelFolder, WEIGHTS_FILE, Weights};
 use crate::model::precision::{AutocastError, Precision, run_at};
 use crate::model::saehd::Saehd;
-use crate::train::config::TrainConfig;
-use crate::train::run::CONFIG_FILE;
-use crate::train::state::TrainState;
-use crate::train::store::{Store, StoreError, WEIGHTS_FILE, Weights};
 use crate::workspace::{Workspace, WorkspaceError};
 
 /// A trained model ready to predict swaps.
@@ -48,15 +45,23 @@ pub enum PredictError {
         /// What is wrong and what to do.
         reason: String,
     },
-    /// The checkpoint cannot be read.
+    /// The options or the checkpoint cannot be read.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Folder(#[from] FolderError),
     /// The checkpoint's tensors do not fit the model its options describe.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
     /// bfloat16 autocast failed.
     #[error(transparent)]
     Autocast(#[from] AutocastError),
+    /// A crop is not the model's size (a bug in the caller).
+    #[error("a face crop is {}×{}, the model takes {want}×{want}", .got[0], .got[1])]
+    CropSize {
+        /// The crop's width and height.
+        got: [i32; 2],
+        /// The model's resolution.
+        want: i32,
+    },
     /// A crop could not be converted.
     #[error("face crop conversion failed: {0}")]
     Cv(#[from] opencv::Error),
@@ -69,33 +74,22 @@ impl Predictor {
     /// Loads model `name` of `ws` onto `device`, for inference only.
     ///
     /// # Errors
-    /// `Model` when the folder, `config.json` or a checkpoint is missing; `Store` or
-    /// `Checkpoint` for unreadable or mismatched weights.
+    /// `Model` when the folder, `config.json` or a checkpoint is missing; `Folder` or
+    /// `Checkpoint` for unreadable or mismatched options or weights.
     pub fn load(ws: &Workspace, name: &str, device: Device) -> Result<Self, PredictError> {
-        let dir = ws.model_dir(name)?;
-        let config_path = dir.join(CONFIG_FILE);
-        let model_err = |path: &std::path::Path, reason: String| PredictError::Model {
-            path: path.to_owned(),
-            reason,
+        let folder = ModelFolder::open(ws, name)?;
+        let model_err =
+            |reason: String| PredictError::Model { path: folder.dir().to_owned(), reason };
+        let Some(cfg) = folder.read_config()? else {
+            return Err(model_err(format!(
+                "no trained model here; train it with `dfl train --name {name}`"
+            )));
         };
-        let bytes = std::fs::read(&config_path).map_err(|_| {
-            model_err(
-                &dir,
-                format!("no trained model here; train it with `dfl train --name {name}`"),
-            )
-        })?;
-        let cfg: TrainConfig = serde_json::from_slice(&bytes).map_err(|e| {
-            model_err(&config_path, format!("{e}; the model's options are unreadable"))
-        })?;
         let cfg = cfg.effective();
-        let store = Store::new(&dir);
-        let Some(Weights { dir: checkpoint, weights, state }) =
-            store.load_weights::<TrainState>()?
-        else {
-            return Err(model_err(
-                &dir,
-                format!("no checkpoint saved yet; run `dfl train --name {name}` until it saves"),
-            ));
+        let Some(Weights { dir: checkpoint, weights, state }) = folder.load_weights()? else {
+            return Err(model_err(format!(
+                "no checkpoint saved yet; run `dfl train --name {name}` until it saves"
+            )));
         };
         let vs = VarStore::new(device);
         let model = Saehd::new(&vs.root(), &cfg.model);
@@ -155,10 +149,10 @@ impl Predictor {
             for i in 0..batch {
                 let crop = chunk[i.min(chunk.len() - 1)];
                 if crop.rows() != r || crop.cols() != r {
-                    return Err(PredictError::Cv(opencv::Error::new(
-                        opencv::core::StsBadSize,
-                        format!("crop is {}×{}, the model takes {r}×{r}", crop.cols(), crop.rows()),
-                    )));
+                    return Err(PredictError::CropSize {
+                        got: [crop.cols(), crop.rows()],
+                        want: r,
+                    });
                 }
                 data.extend(bgr_f32_from_mat(crop)?);
             }

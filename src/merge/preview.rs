@@ -11,9 +11,10 @@ use tch::Device;
 
 use super::config::{BlendMode, MaskMode, MergeConfig};
 use super::predict::Predictor;
-use super::{MergeError, dst_face, load_faces, merge_frame};
+use super::run::{dst_face, load_faces};
+use super::{MergeError, merge_frame};
 use crate::color::MergeColorTransfer;
-use crate::extract::frames::{FrameSource, Pick};
+use crate::frames::{FrameSource, Pick};
 use crate::img::write_image;
 use crate::workspace::{Side, Workspace};
 

@@ -1,6 +1,7 @@
 //! Which SAEHD network to build: the archi string (`df`, `liae-ud`, …) and the dimensions.
 //!
-//! DFL: `models/Model_SAEHD/Model.py` (`on_initialize_options`), anchors doc §2.2–2.3, §3.13.
+//! DFL: `models/Model_SAEHD/Model.py` (`on_initialize_options`); `docs/dfl-parity.md`, "SAEHD
+//! networks" and "Options".
 
 use std::fmt;
 use std::str::FromStr;

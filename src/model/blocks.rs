@@ -1,4 +1,4 @@
-//! SAEHD's building blocks (anchors doc §2.1). DFL: `core/leras/archis/DeepFakeArchi.py`,
+//! SAEHD's building blocks (`docs/dfl-parity.md`, "SAEHD networks"). DFL: `core/leras/archis/DeepFakeArchi.py`,
 //! `core/leras/layers/{Conv2D,Dense}.py`, `core/leras/ops/__init__.py`.
 //!
 //! Every kernel is Glorot-uniform and every bias zero, as TF1's default that DFL relies on
@@ -185,7 +185,7 @@ mod tests {
         let ys = ys.apply(&up);
         assert_eq!(ys.size(), [2, 6, 16, 16]);
         assert_eq!(ys.apply(&res).size(), [2, 6, 16, 16]);
-        // conv(k, i, o) = k²·i·o + o (anchors doc §2.6)
+        // conv(k, i, o) = k²·i·o + o
         let count: i64 = vs.trainable_variables().iter().map(|t| t.numel() as i64).sum();
         assert_eq!(count, (25 * 3 * 8 + 8) + (9 * 8 * 24 + 24) + 2 * (9 * 6 * 6 + 6));
     }

@@ -2,10 +2,10 @@
 //! background-style term, plus the Gaussian blur and DSSIM they are built from.
 //!
 //! DFL: `models/Model_SAEHD/Model.py` (the loss graph) and `core/leras/ops/__init__.py`
-//! (`gaussian_blur`, `dssim`); formulas from `docs/anchors-dfl-faceswap.md` §3.2–3.4.
+//! (`gaussian_blur`, `dssim`); formulas in `docs/dfl-parity.md`, "Losses".
 //!
 //! Every loss returns one value per sample, `[N]`. DFL differentiates the *sum* of that vector
-//! over the batch (anchors §3.1 ⚠, Appendix A #3); the caller picks sum or mean.
+//! over the batch (a DFL quirk: `docs/dfl-parity.md`, "Quirks"); the caller picks sum or mean.
 
 use tch::{Kind, Tensor};
 
@@ -147,7 +147,7 @@ pub fn dssim_terms(resolution: i64) -> Vec<(i64, f64)> {
     }
 }
 
-/// Computes one side's SAEHD loss per sample (anchors §3.4, rows "Structural" to "Mask").
+/// Computes one side's SAEHD loss per sample (`docs/dfl-parity.md`, "Losses").
 ///
 /// Sum of: the weighted DSSIM term(s), averaged over channels; 10·MSE of the images (both
 /// multiplied by [`loss_mask`] of the target mask when `masked_training`); with
@@ -181,12 +181,12 @@ fn eyes_mouth_loss(batch: &SideBatch<'_>) -> Tensor {
     per_sample_mean(&diff.abs()) * EYES_MOUTH_L1_WEIGHT
 }
 
-/// Computes SAEHD's background-style term per sample (anchors §3.4 "Background style").
+/// Computes SAEHD's background-style term per sample (`docs/dfl-parity.md`, "Losses").
 ///
 /// With S = stop_gradient(clip(loss_mask(m), 0, 1)) and the swap and dst target both multiplied
 /// by 1 − S: (p/10)·(DSSIM_k₁ averaged over channels + MSE), p = `bg_style_power` in [0, 100].
 ///
-/// ⚠ Kept for parity with DFL (Appendix A #2): `src_target_mask` is the **src** target mask,
+/// ⚠ Kept for parity with DFL (`docs/dfl-parity.md`, "Quirks"): `src_target_mask` is the **src** target mask,
 /// applied to dst images, because DFL overwrites its style mask (the blurred product of the
 /// predicted masks) with the blurred src target mask. Pass the intended mask instead to drop
 /// the quirk.
@@ -302,7 +302,7 @@ mod tests {
 
     #[test]
     fn blur_kernel_sizes_match_dfl_examples() {
-        // anchors §3.2: R=96 → σ 3, kernel 13; R=128 → σ 4, 17; R=256 → σ 8, 33.
+        // DFL's mask blur: R=96 → σ 3, kernel 13; R=128 → σ 4, 17; R=256 → σ 8, 33.
         assert_eq!(blur_kernel_size(3.0), 13);
         assert_eq!(blur_kernel_size(4.0), 17);
         assert_eq!(blur_kernel_size(8.0), 33);
@@ -369,7 +369,7 @@ mod tests {
     #[test]
     fn dssim_matches_a_hand_computed_pair() {
         // One channel, 3×4 pixels, 3×3 window: two valid positions. The expected value comes
-        // from a direct evaluation of the anchors §3.3 formulas with the full 2-D softmax window
+        // from a direct evaluation of the DSSIM formulas with the full 2-D softmax window
         // in f64 (SSIM 0.8991729810940379 and 0.879134942549193 at the two positions).
         let a = [0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.0, 0.25, 0.75f32];
         let b = [0.2, 0.1, 0.4, 0.3, 0.5, 0.9, 0.6, 0.7, 1.0, 0.1, 0.2, 0.8f32];

@@ -5,6 +5,7 @@ pub mod blocks;
 pub mod checkpoint;
 pub mod decoder;
 pub mod encoder;
+pub mod folder;
 pub mod inter;
 pub mod loss;
 pub mod optim;

@@ -1,8 +1,8 @@
 //! The optimizers SAEHD trains with: DFL's AdaBelief (the default) and Adam, with DFL's
 //! learning-rate dropout and global-norm gradient clipping, run over flat buffers.
 //!
-//! DFL: `core/leras/optimizers/AdaBelief.py`, `models/Model_SAEHD/Model.py`; formulas from
-//! `docs/anchors-dfl-faceswap.md` §3.5. The parameters, their gradients and the moments each live
+//! DFL: `core/leras/optimizers/AdaBelief.py`, `models/Model_SAEHD/Model.py`; formulas in
+//! `docs/dfl-parity.md`, "Optimizer". The parameters, their gradients and the moments each live
 //! in one contiguous tensor (the private `flat` module explains how the variables stay views into
 //! it), so a step is about a dozen kernels whatever the number of variables.
 
@@ -21,7 +21,7 @@ pub const DEFAULT_LR: f64 = 5e-5;
 pub const DEFAULT_BETA1: f64 = 0.9;
 /// Second-moment decay. DFL: `AdaBelief.py`, `beta_2=0.999`.
 pub const DEFAULT_BETA2: f64 = 0.999;
-/// Denominator guard, float32 "resolution". Anchors §3.5 (SAEHD's AdaBelief ε).
+/// Denominator guard, float32 "resolution": SAEHD's AdaBelief ε.
 pub const DEFAULT_EPS: f64 = 1e-6;
 /// With lr dropout, each element's update is kept with this probability.
 /// DFL: `Model_SAEHD/Model.py`, `lr_dropout = 0.3`.
@@ -470,7 +470,7 @@ mod tests {
 
     #[test]
     fn adabelief_matches_a_hand_computed_two_step_trajectory() {
-        // f64 evaluation of anchors §3.5 with lr 0.01: step 1 for θ = 1 is g = 2, m = 0.2,
+        // f64 evaluation of the AdaBelief update with lr 0.01: step 1 for θ = 1 is g = 2, m = 0.2,
         // v = 0.001·1.8², θ −= 0.01·0.2/(√v + 1e-6). The last element sits at the minimum.
         let cfg = OptimizerConfig { lr: 0.01, ..OptimizerConfig::default() };
         let expected = [

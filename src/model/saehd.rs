@@ -1,7 +1,7 @@
 //! SAEHD's two autoencoders and the three paths training and merging need: src→src, dst→dst,
-//! and the swap (the src face decoded from the dst code). Anchors doc §2.4.
+//! and the swap (the src face decoded from the dst code); `docs/dfl-parity.md`, "SAEHD networks".
 //!
-//! Weight names are the checkpoint format (style rule 15): `encoder.down.0.conv.weight`,
+//! Weight names are the checkpoint format (`docs/architecture.md`, "Conventions"): `encoder.down.0.conv.weight`,
 //! `inter.dense1.weight`, `decoder_src.upscale.0.conv.weight`, `inter_ab…`, `decoder…`.
 
 use tch::Tensor;
@@ -188,11 +188,70 @@ impl Saehd {
     }
 }
 
-/// The top-level parts of an archi, in DFL's order (names are weight-name prefixes).
-pub fn part_names(kind: ArchKind) -> &'static [&'static str] {
-    match kind {
-        ArchKind::Df => &["encoder", "inter", "decoder_src", "decoder_dst"],
-        ArchKind::Liae => &["encoder", "inter_ab", "inter_b", "decoder"],
+/// A top-level part of a SAEHD network; its name is the first segment of its weight names.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Part {
+    /// The shared encoder (both archis).
+    Encoder,
+    /// DF's shared inter.
+    Inter,
+    /// DF's src decoder.
+    DecoderSrc,
+    /// DF's dst decoder.
+    DecoderDst,
+    /// LIAE's inter for both sides (the swap's code).
+    InterAb,
+    /// LIAE's inter for dst only.
+    InterB,
+    /// LIAE's shared decoder.
+    Decoder,
+}
+
+impl Part {
+    /// Returns the weight-name prefix (`encoder`, `inter_ab`, `decoder_src`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            Part::Encoder => "encoder",
+            Part::Inter => "inter",
+            Part::DecoderSrc => "decoder_src",
+            Part::DecoderDst => "decoder_dst",
+            Part::InterAb => "inter_ab",
+            Part::InterB => "inter_b",
+            Part::Decoder => "decoder",
+        }
+    }
+
+    /// Returns the parts of an archi, in DFL's order.
+    pub fn of(kind: ArchKind) -> &'static [Part] {
+        match kind {
+            ArchKind::Df => &[Part::Encoder, Part::Inter, Part::DecoderSrc, Part::DecoderDst],
+            ArchKind::Liae => &[Part::Encoder, Part::InterAb, Part::InterB, Part::Decoder],
+        }
+    }
+
+    /// Returns the inters: what pretraining teaches that a model restarts when pretraining is
+    /// switched off (DFL does the same).
+    pub fn inters(kind: ArchKind) -> &'static [Part] {
+        match kind {
+            ArchKind::Df => &[Part::Inter],
+            ArchKind::Liae => &[Part::InterAb, Part::InterB],
+        }
+    }
+
+    /// Returns the parts that only ever learn the dst person, which a model started from another
+    /// (`--from`) re-initialises: DF re-learns its inter with the new dst and keeps the encoder
+    /// and the src decoder; LIAE keeps everything but `inter_b`.
+    pub fn dst_specific(kind: ArchKind) -> &'static [Part] {
+        match kind {
+            ArchKind::Df => &[Part::Inter, Part::DecoderDst],
+            ArchKind::Liae => &[Part::InterB],
+        }
+    }
+}
+
+impl std::fmt::Display for Part {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

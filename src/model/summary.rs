@@ -8,7 +8,7 @@ use serde::Serialize;
 use tch::nn::VarStore;
 
 use super::arch::ModelConfig;
-use super::saehd::part_names;
+use super::saehd::Part;
 
 /// One layer: its weight-name prefix, parameter shapes and count.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -48,7 +48,7 @@ fn natural_cmp(a: &str, b: &str) -> Ordering {
 
 /// Builds the table of the model whose weights are in `vs`.
 pub fn summarize(vs: &VarStore, config: &ModelConfig) -> Summary {
-    let parts_order = part_names(config.arch.kind);
+    let parts_order: Vec<&str> = Part::of(config.arch.kind).iter().map(|p| p.name()).collect();
     let part_rank = |name: &str| {
         let top = name.split('.').next().unwrap_or("");
         parts_order.iter().position(|p| *p == top).unwrap_or(parts_order.len())

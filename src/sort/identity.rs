@@ -8,13 +8,13 @@
 
 pub use crate::face::identity::SAME_PERSON_COSINE as SAME_PERSON;
 
-use crate::face::identity::cosine;
+use crate::face::identity::{EMBEDDING_LEN, Embedding};
 
 /// Each face's best similarity to any of `references`.
-pub fn likeness(embeddings: &[Vec<f32>], references: &[Vec<f32>]) -> Vec<f64> {
+pub fn likeness(embeddings: &[Embedding], references: &[Embedding]) -> Vec<f64> {
     embeddings
         .iter()
-        .map(|e| references.iter().map(|r| cosine(e, r)).fold(f64::MIN, f64::max))
+        .map(|e| references.iter().map(|r| e.cosine(r)).fold(f64::MIN, f64::max))
         .collect()
 }
 
@@ -29,8 +29,8 @@ pub struct Groups {
     pub own: Vec<f64>,
 }
 
-/// Groups unit `embeddings` with the cosine `threshold` (see the module doc).
-pub fn group(embeddings: &[Vec<f32>], threshold: f64) -> Groups {
+/// Groups `embeddings` with the cosine `threshold` (see the module doc).
+pub fn group(embeddings: &[Embedding], threshold: f64) -> Groups {
     let mut sums: Vec<Vec<f64>> = Vec::new();
     let mut assign = Vec::with_capacity(embeddings.len());
     for e in embeddings {
@@ -38,7 +38,7 @@ pub fn group(embeddings: &[Vec<f32>], threshold: f64) -> Groups {
         let g = match best {
             Some((g, sim)) if sim >= threshold => g,
             _ => {
-                sums.push(vec![0.0; e.len()]);
+                sums.push(vec![0.0; EMBEDDING_LEN]);
                 sums.len() - 1
             }
         };
@@ -63,7 +63,7 @@ pub fn group(embeddings: &[Vec<f32>], threshold: f64) -> Groups {
         rank[g] = r;
     }
     let group: Vec<usize> = assign.iter().map(|&g| rank[g]).collect();
-    let mut sums = vec![vec![0.0; embeddings.first().map_or(0, Vec::len)]; sizes.len()];
+    let mut sums = vec![vec![0.0; EMBEDDING_LEN]; sizes.len()];
     for (&g, e) in group.iter().zip(embeddings) {
         add(&mut sums[g], e);
     }
@@ -74,8 +74,8 @@ pub fn group(embeddings: &[Vec<f32>], threshold: f64) -> Groups {
     Groups { group, score, own }
 }
 
-fn add(sum: &mut [f64], e: &[f32]) {
-    for (s, v) in sum.iter_mut().zip(e) {
+fn add(sum: &mut [f64], e: &Embedding) {
+    for (s, v) in sum.iter_mut().zip(e.as_slice()) {
         *s += f64::from(*v);
     }
 }
@@ -89,11 +89,11 @@ fn unit_means(sums: &[Vec<f64>]) -> Vec<Vec<f64>> {
         .collect()
 }
 
-fn cosine_f64(mean: &[f64], e: &[f32]) -> f64 {
-    mean.iter().zip(e).map(|(m, v)| m * f64::from(*v)).sum()
+fn cosine_f64(mean: &[f64], e: &Embedding) -> f64 {
+    mean.iter().zip(e.as_slice()).map(|(m, v)| m * f64::from(*v)).sum()
 }
 
-fn nearest(means: &[Vec<f64>], e: &[f32]) -> Option<(usize, f64)> {
+fn nearest(means: &[Vec<f64>], e: &Embedding) -> Option<(usize, f64)> {
     means
         .iter()
         .enumerate()
@@ -105,13 +105,12 @@ fn nearest(means: &[Vec<f64>], e: &[f32]) -> Option<(usize, f64)> {
 mod tests {
     use super::*;
 
-    /// A unit vector near axis `axis` of 8 dimensions, tilted by `t` toward the next axis.
-    fn near(axis: usize, t: f32) -> Vec<f32> {
-        let mut v = [0.0; 8];
+    /// A unit vector near axis `axis`, tilted by `t` toward the next axis.
+    fn near(axis: usize, t: f32) -> Embedding {
+        let mut v = vec![0.0; EMBEDDING_LEN];
         v[axis] = 1.0;
         v[(axis + 1) % 8] = t;
-        let n = (1.0 + t * t).sqrt();
-        v.iter().map(|x| x / n).collect()
+        Embedding::from_vec(v).expect("invariant: a finite non-zero vector")
     }
 
     #[test]

@@ -5,13 +5,14 @@
 //! the image by the hull instead, which also counts the black outside (and, for sharpness,
 //! the hard edge the multiplication draws); see `face::sharpness`.
 
-use opencv::core::{CV_8U, Mat, Vector};
+use opencv::core::{CV_8U, Mat};
 use opencv::imgproc;
 use opencv::prelude::*;
 
-use super::cache::{FaceScores, Measure};
+use crate::face::landmarks::Landmarks68;
+use crate::face::masks::hull_mask;
 use crate::face::sharpness;
-use crate::train::sampler::masks::hull_mask;
+use crate::faceset::scores::{FaceScores, Measure};
 
 /// A decoded face with its hull.
 pub struct FaceImage {
@@ -28,7 +29,7 @@ impl FaceImage {
     ///
     /// # Errors
     /// OpenCV's error.
-    pub fn new(bgr: Mat, landmarks: &[[f32; 2]]) -> opencv::Result<Self> {
+    pub fn new(bgr: Mat, landmarks: &Landmarks68) -> opencv::Result<Self> {
         let mut gray = Mat::default();
         imgproc::cvt_color_def(&bgr, &mut gray, imgproc::COLOR_BGR2GRAY)?;
         let hull_f = hull_mask(bgr.rows().max(bgr.cols()), landmarks)?;
@@ -130,19 +131,6 @@ fn black_fraction(bgr: &Mat) -> opencv::Result<f64> {
     Ok(zeros as f64 / bytes.len().max(1) as f64)
 }
 
-/// Decodes a face file's bytes (BGR u8).
-///
-/// # Errors
-/// OpenCV's error; an empty result is an error.
-pub fn decode(bytes: &[u8]) -> opencv::Result<Mat> {
-    let img =
-        opencv::imgcodecs::imdecode(&Vector::from_slice(bytes), opencv::imgcodecs::IMREAD_COLOR)?;
-    if img.empty() {
-        return Err(opencv::Error::new(opencv::core::StsError, "the image does not decode"));
-    }
-    Ok(img)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -157,12 +145,10 @@ mod tests {
             Scalar::new(colour[0], colour[1], colour[2], 0.0),
         )
         .unwrap();
-        let ring: Vec<[f32; 2]> = (0..68)
-            .map(|i| {
-                let a = i as f32 / 68.0 * std::f32::consts::TAU;
-                [32.0 + 20.0 * a.cos(), 32.0 + 20.0 * a.sin()]
-            })
-            .collect();
+        let ring = Landmarks68::new(std::array::from_fn(|i| {
+            let a = i as f32 / 68.0 * std::f32::consts::TAU;
+            [32.0 + 20.0 * a.cos(), 32.0 + 20.0 * a.sin()]
+        }));
         FaceImage::new(img, &ring).unwrap()
     }
 

@@ -2,9 +2,9 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::cache::Measure;
+use crate::faceset::scores::Measure;
 
-/// How to order (and clean) a faceset. Definitions: `anchors-dfl-faceswap.md` §1.2.
+/// How to order (and clean) a faceset (`docs/dfl-parity.md`, "Sort methods").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Method {

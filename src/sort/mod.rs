@@ -6,17 +6,14 @@
 //! a journal (`journal`), so a crash at any point is finished by the next run, and every sort
 //! is recorded so `--undo` puts every name back.
 
-pub mod best;
-pub mod cache;
-pub mod faceset;
-pub mod hist;
-pub mod identity;
-pub mod journal;
-pub mod measures;
-pub mod method;
-pub mod plan;
-pub mod rank;
-pub mod sheet;
+mod best;
+mod hist;
+mod identity;
+mod measures;
+mod method;
+mod plan;
+mod rank;
+mod sheet;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -26,20 +23,23 @@ use serde::Serialize;
 
 use crate::atomic::write_json_atomic;
 use crate::detect::{FaceDetector, YuNetModel};
-use crate::face::identity::{RecognizerPool, SFaceModel, five_points_from_68};
-use crate::face::metadata::{FaceFileError, parse_metadata};
+use crate::face::identity::{Embedding, SFaceModel};
+use crate::face::metadata::{FaceFileError, parse_metadata, read_face_image};
 use crate::face::pose::estimate_pitch_yaw_roll;
+use crate::faceset::journal::{self, Batch, JournalError, Mover};
+use crate::faceset::scores::{self, CHUNK, EmbedError, FaceScores, Measure, ScoreCache};
+use crate::faceset::{Face, Faceset, FacesetError};
 use crate::progress::Progress;
 use crate::workspace::{Side, Workspace};
 
-use cache::{FaceScores, Measure, ScoreCache};
-use faceset::Faceset;
-use journal::{Batch, JournalError, Mover};
 use measures::FaceImage;
-use method::{Histogram, Method};
+use method::Histogram;
 use plan::Placement;
-use rank::{Filters, Measured, Ranking};
+use rank::{Measured, Ranking};
 use sheet::Cell;
+
+pub use method::Method;
+pub use rank::Filters;
 
 /// The models a sort may need (only `identity` does).
 #[derive(Clone)]
@@ -100,6 +100,12 @@ pub enum SortError {
     /// The identity model failed.
     #[error(transparent)]
     Identity(#[from] crate::face::identity::IdentityError),
+    /// A face could not be embedded.
+    #[error(transparent)]
+    Embed(#[from] EmbedError),
+    /// The faceset cannot be listed.
+    #[error(transparent)]
+    Faceset(#[from] FacesetError),
     /// The detector failed on a `--keep-like` image.
     #[error("{}: {source}", .path.display())]
     Detect {
@@ -155,8 +161,7 @@ pub fn sort(
     models: Option<&SortModels>,
     progress: &dyn Progress,
 ) -> Result<SortReport, SortError> {
-    let side_dir = ws.side_dir(side);
-    let mut mover = Mover::new(&side_dir);
+    let mut mover = Mover::new(ws, side);
     let mut report = SortReport::default();
     if opts.dry_run {
         if let Some(b) = mover.pending()? {
@@ -170,10 +175,11 @@ pub fn sort(
     }
     let set = read_faceset(ws, side, progress)?;
     report.faces = set.faces.len();
-    report.skipped = set.skipped.iter().map(|(_, e)| e.to_string()).collect();
+    report.skipped = set.skipped.iter().map(|s| s.error.to_string()).collect();
 
+    let mut cache = ScoreCache::open(&ws.face_scores(side));
     let (mut measured, fresh) =
-        measure(&set, &side_dir, opts.method, models.map(|m| &m.sface), progress)?;
+        measure(&set, &mut cache, opts.method, models.map(|m| &m.sface), progress)?;
     if let Some(m) = models.filter(|_| !opts.keep_like.is_empty()) {
         measured.references = reference_embeddings(&opts.keep_like, m)?;
     }
@@ -190,7 +196,7 @@ pub fn sort(
     }
     if opts.sheet {
         report.sheets =
-            write_review(&sheets_dir(ws, side), &set, &ranking, &placements, opts.method)?;
+            write_review(&ws.sort_sheets_dir(side), &set, &ranking, &placements, opts.method)?;
     }
     if opts.dry_run {
         report.plan = batch.moves;
@@ -207,16 +213,14 @@ pub fn sort(
 /// `NothingToUndo` when no sort is recorded; the journal's errors otherwise.
 pub fn undo(ws: &Workspace, side: Side) -> Result<(usize, Option<String>), SortError> {
     let side_dir = ws.side_dir(side);
-    let mut mover = Mover::new(&side_dir);
+    let mut mover = Mover::new(ws, side);
     let recovered = mover.recover()?;
     if let Some(Batch { action: journal::Action::Undo { .. }, moves, .. }) = &recovered {
         // The interrupted command was this undo: finishing it was the undo.
         return Ok((moves.len(), Some("undo".to_owned())));
     }
-    let last = mover
-        .history()?
-        .pop()
-        .ok_or_else(|| SortError::NothingToUndo(side_dir.join(journal::HISTORY_FILE)))?;
+    let last =
+        mover.history()?.pop().ok_or_else(|| SortError::NothingToUndo(ws.sort_history(side)))?;
     let mut undo = last.undo();
     // Files moved by hand since are left alone, with a warning.
     undo.moves.retain(|m| {
@@ -249,25 +253,17 @@ pub fn sheets_only(
     let placements: Vec<Placement> = (0..set.faces.len())
         .map(|i| Placement { face: i, to: format!("aligned/{}", set.faces[i].name), reason: None })
         .collect();
-    write_review(&sheets_dir(ws, side), &set, &ranking, &placements, Method::Origname)
-}
-
-/// The folder contact sheets go to: `data_<side>/sort_sheets/`.
-pub fn sheets_dir(ws: &Workspace, side: Side) -> PathBuf {
-    ws.side_dir(side).join("sort_sheets")
+    write_review(&ws.sort_sheets_dir(side), &set, &ranking, &placements, Method::Origname)
 }
 
 fn read_faceset(ws: &Workspace, side: Side, progress: &dyn Progress) -> Result<Faceset, SortError> {
     let dir = ws.aligned_dir(side);
     let no_faces = || SortError::NoFaces { dir: dir.clone(), side: side.as_str() };
-    if !dir.is_dir() {
-        return Err(no_faces());
-    }
-    let set = Faceset::read(&dir, progress)
-        .map_err(|source| SortError::Io { path: dir.clone(), source })?;
-    for (_, e) in &set.skipped {
-        log::warn!("{e}; it is left where it is");
-    }
+    let set = match Faceset::read(&dir, progress) {
+        Err(FacesetError::Missing(_)) => return Err(no_faces()),
+        other => other?,
+    };
+    set.warn_skipped("it is left where it is");
     if set.faces.is_empty() {
         return Err(no_faces());
     }
@@ -280,58 +276,33 @@ fn trash_names(dir: &Path) -> HashSet<String> {
         .unwrap_or_default()
 }
 
-/// The SFace embedding of every face of `set` (in `side_dir`'s score cache, computed where
-/// missing): what `identity` sorts by, and what `dfl eval` compares swaps with.
-///
-/// # Errors
-/// A face that does not decode, or the model's error.
-pub fn embeddings(
-    set: &Faceset,
-    side_dir: &Path,
-    sface: &SFaceModel,
-    progress: &dyn Progress,
-) -> Result<Vec<Vec<f32>>, SortError> {
-    let (measured, _) = measure(set, side_dir, Method::Identity, Some(sface), progress)?;
-    Ok(measured.embedding.into_iter().map(Option::unwrap_or_default).collect())
-}
-
-/// Faces measured per cache write: a kill loses at most this much work.
-const CHUNK: usize = 256;
-
-/// Measures what `opts.method` needs: cached scalars and embeddings, histograms, poses.
-/// Returns the measurements and how many faces were decoded.
+/// Measures what `method` needs: cached scalars and embeddings, histograms, poses. Returns the
+/// measurements and how many faces were decoded.
 fn measure(
     set: &Faceset,
-    side_dir: &Path,
+    cache: &mut ScoreCache,
     method: Method,
     sface: Option<&SFaceModel>,
     progress: &dyn Progress,
 ) -> Result<(Measured, usize), SortError> {
-    let wanted = method.measures();
+    let wanted: Vec<Measure> =
+        method.measures().iter().copied().filter(|&m| m != Measure::Embedding).collect();
     let histogram = method.histogram();
-    let sface = match (wanted.contains(&Measure::Embedding), sface) {
-        (true, Some(m)) => Some(m.clone()),
-        (true, None) => return Err(SortError::Options("identity needs the SFace model".into())),
-        _ => None,
-    };
-    let recognizers = sface.map(RecognizerPool::new);
-    let mut cache = ScoreCache::open(side_dir);
     let n = set.faces.len();
-    let mut scores: Vec<FaceScores> =
+    let mut scalars: Vec<FaceScores> =
         set.faces.iter().map(|f| cache.get(&f.key).cloned().unwrap_or_default()).collect();
     let mut histograms = vec![None; n];
     let todo: Vec<usize> = (0..n)
-        .filter(|&i| histogram != Histogram::None || wanted.iter().any(|&m| !scores[i].has(m)))
+        .filter(|&i| histogram != Histogram::None || wanted.iter().any(|&m| !scalars[i].has(m)))
         .collect();
     progress.set_len(todo.len() as u64);
-    let mut fresh = 0;
     for chunk in todo.chunks(CHUNK) {
         let results: Vec<(usize, Result<FaceMeasurement, SortError>)> = chunk
             .par_iter()
             .map(|&i| {
                 let missing: Vec<Measure> =
-                    wanted.iter().copied().filter(|&m| !scores[i].has(m)).collect();
-                let r = measure_face(set, i, &missing, histogram, &recognizers);
+                    wanted.iter().copied().filter(|&m| !scalars[i].has(m)).collect();
+                let r = measure_face(set, i, &missing, histogram);
                 progress.inc(1);
                 (i, r)
             })
@@ -339,32 +310,39 @@ fn measure(
         let mut new = Vec::new();
         for (i, r) in results {
             let (s, h) = r?;
-            fresh += 1;
             histograms[i] = h;
             if s != FaceScores::default() {
                 new.push((set.faces[i].key.clone(), s.clone()));
-                scores[i].merge(s);
+                scalars[i].merge(s);
             }
         }
-        if let Err(e) = cache.record(new) {
-            log::warn!(
-                "{}: {e}; scores are not cached",
-                side_dir.join(cache::SCORES_FILE).display()
-            );
-        }
+        cache.record_or_warn(new);
     }
+    let mut fresh = todo.len();
+    let embedding = if method.measures().contains(&Measure::Embedding) {
+        let sface =
+            sface.ok_or_else(|| SortError::Options("identity needs the SFace model".into()))?;
+        fresh += set
+            .faces
+            .iter()
+            .filter(|f| !cache.get(&f.key).is_some_and(|s| s.has(Measure::Embedding)))
+            .count();
+        scores::embeddings(set, cache, sface, progress)?
+    } else {
+        Vec::new()
+    };
     if let Err(e) = cache.compact() {
-        log::warn!("{}: {e}", side_dir.join(cache::SCORES_FILE).display());
+        log::warn!("{}: {e}", cache.path().display());
     }
     let scalar_measure = wanted.first().copied();
-    let pose = |f: &faceset::Face| {
+    let pose = |f: &Face| {
         estimate_pitch_yaw_roll(&f.meta.landmarks, f.meta.size_px)
             .map_or((0.0, 0.0), |p| (p.yaw, p.pitch))
     };
     let measured = Measured {
-        scalar: scores.iter().map(|s| scalar_measure.and_then(|m| s.get(m))).collect(),
+        scalar: scalars.iter().map(|s| scalar_measure.and_then(|m| s.get(m))).collect(),
         histogram: histograms,
-        embedding: scores.into_iter().map(|s| s.embedding).collect(),
+        embedding,
         pose: if method.uses_pose() { set.faces.iter().map(pose).collect() } else { Vec::new() },
         references: Vec::new(),
     };
@@ -374,33 +352,19 @@ fn measure(
 /// What decoding one face yields: newly measured scores and its histogram feature.
 type FaceMeasurement = (FaceScores, Option<Vec<f32>>);
 
-/// Decodes face `i` and measures `missing`, its histogram and (with a recognizer) its embedding.
+/// Decodes face `i` and measures `missing` and its histogram.
 fn measure_face(
     set: &Faceset,
     i: usize,
     missing: &[Measure],
     histogram: Histogram,
-    recognizers: &Option<RecognizerPool>,
 ) -> Result<FaceMeasurement, SortError> {
     let path = set.path(i);
     let face = &set.faces[i];
     let codec = |source| SortError::Face(FaceFileError::Codec { path: path.clone(), source });
-    let bytes =
-        std::fs::read(&path).map_err(|source| SortError::Io { path: path.clone(), source })?;
-    let bgr = measures::decode(&bytes).map_err(codec)?;
+    let bgr = read_face_image(&path)?;
     let image = FaceImage::new(bgr, &face.meta.landmarks).map_err(codec)?;
-    let mut scores = image.measure(missing).map_err(codec)?;
-    if missing.contains(&Measure::Embedding) {
-        let five = five_points_from_68(&face.meta.landmarks)
-            .ok_or_else(|| SortError::Options(format!("{}: not 68 landmarks", path.display())))?;
-        let pool = recognizers
-            .as_ref()
-            .ok_or_else(|| SortError::Options("identity needs the SFace model".into()))?;
-        let mut sface = pool.take()?;
-        let embedding = sface.embed(&image.bgr, &five);
-        pool.put(sface);
-        scores.embedding = Some(embedding?.as_slice().to_vec());
-    }
+    let scores = image.measure(missing).map_err(codec)?;
     let hist = match histogram {
         Histogram::None => None,
         Histogram::Color => Some(image.color_histograms().map_err(codec)?),
@@ -414,17 +378,16 @@ fn measure_face(
 fn reference_embeddings(
     paths: &[PathBuf],
     models: &SortModels,
-) -> Result<Vec<Vec<f32>>, SortError> {
+) -> Result<Vec<Embedding>, SortError> {
     let mut sface = models.sface.recognizer()?;
     let mut detector = None;
     let mut out = Vec::with_capacity(paths.len());
     for path in paths {
         let bytes =
             std::fs::read(path).map_err(|source| SortError::Io { path: path.clone(), source })?;
-        let codec = |source| SortError::Face(FaceFileError::Codec { path: path.clone(), source });
-        let bgr = measures::decode(&bytes).map_err(codec)?;
+        let bgr = crate::img::decode(&bytes, path).map_err(FaceFileError::from)?;
         let five = match parse_metadata(path, &bytes) {
-            Ok(meta) => five_points_from_68(&meta.landmarks),
+            Ok(meta) => Some(meta.landmarks.five_points()),
             Err(_) => {
                 if detector.is_none() {
                     detector = Some(
@@ -442,7 +405,7 @@ fn reference_embeddings(
             }
         };
         let five = five.ok_or_else(|| SortError::NoReferenceFace(path.clone()))?;
-        out.push(sface.embed(&bgr, &five)?.as_slice().to_vec());
+        out.push(sface.embed(&bgr, &five)?);
     }
     Ok(out)
 }

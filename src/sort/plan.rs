@@ -8,10 +8,10 @@
 use std::collections::HashSet;
 use std::path::Path;
 
-use super::faceset::Faceset;
-use super::journal::{Action, Batch, Move, new_id};
 use super::method::Method;
 use super::rank::Ranking;
+use crate::faceset::Faceset;
+use crate::faceset::journal::{Action, Batch, Move, new_id};
 
 /// Where each face ends up.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -39,7 +39,8 @@ pub fn plan(
         .filter(|i| !ranked.contains(i))
         .map(|i| format!("aligned/{}", set.faces[i].name))
         .collect();
-    taken.extend(set.skipped.iter().map(|(name, _)| format!("aligned/{name}")));
+    let skipped_names = set.skipped.iter().filter_map(|s| s.path.file_name()?.to_str());
+    taken.extend(skipped_names.map(|name| format!("aligned/{name}")));
     taken.extend(trash_names.iter().map(|n| format!("aligned_trash/{n}")));
 
     let width = digits(ranking.order.len().saturating_sub(1)).max(5);

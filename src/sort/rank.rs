@@ -4,10 +4,11 @@
 use std::collections::BTreeMap;
 
 use super::best::{self, Candidate};
-use super::faceset::Face;
 use super::hist;
 use super::identity;
 use super::method::Method;
+use crate::face::identity::Embedding;
+use crate::faceset::Face;
 
 /// Everything measured about the faces that a ranking may use (indexed like the faceset).
 #[derive(Debug, Default)]
@@ -16,13 +17,13 @@ pub struct Measured {
     pub scalar: Vec<Option<f64>>,
     /// Per face: the histogram feature, when the method needs one.
     pub histogram: Vec<Option<Vec<f32>>>,
-    /// Per face: the identity embedding, for `identity`.
-    pub embedding: Vec<Option<Vec<f32>>>,
+    /// Per face: the identity embedding; filled only for `identity`.
+    pub embedding: Vec<Embedding>,
     /// Per face: (yaw, pitch) in radians; filled only for methods that use it
     /// ([`Method::uses_pose`]).
     pub pose: Vec<(f64, f64)>,
     /// Reference embeddings from `--keep-like`.
-    pub references: Vec<Vec<f32>>,
+    pub references: Vec<Embedding>,
 }
 
 /// The result of ranking: who stays in which order, who goes to the trash and why.
@@ -151,8 +152,7 @@ fn oneface(r: &mut Ranking, faces: &[Face], origin: Vec<usize>) {
 
 /// `identity`: by likeness to the references, or grouped by person.
 fn identity_rank(r: &mut Ranking, m: &Measured, origin: &[usize]) {
-    let embeddings: Vec<Vec<f32>> =
-        origin.iter().map(|&i| m.embedding[i].clone().unwrap_or_default()).collect();
+    let embeddings: Vec<Embedding> = origin.iter().map(|&i| m.embedding[i].clone()).collect();
     if !m.references.is_empty() {
         for (&i, s) in origin.iter().zip(identity::likeness(&embeddings, &m.references)) {
             r.score[i] = Some(s);
@@ -211,8 +211,8 @@ mod tests {
             face_index: index,
             face_type: FaceType::WholeFace,
             size_px: 64,
-            landmarks: vec![[0.0; 2]; 68],
-            source_landmarks: vec![[0.0; 2]; 68],
+            landmarks: crate::face::landmarks::Landmarks68::new([[0.0; 2]; 68]),
+            source_landmarks: crate::face::landmarks::Landmarks68::new([[0.0; 2]; 68]),
             image_to_face_mat: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
             source_rect: [0.0, 0.0, 10.0, 10.0],
             detector_score: 0.9,

@@ -5,13 +5,14 @@ use std::path::Path;
 
 use super::motion::smoothed;
 use super::{FaceFinder, SynthError};
-use crate::extract::frames::{Frame, FrameSource, Pick};
+use crate::face::landmarks::Landmarks68;
+use crate::frames::{Frame, FrameSource, Pick};
 use crate::workspace::Input;
 
 /// The driver's landmarks, one list of 68 per frame.
 pub(super) struct DriverTrack {
     /// Landmarks of the largest face per frame, gaps filled, smoothed over time.
-    pub(super) landmarks: Vec<Vec<[f32; 2]>>,
+    pub(super) landmarks: Vec<Landmarks68>,
     /// Frames that had no face.
     pub(super) without_face: usize,
 }
@@ -25,7 +26,7 @@ pub(super) fn driver_landmarks(
     finder: &mut FaceFinder<'_>,
 ) -> Result<DriverTrack, SynthError> {
     let mut source = FrameSource::open(&Input::Video(driver.to_owned()))?;
-    let mut found: Vec<Option<Vec<[f32; 2]>>> = Vec::new();
+    let mut found: Vec<Option<Landmarks68>> = Vec::new();
     // One frame past the limit, so the last frame is smoothed as in a longer run.
     while limit.is_none_or(|n| found.len() <= n) {
         let Some(Frame { image: Ok(image), .. }) = source.next_picked(|_, _| Pick::Take) else {
@@ -47,8 +48,8 @@ pub(super) fn driver_landmarks(
 
 /// Returns `found` with each gap filled by the landmarks before it (leading gaps by the
 /// first landmarks found), or `None` when there are none at all.
-fn filled_gaps(found: Vec<Option<Vec<[f32; 2]>>>) -> Option<Vec<Vec<[f32; 2]>>> {
-    let mut last = found.iter().flatten().next()?.clone();
+fn filled_gaps(found: Vec<Option<Landmarks68>>) -> Option<Vec<Landmarks68>> {
+    let mut last = *found.iter().flatten().next()?;
     Some(
         found
             .into_iter()
@@ -56,7 +57,7 @@ fn filled_gaps(found: Vec<Option<Vec<[f32; 2]>>>) -> Option<Vec<Vec<[f32; 2]>>> 
                 if let Some(l) = l {
                     last = l;
                 }
-                last.clone()
+                last
             })
             .collect(),
     )
@@ -68,10 +69,10 @@ mod tests {
 
     #[test]
     fn gaps_take_the_landmarks_before_them_and_leading_gaps_the_first_found() {
-        let a = vec![[1.0f32, 1.0]];
-        let b = vec![[2.0f32, 2.0]];
-        let filled = filled_gaps(vec![None, Some(a.clone()), None, Some(b.clone()), None]);
-        assert_eq!(filled, Some(vec![a.clone(), a.clone(), a, b.clone(), b]));
+        let a = Landmarks68::new([[1.0f32, 1.0]; 68]);
+        let b = Landmarks68::new([[2.0f32, 2.0]; 68]);
+        let filled = filled_gaps(vec![None, Some(a), None, Some(b), None]);
+        assert_eq!(filled, Some(vec![a, a, a, b, b]));
         assert_eq!(filled_gaps(vec![None, None]), None);
     }
 }

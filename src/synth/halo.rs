@@ -5,6 +5,7 @@
 //! corners (which a small head turn would fold).
 
 use crate::face::align::{self, Affine};
+use crate::face::landmarks::Landmarks68;
 
 /// iBUG 68 landmarks on the face outline: the jaw (0–16) and the brows (17–26).
 const OUTLINE: std::ops::Range<usize> = 0..27;
@@ -27,10 +28,7 @@ impl Halo {
     /// Places the ring around the 68 `landmarks` of a `width`×`height` portrait; ring points
     /// within [`BORDER_CLEARANCE_SHARE`] of the shorter side (or `margin_px`) of the border,
     /// or outside the image, are left out.
-    pub fn around(landmarks: &[[f32; 2]], width: usize, height: usize, margin_px: f32) -> Self {
-        if landmarks.len() < OUTLINE.end {
-            return Self::default();
-        }
+    pub fn around(landmarks: &Landmarks68, width: usize, height: usize, margin_px: f32) -> Self {
         let n = landmarks.len() as f32;
         let (sx, sy) = landmarks.iter().fold((0.0, 0.0), |(x, y), p| (x + p[0], y + p[1]));
         let centre = [sx / n, sy / n];
@@ -69,12 +67,10 @@ mod tests {
 
     #[test]
     fn the_ring_surrounds_the_face_and_follows_the_head() {
-        let landmarks: Vec<[f32; 2]> = (0..68)
-            .map(|i| {
-                let a = i as f32 / 68.0 * std::f32::consts::TAU;
-                [200.0 + 40.0 * a.cos(), 200.0 + 40.0 * a.sin()]
-            })
-            .collect();
+        let landmarks = Landmarks68::new(std::array::from_fn(|i| {
+            let a = i as f32 / 68.0 * std::f32::consts::TAU;
+            [200.0 + 40.0 * a.cos(), 200.0 + 40.0 * a.sin()]
+        }));
         let halo = Halo::around(&landmarks, 400, 400, 2.0);
         assert_eq!(halo.points().len(), 27);
         let r = (halo.points()[0][0] - 200.0).hypot(halo.points()[0][1] - 200.0);

@@ -24,12 +24,12 @@
 //! blurred so the background bends smoothly. A [`mouth`] opened wider than the portrait's
 //! is shaded dark.
 
-pub mod delaunay;
+mod delaunay;
 mod driver;
-pub mod halo;
-pub mod motion;
-pub mod mouth;
-pub mod warp;
+mod halo;
+mod motion;
+mod mouth;
+mod warp;
 
 use std::path::{Path, PathBuf};
 
@@ -40,10 +40,11 @@ use opencv::prelude::*;
 use rayon::prelude::*;
 
 use crate::detect::{DetectError, YuNet, YuNetModel};
-use crate::extract::frames::FramesError;
-use crate::extract::landmarks::{Landmarker, find_faces};
 use crate::face::align::inter_ocular;
+use crate::face::landmarks::{LANDMARK_COUNT, Landmarks68};
+use crate::face::locate::{Landmarker, find_faces};
 use crate::face::shape_predictor::ShapePredictor;
+use crate::frames::FramesError;
 use crate::img::{ImageWriteError, write_image};
 use crate::progress::Progress;
 
@@ -108,7 +109,7 @@ pub struct SynthFrame {
     /// The 0-based driver frame whose motion it shows.
     pub driver_frame: usize,
     /// Where the portrait's 68 landmarks were moved, in output pixels.
-    pub targets: Vec<[f32; 2]>,
+    pub targets: Landmarks68,
     /// Where every mesh point went (the targets, then the halo's).
     mesh_targets: Vec<[f32; 2]>,
     /// The least share of its motion any mesh point (landmark or halo point) kept: below 1
@@ -123,7 +124,7 @@ pub struct SynthReport {
     /// The frames, in order.
     pub frames: Vec<SynthFrame>,
     /// The landmarks of each portrait, in output pixels (the `P` of each run).
-    pub portrait_landmarks: Vec<Vec<[f32; 2]>>,
+    pub portrait_landmarks: Vec<Landmarks68>,
     /// Driver frames without a face (they reused the landmarks of the one before).
     pub driver_frames_without_face: usize,
     /// Frames where some landmarks were held back to avoid turning triangles over.
@@ -134,6 +135,9 @@ pub struct SynthReport {
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SynthError {
+    /// The landmark predictor is not the 68-point model.
+    #[error(transparent)]
+    Predictor(#[from] crate::face::locate::Not68Points),
     /// No portrait was given.
     #[error("no portrait given; pass at least one --portrait PHOTO")]
     NoPortraits,
@@ -201,7 +205,7 @@ pub enum SynthError {
 struct Portrait {
     path: PathBuf,
     image: Mat,
-    landmarks: Vec<[f32; 2]>,
+    landmarks: Landmarks68,
     halo: Halo,
     /// The mesh's points: the landmarks, then the halo.
     source: Vec<[f32; 2]>,
@@ -217,7 +221,7 @@ pub(crate) struct FaceFinder<'a> {
 
 impl FaceFinder<'_> {
     /// Returns the 68 landmarks of the largest face in `bgr`, if any.
-    pub(crate) fn largest(&mut self, bgr: &Mat) -> Result<Option<Vec<[f32; 2]>>, DetectError> {
+    pub(crate) fn largest(&mut self, bgr: &Mat) -> Result<Option<Landmarks68>, DetectError> {
         let faces = find_faces(bgr, &mut self.detector, &self.landmarker, true)?;
         Ok(faces.into_iter().next().map(|(_, landmarks)| landmarks))
     }
@@ -243,7 +247,7 @@ pub fn synthesize(
         .detector
         .detector()
         .map_err(|source| SynthError::Detect { path: models.detector.path().to_owned(), source })?;
-    let mut finder = FaceFinder { detector, landmarker: Landmarker::new(models.predictor) };
+    let mut finder = FaceFinder { detector, landmarker: Landmarker::new(models.predictor)? };
     let portraits = portraits
         .iter()
         .map(|path| load_portrait(path, cfg.width_px, &mut finder))
@@ -307,11 +311,10 @@ fn load_portrait(
     imgproc::resize(&image, &mut scaled, Size::new(width, height), 0.0, 0.0, interpolation)
         .map_err(image_err)?;
     let (sx, sy) = (width as f32 / cols as f32, height as f32 / rows as f32);
-    let scaled_marks: Vec<[f32; 2]> = landmarks.iter().map(|p| [p[0] * sx, p[1] * sy]).collect();
     let (w, h) = (width as usize, height as usize);
-    let landmarks = clamped(&scaled_marks, w, h, EDGE_MARGIN_PX);
+    let landmarks = landmarks.map(|p| clamped(&[[p[0] * sx, p[1] * sy]], w, h, EDGE_MARGIN_PX)[0]);
     let halo = Halo::around(&landmarks, w, h, EDGE_MARGIN_PX);
-    let source = [landmarks.as_slice(), halo.points()].concat();
+    let source = [&landmarks[..], halo.points()].concat();
     let mesh = TriangleMesh::new(&source, w, h);
     let mouth = MouthShade::measure(&scaled, &landmarks).map_err(image_err)?;
     Ok(Portrait { path: path.to_owned(), image: scaled, landmarks, halo, source, mesh, mouth })
@@ -321,13 +324,13 @@ fn load_portrait(
 /// targets (relative motion, jitter, clamping, damping).
 fn plan_frames(
     portraits: &[Portrait],
-    driven: &[Vec<[f32; 2]>],
+    driven: &[Landmarks68],
     seed: u64,
     out_dir: &Path,
 ) -> SynthReport {
     let jitter = Jitter::new(seed, driven.len());
     let mut report = SynthReport {
-        portrait_landmarks: portraits.iter().map(|p| p.landmarks.clone()).collect(),
+        portrait_landmarks: portraits.iter().map(|p| p.landmarks).collect(),
         ..SynthReport::default()
     };
     for (k, portrait) in portraits.iter().enumerate() {
@@ -337,12 +340,16 @@ fn plan_frames(
             let moved = relative_targets(&portrait.landmarks, reference, &driven[t]);
             let (mesh_targets, motion_share) = plan_frame(portrait, &moved, jitter.at(t));
             report.damped_frames += usize::from(motion_share < 1.0);
-            let name = format!("{}.png", crate::extract::frames::video_frame_name(t));
+            let name = format!("{}.png", crate::frames::video_frame_name(t));
             report.frames.push(SynthFrame {
                 path: out_dir.join(name),
                 portrait: k,
                 driver_frame: t,
-                targets: mesh_targets[..portrait.landmarks.len()].to_vec(),
+                targets: Landmarks68::new(
+                    mesh_targets[..LANDMARK_COUNT]
+                        .try_into()
+                        .expect("invariant: the mesh's points start with the 68 landmarks"),
+                ),
                 motion_share,
                 mesh_targets,
             });
@@ -354,7 +361,7 @@ fn plan_frames(
 /// Returns the targets of every mesh point (landmarks, then halo) for landmarks `moved` by
 /// the driver: lips and lids kept in order, the jitter added, clamped inside the image and
 /// unfolded; and the least share of its motion a point kept.
-fn plan_frame(portrait: &Portrait, moved: &[[f32; 2]], nudge: Nudge) -> (Vec<[f32; 2]>, f32) {
+fn plan_frame(portrait: &Portrait, moved: &Landmarks68, nudge: Nudge) -> (Vec<[f32; 2]>, f32) {
     let p = &portrait.landmarks;
     let moved = nudged(&shift_limited(&in_order(moved, p), p), nudge);
     let head = head_motion(p, &moved);
@@ -380,7 +387,7 @@ fn render(
 ) -> Result<(), SynthError> {
     let image_err = |source| SynthError::Image { path: portrait.path.clone(), source };
     let keep = face_outline(&frame.targets);
-    let eye_px = inter_ocular(&portrait.landmarks).unwrap_or(0.0);
+    let eye_px = inter_ocular(&portrait.landmarks);
     let smoothing = Smoothing {
         keep: &keep,
         sigma_px: BACKGROUND_SIGMA_PER_EYE_DISTANCE * eye_px,
@@ -398,10 +405,7 @@ fn render(
 
 /// Returns the face outline of 68 iBUG points as a polygon: the jaw (0–16), then the brows
 /// from the subject's left to right (26–17).
-fn face_outline(landmarks: &[[f32; 2]]) -> Vec<[f32; 2]> {
-    if landmarks.len() < 27 {
-        return Vec::new();
-    }
+fn face_outline(landmarks: &Landmarks68) -> Vec<[f32; 2]> {
     landmarks[..17].iter().chain(landmarks[17..27].iter().rev()).copied().collect()
 }
 

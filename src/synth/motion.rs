@@ -2,6 +2,7 @@
 //! frame, carried over by a similarity ("relative" motion transfer), plus a small seeded
 //! jitter that drifts smoothly rather than shaking.
 
+use crate::face::landmarks::Landmarks68;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
@@ -98,13 +99,8 @@ const MIN_GAP_SHARE: f32 = 0.25;
 /// to their common mean, keeping a quarter of the portrait's gap between them. A closed
 /// mouth or eye therefore stays closed instead of folding.
 ///
-/// # Shapes
-/// `targets` and `portrait`: 68 iBUG points; other lengths are returned unchanged.
-pub fn in_order(targets: &[[f32; 2]], portrait: &[[f32; 2]]) -> Vec<[f32; 2]> {
-    let mut out = targets.to_vec();
-    if targets.len() != 68 || portrait.len() != 68 {
-        return out;
-    }
+pub fn in_order(targets: &Landmarks68, portrait: &Landmarks68) -> Landmarks68 {
+    let mut out = *targets.points();
     let (down, down_p) = (face_down(targets), face_down(portrait));
     let along = |p: [f32; 2], d: [f32; 2]| p[0] * d[0] + p[1] * d[1];
     for column in COLUMNS {
@@ -122,7 +118,7 @@ pub fn in_order(targets: &[[f32; 2]], portrait: &[[f32; 2]]) -> Vec<[f32; 2]> {
             out[i] = [out[i][0] + shift * down[0], out[i][1] + shift * down[1]];
         }
     }
-    out
+    Landmarks68::new(out)
 }
 
 /// Returns the unit vector pointing down the face (the eye line turned a quarter).
@@ -160,12 +156,7 @@ const MAX_SHIFT_PER_EYE_DISTANCE: f32 = 0.4;
 /// [`MAX_SHIFT_PER_EYE_DISTANCE`] eye distances from the `portrait`'s (a smooth limit: small
 /// shifts pass almost unchanged, large ones approach the limit). Shape and turn are kept.
 ///
-/// # Shapes
-/// `targets` and `portrait`: 68 iBUG points; other lengths are returned unchanged.
-pub fn shift_limited(targets: &[[f32; 2]], portrait: &[[f32; 2]]) -> Vec<[f32; 2]> {
-    if targets.len() != 68 || portrait.len() != 68 {
-        return targets.to_vec();
-    }
+pub fn shift_limited(targets: &Landmarks68, portrait: &Landmarks68) -> Landmarks68 {
     let [a, b] = EYE_CORNERS.map(|i| portrait[i]);
     let limit = MAX_SHIFT_PER_EYE_DISTANCE * (a[0] - b[0]).hypot(a[1] - b[1]);
     let centre = |pts: &[[f32; 2]]| {
@@ -176,11 +167,11 @@ pub fn shift_limited(targets: &[[f32; 2]], portrait: &[[f32; 2]]) -> Vec<[f32; 2
     let d = [c[0] - c0[0], c[1] - c0[1]];
     let len = d[0].hypot(d[1]);
     if len <= f32::EPSILON || limit <= f32::EPSILON {
-        return targets.to_vec();
+        return *targets;
     }
     let eased = limit * (len / limit).tanh();
     let back = [d[0] * (eased / len - 1.0), d[1] * (eased / len - 1.0)];
-    targets.iter().map(|p| [p[0] + back[0], p[1] + back[1]]).collect()
+    targets.map(|p| [p[0] + back[0], p[1] + back[1]])
 }
 
 /// Returns the driver's landmark tracks smoothed over time with a short centred average
@@ -188,17 +179,16 @@ pub fn shift_limited(targets: &[[f32; 2]], portrait: &[[f32; 2]]) -> Vec<[f32; 2
 /// only, stay as they are (a one-sided average would pull a steady motion back).
 ///
 /// # Shapes
-/// `frames[t][i]`: landmark `i` of frame `t`, every frame the same length.
-pub fn smoothed(frames: &[Vec<[f32; 2]>]) -> Vec<Vec<[f32; 2]>> {
+/// `frames[t][i]`: landmark `i` of frame `t`.
+pub fn smoothed(frames: &[Landmarks68]) -> Vec<Landmarks68> {
     let [before, weight, after] = DRIVER_SMOOTHING;
     (0..frames.len())
         .map(|t| match (t.checked_sub(1).map(|p| &frames[p]), frames.get(t + 1)) {
-            (Some(prev), Some(next)) => frames[t]
-                .iter()
-                .zip(prev.iter().zip(next))
-                .map(|(p, (a, b))| [0, 1].map(|k| before * a[k] + weight * p[k] + after * b[k]))
-                .collect(),
-            _ => frames[t].clone(),
+            (Some(prev), Some(next)) => Landmarks68::new(std::array::from_fn(|i| {
+                let (a, p, b) = (prev[i], frames[t][i], next[i]);
+                [0, 1].map(|k| before * a[k] + weight * p[k] + after * b[k])
+            })),
+            _ => frames[t],
         })
         .collect()
 }
@@ -270,24 +260,20 @@ fn wide(pts: &[[f32; 2]]) -> Vec<[f64; 2]> {
 /// least-squares similarity taking `driver_ref` onto `portrait`.
 ///
 /// # Shapes
-/// Three equally long point lists (68 iBUG landmarks), each in its own image's pixels; the
-/// result is in the portrait's pixels.
+/// Each set of landmarks in its own image's pixels; the result is in the portrait's pixels.
 pub fn relative_targets(
-    portrait: &[[f32; 2]],
-    driver_ref: &[[f32; 2]],
-    driver_now: &[[f32; 2]],
-) -> Vec<[f32; 2]> {
+    portrait: &Landmarks68,
+    driver_ref: &Landmarks68,
+    driver_now: &Landmarks68,
+) -> Landmarks68 {
     let s = align::umeyama(&wide(driver_ref), &wide(portrait));
-    portrait
-        .iter()
-        .zip(driver_ref.iter().zip(driver_now))
-        .map(|(p, (d0, dt))| {
-            let (dx, dy) = (f64::from(dt[0] - d0[0]), f64::from(dt[1] - d0[1]));
-            let mx = s[0][0] * dx + s[0][1] * dy;
-            let my = s[1][0] * dx + s[1][1] * dy;
-            [p[0] + mx as f32, p[1] + my as f32]
-        })
-        .collect()
+    Landmarks68::new(std::array::from_fn(|i| {
+        let (p, d0, dt) = (portrait[i], driver_ref[i], driver_now[i]);
+        let (dx, dy) = (f64::from(dt[0] - d0[0]), f64::from(dt[1] - d0[1]));
+        let mx = s[0][0] * dx + s[0][1] * dy;
+        let my = s[1][0] * dx + s[1][1] * dy;
+        [p[0] + mx as f32, p[1] + my as f32]
+    }))
 }
 
 /// Returns `points` turned and shifted by `nudge` about their centroid.
@@ -324,11 +310,13 @@ mod tests {
     fn driver_motion_is_rotated_and_scaled_into_the_portrait() {
         // The portrait is the driver turned 90° and scaled ×2, so a driver step right is a
         // portrait step of 2 px down.
-        let d0: Vec<[f32; 2]> = vec![[0.0, 0.0], [10.0, 0.0], [0.0, 10.0], [10.0, 10.0]];
-        let p: Vec<[f32; 2]> = d0.iter().map(|q| [100.0 - 2.0 * q[1], 50.0 + 2.0 * q[0]]).collect();
-        let mut dt = d0.clone();
-        dt[3][0] += 1.0;
-        let l = relative_targets(&p, &d0, &dt);
+        let d0 = Landmarks68::new(std::array::from_fn(|i| {
+            [(i % 9) as f32 * 10.0, (i / 9) as f32 * 10.0]
+        }));
+        let p = d0.map(|q| [100.0 - 2.0 * q[1], 50.0 + 2.0 * q[0]]);
+        let mut moved = *d0.points();
+        moved[3][0] += 1.0;
+        let l = relative_targets(&p, &d0, &Landmarks68::new(moved));
         for i in 0..3 {
             assert!((l[i][0] - p[i][0]).abs() < 1e-4 && (l[i][1] - p[i][1]).abs() < 1e-4);
         }
@@ -354,8 +342,9 @@ mod tests {
 
     #[test]
     fn smoothing_keeps_a_steady_track_and_calms_a_wobble() {
-        let track: Vec<Vec<[f32; 2]>> =
-            (0..6).map(|t| vec![[t as f32, if t == 3 { 4.0 } else { 0.0 }]]).collect();
+        let track: Vec<Landmarks68> = (0..6)
+            .map(|t| Landmarks68::new([[t as f32, if t == 3 { 4.0 } else { 0.0 }]; 68]))
+            .collect();
         let s = smoothed(&track);
         assert_eq!(s.len(), 6);
         for (t, f) in s.iter().enumerate() {
@@ -389,14 +378,15 @@ mod tests {
 
     #[test]
     fn crossed_lips_are_put_back_in_order_with_a_sliver_of_gap() {
-        let mut portrait = vec![[0.0f32, 0.0]; 68];
-        portrait[36] = [-30.0, -40.0];
-        portrait[45] = [30.0, -40.0];
+        let mut points = [[0.0f32, 0.0]; 68];
+        points[36] = [-30.0, -40.0];
+        points[45] = [30.0, -40.0];
         for (k, &i) in [51usize, 62, 66, 57].iter().enumerate() {
-            portrait[i] = [0.0, [0.0, 6.0, 8.0, 14.0][k]];
+            points[i] = [0.0, [0.0, 6.0, 8.0, 14.0][k]];
         }
-        let mut targets = portrait.clone();
-        targets[62][1] = 9.0; // the inner upper lip passes the inner lower one (at 8)
+        let portrait = Landmarks68::new(points);
+        points[62][1] = 9.0; // the inner upper lip passes the inner lower one (at 8)
+        let targets = Landmarks68::new(points);
         let fixed = in_order(&targets, &portrait);
         let gap = fixed[66][1] - fixed[62][1];
         assert!((gap - 0.5).abs() < 1e-4, "a quarter of the 2 px gap is kept: {gap}");
@@ -407,11 +397,11 @@ mod tests {
 
     #[test]
     fn a_long_shift_is_eased_and_a_short_one_kept() {
-        let portrait: Vec<[f32; 2]> =
-            (0..68).map(|i| [(i % 9) as f32 * 10.0, (i / 9) as f32 * 10.0]).collect();
+        let portrait = Landmarks68::new(std::array::from_fn(|i| {
+            [(i % 9) as f32 * 10.0, (i / 9) as f32 * 10.0]
+        }));
         let eye = (portrait[36][0] - portrait[45][0]).hypot(portrait[36][1] - portrait[45][1]);
-        let shifted =
-            |dx: f32| -> Vec<[f32; 2]> { portrait.iter().map(|p| [p[0] + dx, p[1]]).collect() };
+        let shifted = |dx: f32| portrait.map(|p| [p[0] + dx, p[1]]);
         let small = shift_limited(&shifted(0.5), &portrait);
         assert!((small[0][0] - 0.5).abs() < 0.01, "{:?}", small[0]);
         let large = shift_limited(&shifted(10.0 * eye), &portrait);

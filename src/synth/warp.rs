@@ -76,11 +76,13 @@ impl TriangleMesh {
         }
     }
 
+    #[cfg(test)]
     /// Returns the triangles as vertex indices into [`TriangleMesh::vertices`].
     pub fn triangles(&self) -> &[[usize; 3]] {
         &self.triangles
     }
 
+    #[cfg(test)]
     /// Returns the source vertices: the kept points, then the anchors.
     pub fn vertices(&self) -> &[[f64; 2]] {
         &self.vertices
@@ -99,6 +101,7 @@ impl TriangleMesh {
             .collect()
     }
 
+    #[cfg(test)]
     /// Returns how many triangles collapse or turn over when the points move to `targets`.
     pub fn flipped(&self, targets: &[[f32; 2]]) -> usize {
         let dst = self.target_vertices(targets);
@@ -124,6 +127,7 @@ impl TriangleMesh {
         points
     }
 
+    #[cfg(test)]
     /// Warps `image` so that each source point lands on its target (bicubic; anchors fixed).
     ///
     /// # Shapes

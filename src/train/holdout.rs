@@ -6,14 +6,14 @@
 //! swaps against the src faceset's mean, so a user sees likeness grow, not just loss fall.
 
 use opencv::core::Mat;
-use serde::{Deserialize, Serialize};
 use tch::{Device, Kind, Tensor};
 
 use super::sampler::cache::FaceCache;
-use super::sampler::faceset::Faceset;
+use super::sampler::samples::SampleSet;
 use super::sampler::{SampleConfig, SampleError, model_landmarks, still_sample};
-use crate::face::identity::{IdentityError, RecognizerPool, cosine, five_points_from_68};
+use crate::face::identity::{Embedding, IdentityError, RecognizerPool};
 use crate::img::mat_from_bgr_f32;
+use crate::model::folder::EvalPoint;
 use crate::model::loss::dssim;
 use crate::model::saehd::Saehd;
 
@@ -42,25 +42,6 @@ pub enum HoldoutError {
     Sample(#[from] SampleError),
 }
 
-/// One evaluation, recorded in the training state.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
-pub struct EvalPoint {
-    /// The iteration measured.
-    pub iteration: u64,
-    /// Mean SSIM of src → src on held-out src faces.
-    pub src_ssim: f64,
-    /// Mean PSNR (dB) of src → src.
-    pub src_psnr: f64,
-    /// Mean SSIM of dst → dst on held-out dst faces.
-    pub dst_ssim: f64,
-    /// Mean PSNR (dB) of dst → dst.
-    pub dst_psnr: f64,
-    /// Mean SFace cosine of the swapped held-out dst faces with the src mean, if measured.
-    pub swap_identity: Option<f64>,
-    /// The same for the held-out dst faces themselves: where the swap starts from.
-    pub dst_identity: Option<f64>,
-}
-
 /// The held-out faces as model-ready tensors, and what identity needs.
 pub struct HeldOut {
     src: Tensor,
@@ -73,8 +54,8 @@ pub struct HeldOut {
 
 /// The src faceset's identity and the held-out dst faces' own likeness to it.
 struct Identity {
-    /// The unit mean SFace embedding of the src faceset.
-    mean: Vec<f32>,
+    /// The mean SFace embedding of the src faceset.
+    mean: Embedding,
     pool: RecognizerPool,
     /// Mean cosine of the held-out dst faces themselves with `mean` (fixed: measured once).
     dst: f64,
@@ -86,12 +67,12 @@ impl HeldOut {
     /// # Errors
     /// A face that cannot be read or fitted, or SFace's error.
     pub fn new(
-        src: &Faceset,
-        dst: &Faceset,
+        src: &SampleSet,
+        dst: &SampleSet,
         cfg: &SampleConfig,
-        identity: Option<(Vec<f32>, RecognizerPool)>,
+        identity: Option<(Embedding, RecognizerPool)>,
     ) -> Result<Self, HoldoutError> {
-        let stack = |set: &Faceset| -> Result<Tensor, SampleError> {
+        let stack = |set: &SampleSet| -> Result<Tensor, SampleError> {
             let cache = FaceCache::default();
             let r = i64::from(cfg.resolution_px);
             let mut flat = Vec::new();
@@ -105,8 +86,7 @@ impl HeldOut {
             .iter()
             .map(|f| {
                 model_landmarks(f, cfg.resolution_px, cfg.face_type)
-                    .and_then(|l| five_points_from_68(&l))
-                    .unwrap_or([[0.0; 2]; 5])
+                    .map_or([[0.0; 2]; 5], |l| l.five_points())
             })
             .collect::<Vec<_>>();
         let dst_tensor = stack(dst)?;
@@ -159,7 +139,7 @@ impl HeldOut {
 fn mean_identity(
     images: &Tensor,
     five_points: &[[[f32; 2]; 5]],
-    mean: &[f32],
+    mean: &Embedding,
     pool: &RecognizerPool,
 ) -> Result<f64, HoldoutError> {
     let (n, r) = (images.size()[0], images.size()[2]);
@@ -176,7 +156,7 @@ fn mean_identity(
         let face = &values[i * plane..(i + 1) * plane];
         let bgr = to_u8(&mat_from_bgr_f32(face, r as usize, r as usize)?)?;
         let e = sface.embed(&bgr, five)?;
-        Ok(cosine(e.as_slice(), mean))
+        Ok(e.cosine(mean))
     };
     let cosines: Result<Vec<f64>, HoldoutError> =
         five_points.iter().enumerate().take(n as usize).map(|(i, five)| embed(i, five)).collect();

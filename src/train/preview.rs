@@ -8,19 +8,16 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use tch::{Device, Kind, Tensor};
 
-use super::state::LossPoint;
 use crate::img::{ImageWriteError, write_image};
-
-/// The columns of the preview grid, left to right.
-pub const PREVIEW_COLUMNS: [&str; 7] =
-    ["src", "src→src", "src→src mask", "dst", "dst→dst", "dst→dst mask", "swap (src face on dst)"];
+use crate::model::folder::{EvalPoint, LossPoint};
 
 /// One row's images; masks are broadcast to grey.
 ///
 /// # Shapes
 /// Every tensor `[N, C, R, R]` with C = 3 (BGR) or 1 (mask), f32 in [0,1], any device.
 pub struct PreviewTensors<'a> {
-    /// The columns, in [`PREVIEW_COLUMNS`] order.
+    /// The columns, left to right: src, src→src, src→src mask, dst, dst→dst, dst→dst mask,
+    /// swap (the src face on dst).
     pub columns: [&'a Tensor; 7],
 }
 
@@ -130,7 +127,7 @@ pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<(), ImageWr
 }
 
 /// Reads one plotted value of an evaluation.
-type EvalValue = fn(&super::holdout::EvalPoint) -> Option<f64>;
+type EvalValue = fn(&EvalPoint) -> Option<f64>;
 
 /// Draws the held-out evaluations over iterations: SSIM of src → src (blue) and dst → dst
 /// (orange), and the SFace identity of the swapped dst faces with src (green) against that of
@@ -138,10 +135,7 @@ type EvalValue = fn(&super::holdout::EvalPoint) -> Option<f64>;
 ///
 /// # Errors
 /// `ImageWriteError` naming the file.
-pub fn write_eval_plot(
-    path: &Path,
-    history: &[super::holdout::EvalPoint],
-) -> Result<(), ImageWriteError> {
+pub fn write_eval_plot(path: &Path, history: &[EvalPoint]) -> Result<(), ImageWriteError> {
     let err = |source| ImageWriteError::Encode { path: path.to_owned(), source };
     let (mut img, [x0, y0, x1, y1]) = plot_canvas().map_err(err)?;
     let axis = AXIS_COLOUR;

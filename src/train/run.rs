@@ -9,31 +9,33 @@ use std::time::Instant;
 
 use tch::{Device, Tensor};
 
-use super::config::{FrozenOptionChanged, TrainConfig, compare};
-use super::holdout::{EvalPoint, HOLDOUT_EVERY, HOLDOUT_MAX, HeldOut, HoldoutError};
+use super::holdout::{HOLDOUT_EVERY, HOLDOUT_MAX, HeldOut, HoldoutError};
 use super::preview::{PreviewTensors, write_eval_plot, write_loss_plot, write_preview};
 use super::sampler::{
-    Batch, ColorReference, FaceCache, Faceset, FacesetError, SampleConfig, SampleError, Sampler,
-    SamplerOptions, make_batch,
+    Batch, ColorReference, FaceCache, SampleConfig, SampleError, SampleSet, SampleSetError,
+    Sampler, SamplerOptions, make_batch,
 };
-use super::state::{LossPoint, TrainState};
-use super::store::{Store, StoreError};
 use super::trainer::{Check, SideTensors, TrainError, Trainer};
-use crate::atomic::write_json_atomic;
 use crate::color::ColorTransfer;
+use crate::face::identity::{Embedding, RecognizerPool, SFaceModel};
+use crate::faceset::scores::{self, ScoreCache};
+use crate::faceset::{Faceset, FacesetError};
 use crate::img::ImageWriteError;
-use crate::model::arch::ArchKind;
 use crate::model::checkpoint::{CheckpointError, copy_named};
+use crate::model::folder::config::compare;
+use crate::model::folder::{
+    EvalPoint, FolderError, FrozenOptionChanged, LossPoint, ModelFolder, TrainConfig, TrainState,
+    WEIGHTS_FILE,
+};
 use crate::model::optim::OptimError;
-use crate::progress::Progress;
+use crate::model::saehd::Part;
+use crate::progress::{NoProgress, Progress};
 use crate::workspace::{Side, Workspace, WorkspaceError};
 
 /// Iterations between loss read-backs (and divergence checks).
 pub const CHECK_EVERY: u64 = 10;
 /// Samples per side in the preview grid.
 const PREVIEW_ROWS: usize = 4;
-/// The model's options file.
-pub const CONFIG_FILE: &str = "config.json";
 
 /// Errors that stop a run.
 #[derive(Debug, thiserror::Error)]
@@ -45,23 +47,26 @@ pub enum RunError {
     /// A resumed run changed a frozen option.
     #[error(transparent)]
     Frozen(#[from] FrozenOptionChanged),
-    /// `config.json` is unreadable.
-    #[error("{}: {reason}; fix or delete it (deleting starts the options from the command line)", .path.display())]
+    /// The options do not make a model, or `--from` names no trained model.
+    #[error("{}: {reason}", .path.display())]
     Config {
         /// The file.
         path: PathBuf,
         /// What is wrong.
         reason: String,
     },
-    /// A faceset is missing or empty.
+    /// A faceset cannot be read.
     #[error(transparent)]
     Faceset(#[from] FacesetError),
+    /// A faceset has no usable face.
+    #[error(transparent)]
+    Samples(#[from] SampleSetError),
     /// A sample could not be made.
     #[error(transparent)]
     Sample(#[from] SampleError),
-    /// A checkpoint could not be saved or loaded.
+    /// The model folder could not be read or written.
     #[error(transparent)]
-    Store(#[from] StoreError),
+    Folder(#[from] FolderError),
     /// A checkpoint's tensors do not fit this model.
     #[error(transparent)]
     Checkpoint(#[from] CheckpointError),
@@ -95,6 +100,8 @@ pub struct RunOptions<'a> {
     pub progress: &'a dyn Progress,
     /// A new model starts from this model's weights (reuse for a new dst), if set.
     pub from: Option<&'a str>,
+    /// SFace, to measure the held-out swaps' identity (`--eval-every`); `None` skips identity.
+    pub sface: Option<&'a SFaceModel>,
 }
 
 /// What a run did.
@@ -119,13 +126,13 @@ pub fn run(
     ws: &Workspace,
     opts: &RunOptions<'_>,
 ) -> Result<RunReport, RunError> {
-    let store = Store::new(ws.model_dir(opts.name)?);
-    let saved = resolve_config(cfg, &store)?;
+    let folder = ModelFolder::open(ws, opts.name)?;
+    let saved = resolve_config(cfg, &folder)?;
     let (stored, cfg) = (cfg.clone(), cfg.effective());
     let mut trainer = Trainer::new(&cfg, opts.device)?;
-    let (mut state, resumed) = load_latest(&store, &mut trainer)?;
+    let (mut state, resumed) = load_latest(&folder, &mut trainer)?;
     adapt_start(&stored, saved.as_ref(), ws, opts, &mut trainer, &mut state, resumed)?;
-    let (feeds, held_out) = Feeds::start(&cfg, ws, state.iteration, opts.device)?;
+    let (feeds, held_out) = Feeds::start(&cfg, ws, state.iteration, opts)?;
     let preview = feeds.preview_batches(cfg.preview_history)?;
     let mut clock =
         Clock { started: Instant::now(), before: state.elapsed_secs, last_backup: Instant::now() };
@@ -153,10 +160,10 @@ pub fn run(
             }
         }
         if last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
-            save(&store, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
+            save(&folder, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
             last_save = Instant::now();
         } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
-            write_previews(&store, &trainer, &state, &preview)?;
+            write_previews(&folder, &trainer, &state, &preview)?;
         }
         if let Some(held) = held_out.as_ref().filter(|_| state.iteration % cfg.eval_every == 0) {
             let point = held.measure(trainer.model(), opts.device, state.iteration)?;
@@ -165,14 +172,9 @@ pub fn run(
         }
     }
     record_check(&mut trainer, &mut state)?;
-    save(&store, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
+    save(&folder, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
     let ran = state.iteration - first_iteration;
-    Ok(RunReport {
-        iteration: state.iteration,
-        ran,
-        resumed,
-        preview: store.dir().join("preview.png"),
-    })
+    Ok(RunReport { iteration: state.iteration, ran, resumed, preview: folder.preview_path() })
 }
 
 fn is_done(cfg: &TrainConfig, state: &TrainState, goal: Option<u64>, stop: &AtomicBool) -> bool {
@@ -183,18 +185,16 @@ fn is_done(cfg: &TrainConfig, state: &TrainState, goal: Option<u64>, stop: &Atom
 
 /// First run: saves `cfg`. Resume: keeps the saved frozen options (refusing changes), takes the
 /// overridable ones from `cfg`, and logs each change.
-fn resolve_config(cfg: &TrainConfig, store: &Store) -> Result<Option<TrainConfig>, RunError> {
-    let path = store.dir().join(CONFIG_FILE);
-    let config_err = |reason: String| RunError::Config { path: path.clone(), reason };
-    let mut saved = None;
-    if path.is_file() {
-        let bytes = std::fs::read(&path).map_err(|e| config_err(e.to_string()))?;
-        let old: TrainConfig =
-            serde_json::from_slice(&bytes).map_err(|e| config_err(e.to_string()))?;
-        for change in compare(&old, cfg)? {
+fn resolve_config(
+    cfg: &TrainConfig,
+    folder: &ModelFolder,
+) -> Result<Option<TrainConfig>, RunError> {
+    let config_err = |reason: String| RunError::Config { path: folder.config_path(), reason };
+    let saved = folder.read_config()?;
+    if let Some(old) = &saved {
+        for change in compare(old, cfg)? {
             log::info!("option changed on resume: {change}");
         }
-        saved = Some(old);
     }
     cfg.model.validate_dims().map_err(|e| config_err(e.to_string()))?;
     if cfg.pretrain && cfg.pretrain_faceset.is_none() {
@@ -202,12 +202,12 @@ fn resolve_config(cfg: &TrainConfig, store: &Store) -> Result<Option<TrainConfig
             "--pretrain needs --pretrain-faceset DIR (a folder of aligned faces)".into(),
         ));
     }
-    write_json_atomic(&path, cfg).map_err(|e| config_err(e.to_string()))?;
+    folder.write_config(cfg)?;
     Ok(saved)
 }
 
 /// After loading: a model whose pretraining was just switched off restarts its iteration count
-/// and its inters (DFL §3.7); a new model made `--from` another takes that model's weights and
+/// and its inters (DFL does; `docs/dfl-parity.md`, "Pretraining"); a new model made `--from` another takes that model's weights and
 /// re-initialises what belongs to the old dst.
 fn adapt_start(
     cfg: &TrainConfig,
@@ -224,48 +224,40 @@ fn adapt_start(
             "pretraining switched off: iteration and loss history restart, inters re-initialised"
         );
         *state = TrainState::default();
-        trainer.reinit_parts(match kind {
-            ArchKind::Df => &["inter"],
-            ArchKind::Liae => &["inter_ab", "inter_b"],
-        });
+        trainer.reinit_parts(Part::inters(kind))?;
     }
     if let (false, Some(from)) = (resumed, opts.from) {
-        let old = Store::new(ws.model_dir(from)?);
-        let Some(ck) = old.load::<TrainState>()? else {
+        let old = ModelFolder::open(ws, from)?;
+        let Some(ck) = old.load()? else {
             return Err(RunError::Config {
                 path: old.dir().to_owned(),
                 reason: format!("--from {from}: that model has no checkpoint yet"),
             });
         };
-        copy_named(
-            &ck.dir.join(super::store::WEIGHTS_FILE),
-            ck.weights,
-            &trainer.var_store().variables(),
-        )?;
-        // What is dst-specific starts fresh: DF keeps its encoder and src decoder (the inter is
-        // re-learnt with the new dst); LIAE keeps encoder, inter_ab and decoder (inter_b is the
-        // only part that sees dst alone).
-        let dst_parts: &[&str] = match kind {
-            ArchKind::Df => &["inter", "decoder_dst"],
-            ArchKind::Liae => &["inter_b"],
-        };
-        trainer.reinit_parts(dst_parts);
-        log::info!("new model from {from}'s weights; re-initialised {}", dst_parts.join(", "));
+        copy_named(&ck.dir.join(WEIGHTS_FILE), ck.weights, &trainer.var_store().variables())?;
+        // What only ever learnt the old dst starts fresh.
+        let dst_parts = Part::dst_specific(kind);
+        trainer.reinit_parts(dst_parts)?;
+        let names: Vec<&str> = dst_parts.iter().map(|p| p.name()).collect();
+        log::info!("new model from {from}'s weights; re-initialised {}", names.join(", "));
     }
     Ok(())
 }
 
 /// Loads the latest checkpoint set into the trainer; a new model starts at iteration 0.
-fn load_latest(store: &Store, trainer: &mut Trainer) -> Result<(TrainState, bool), RunError> {
-    let Some(ck) = store.load::<TrainState>()? else {
-        log::info!("new model in {}", store.dir().display());
+fn load_latest(
+    folder: &ModelFolder,
+    trainer: &mut Trainer,
+) -> Result<(TrainState, bool), RunError> {
+    let Some(ck) = folder.load()? else {
+        log::info!("new model in {}", folder.dir().display());
         return Ok((TrainState::default(), false));
     };
-    let weights_path = ck.dir.join(super::store::WEIGHTS_FILE);
+    let weights_path = ck.dir.join(WEIGHTS_FILE);
     copy_named(&weights_path, ck.weights, &trainer.var_store().variables())?;
     trainer.optimizer_mut().load_state(&ck.optimizer)?;
     trainer.mark_good();
-    log::info!("resuming {} at iteration {}", store.dir().display(), ck.state.iteration);
+    log::info!("resuming {} at iteration {}", folder.dir().display(), ck.state.iteration);
     Ok((ck.state, true))
 }
 
@@ -294,7 +286,7 @@ struct Clock {
 }
 
 fn save(
-    store: &Store,
+    folder: &ModelFolder,
     trainer: &mut Trainer,
     state: &mut TrainState,
     clock: &mut Clock,
@@ -304,15 +296,15 @@ fn save(
     state.elapsed_secs = clock.before + clock.started.elapsed().as_secs_f64();
     let mut weights: Vec<(String, Tensor)> = trainer.var_store().variables().into_iter().collect();
     weights.sort_by(|a, b| a.0.cmp(&b.0));
-    store.save(state.iteration, &weights, &trainer.optimizer().state(), state)?;
+    folder.save(&weights, &trainer.optimizer().state(), state)?;
     if cfg.backup_every_hours > 0.0
         && clock.last_backup.elapsed().as_secs_f64() >= cfg.backup_every_hours * 3600.0
     {
-        store.backup(cfg.backups_kept)?;
+        folder.backup(cfg.backups_kept)?;
         clock.last_backup = Instant::now();
     }
-    write_previews(store, trainer, state, preview)?;
-    log::info!("saved iteration {} in {}", state.iteration, store.dir().display());
+    write_previews(folder, trainer, state, preview)?;
+    log::info!("saved iteration {} in {}", state.iteration, folder.dir().display());
     Ok(())
 }
 
@@ -325,7 +317,7 @@ struct PreviewBatches {
 }
 
 fn write_previews(
-    store: &Store,
+    folder: &ModelFolder,
     trainer: &Trainer,
     state: &TrainState,
     p: &PreviewBatches,
@@ -337,14 +329,13 @@ fn write_previews(
     let (ss, dd, swap) = (model.src_src(&src), model.dst_dst(&dst), model.swap(&dst));
     let columns = [&src, &ss.image, &ss.mask, &dst, &dd.image, &dd.mask, &swap.image];
     let grid = PreviewTensors { columns };
-    write_preview(&store.dir().join("preview.png"), &grid, PREVIEW_ROWS as i64)?;
+    write_preview(&folder.preview_path(), &grid, PREVIEW_ROWS as i64)?;
     if p.keep_history {
-        let path = store.dir().join("previews").join(format!("{:09}.png", state.iteration));
-        write_preview(&path, &grid, PREVIEW_ROWS as i64)?;
+        write_preview(&folder.preview_history_path(state.iteration), &grid, PREVIEW_ROWS as i64)?;
     }
-    write_loss_plot(&store.dir().join("loss.png"), &state.loss_history)?;
+    write_loss_plot(&folder.loss_plot_path(), &state.loss_history)?;
     if !state.eval_history.is_empty() {
-        write_eval_plot(&store.dir().join("eval.png"), &state.eval_history)?;
+        write_eval_plot(&folder.eval_plot_path(), &state.eval_history)?;
     }
     Ok(())
 }
@@ -361,12 +352,15 @@ fn describe_eval(p: &EvalPoint) -> String {
     )
 }
 
+/// One side's faces, their pixel cache and how samples are made of them.
+type SideFeed = (Arc<SampleSet>, Arc<FaceCache>, SampleConfig);
+
 /// Both sides' samplers.
 struct Feeds {
     src: Sampler,
     dst: Sampler,
-    src_set: (Arc<Faceset>, Arc<FaceCache>, SampleConfig),
-    dst_set: (Arc<Faceset>, Arc<FaceCache>, SampleConfig),
+    src_set: SideFeed,
+    dst_set: SideFeed,
 }
 
 impl Feeds {
@@ -376,54 +370,12 @@ impl Feeds {
         cfg: &TrainConfig,
         ws: &Workspace,
         iteration: u64,
-        device: Device,
+        opts: &RunOptions<'_>,
     ) -> Result<(Self, Option<HeldOut>), RunError> {
-        let load = |side: Side| -> Result<Faceset, RunError> {
-            // Pretraining reads one generic faceset for both sides.
-            let dir = cfg
-                .pretrain_faceset
-                .clone()
-                .filter(|_| cfg.pretrain)
-                .unwrap_or_else(|| ws.aligned_dir(side));
-            let (faceset, skipped) = Faceset::load(&dir, &crate::progress::NoProgress)?;
-            for s in &skipped {
-                log::warn!("skipping {}: {}", s.path.display(), s.error);
-            }
-            Ok(faceset)
-        };
-        let sample = |flip: bool, seed: u64, ct_mode: ColorTransfer| SampleConfig {
-            resolution_px: u32::try_from(cfg.model.resolution).unwrap_or(u32::MAX),
-            face_type: cfg.face_type,
-            random_warp: cfg.random_warp,
-            random_flip: flip,
-            eyes_mouth: cfg.eyes_mouth_prio,
-            uniform_yaw: cfg.uniform_yaw,
-            seed,
-            ct_mode,
-        };
-        let (mut src_loaded, mut dst_loaded) = (load(Side::Src)?, load(Side::Dst)?);
+        let mut src_loaded = load_side(cfg, ws, Side::Src)?;
+        let mut dst_loaded = load_side(cfg, ws, Side::Dst)?;
         let held_out = if cfg.eval_every > 0 && !cfg.pretrain {
-            match (
-                src_loaded.split_holdout(HOLDOUT_EVERY, HOLDOUT_MAX),
-                dst_loaded.split_holdout(HOLDOUT_EVERY, HOLDOUT_MAX),
-            ) {
-                (Some(src), Some(dst)) => {
-                    log::info!(
-                        "{} src and {} dst faces held out for evaluation",
-                        src.len(),
-                        dst.len()
-                    );
-                    let still = sample(false, 0, ColorTransfer::None);
-                    Some(HeldOut::new(&src, &dst, &still, src_identity(ws))?)
-                }
-                _ => {
-                    log::warn!(
-                        "--eval-every needs {} faces on each side to hold some out; not evaluating",
-                        2 * HOLDOUT_EVERY
-                    );
-                    None
-                }
-            }
+            hold_out(cfg, ws, &mut src_loaded, &mut dst_loaded, opts.sface)?
         } else {
             None
         };
@@ -433,13 +385,13 @@ impl Feeds {
             ColorReference { faceset: Arc::clone(&dst_faces), cache: Arc::clone(&dst_cache) };
         let src_faces = Arc::new(src_loaded.recolor_toward(reference));
         let seed = cfg.seed.wrapping_mul(2);
-        let src_sample = sample(cfg.random_src_flip, seed, cfg.ct_mode);
+        let src_sample = sample_config(cfg, cfg.random_src_flip, seed, cfg.ct_mode);
         let src_set = (src_faces, Arc::new(FaceCache::default()), src_sample);
-        let dst_set =
-            (dst_faces, dst_cache, sample(cfg.random_dst_flip, seed + 1, ColorTransfer::None));
-        let pin = device.is_cuda().then_some(device);
+        let dst_sample = sample_config(cfg, cfg.random_dst_flip, seed + 1, ColorTransfer::None);
+        let dst_set = (dst_faces, dst_cache, dst_sample);
+        let pin = opts.device.is_cuda().then_some(opts.device);
         let options = || SamplerOptions { threads: 1, pin_memory: pin, ..Default::default() };
-        let start = |(f, c, s): &(Arc<Faceset>, Arc<FaceCache>, SampleConfig)| {
+        let start = |(f, c, s): &SideFeed| {
             Sampler::start(f.clone(), c.clone(), *s, cfg.batch_size, iteration, options())
         };
         let feeds = Self { src: start(&src_set)?, dst: start(&dst_set)?, src_set, dst_set };
@@ -454,7 +406,7 @@ impl Feeds {
     }
 
     fn preview_batches(&self, keep_history: bool) -> Result<PreviewBatches, RunError> {
-        let still = |(f, c, s): &(Arc<Faceset>, Arc<FaceCache>, SampleConfig)| {
+        let still = |(f, c, s): &SideFeed| {
             let s = SampleConfig { random_warp: false, random_flip: false, ..*s };
             make_batch(f, c, &s, 0, PREVIEW_ROWS)
         };
@@ -462,22 +414,70 @@ impl Feeds {
     }
 }
 
+/// Loads one side's faces (pretraining reads one generic faceset for both sides); files that
+/// are not usable faces are reported once.
+fn load_side(cfg: &TrainConfig, ws: &Workspace, side: Side) -> Result<SampleSet, RunError> {
+    let dir = cfg
+        .pretrain_faceset
+        .clone()
+        .filter(|_| cfg.pretrain)
+        .unwrap_or_else(|| ws.aligned_dir(side));
+    let set = Faceset::read(&dir, &NoProgress)?;
+    set.warn_skipped("it is not trained on");
+    Ok(SampleSet::new(&set)?)
+}
+
+/// How samples of one side are made.
+fn sample_config(cfg: &TrainConfig, flip: bool, seed: u64, ct_mode: ColorTransfer) -> SampleConfig {
+    SampleConfig {
+        resolution_px: u32::try_from(cfg.model.resolution).unwrap_or(u32::MAX),
+        face_type: cfg.face_type,
+        random_warp: cfg.random_warp,
+        random_flip: flip,
+        eyes_mouth: cfg.eyes_mouth_prio,
+        uniform_yaw: cfg.uniform_yaw,
+        seed,
+        ct_mode,
+    }
+}
+
+/// Moves every 10th face of each side (at most 16) out of training and prepares them for
+/// `--eval-every`; `None` (with a warning) when a side has too few faces.
+fn hold_out(
+    cfg: &TrainConfig,
+    ws: &Workspace,
+    src: &mut SampleSet,
+    dst: &mut SampleSet,
+    sface: Option<&SFaceModel>,
+) -> Result<Option<HeldOut>, RunError> {
+    let held = (
+        src.split_holdout(HOLDOUT_EVERY, HOLDOUT_MAX),
+        dst.split_holdout(HOLDOUT_EVERY, HOLDOUT_MAX),
+    );
+    let (Some(src), Some(dst)) = held else {
+        log::warn!(
+            "--eval-every needs {} faces on each side to hold some out; not evaluating",
+            2 * HOLDOUT_EVERY
+        );
+        return Ok(None);
+    };
+    log::info!("{} src and {} dst faces held out for evaluation", src.len(), dst.len());
+    let still = sample_config(cfg, false, 0, ColorTransfer::None);
+    Ok(Some(HeldOut::new(&src, &dst, &still, src_identity(ws, sface))?))
+}
+
 /// The src faceset's mean SFace embedding and recognizers, for held-out identity; `None` (with
-/// a warning) when the model or a face cannot be read.
-fn src_identity(ws: &Workspace) -> Option<(Vec<f32>, crate::face::identity::RecognizerPool)> {
+/// a warning) without SFace, or when a src face cannot be embedded.
+fn src_identity(ws: &Workspace, sface: Option<&SFaceModel>) -> Option<(Embedding, RecognizerPool)> {
+    let sface = sface?;
     let attempt = || -> Result<_, String> {
-        let path =
-            crate::cli::assets().model(crate::assets::SFACE_FILE).map_err(|e| e.to_string())?;
-        let model = crate::face::identity::SFaceModel::load(&path).map_err(|e| e.to_string())?;
-        let dir = ws.aligned_dir(Side::Src);
-        let set = crate::sort::faceset::Faceset::read(&dir, &crate::progress::NoProgress)
-            .map_err(|e| format!("{}: {e}", dir.display()))?;
-        let side_dir = ws.side_dir(Side::Src);
+        let set =
+            Faceset::read(&ws.aligned_dir(Side::Src), &NoProgress).map_err(|e| e.to_string())?;
+        let mut cache = ScoreCache::open(&ws.face_scores(Side::Src));
         let embeddings =
-            crate::sort::embeddings(&set, &side_dir, &model, &crate::progress::NoProgress)
-                .map_err(|e| e.to_string())?;
-        let mean = crate::face::identity::mean_embedding(&embeddings);
-        Ok((mean, crate::face::identity::RecognizerPool::new(model)))
+            scores::embeddings(&set, &mut cache, sface, &NoProgress).map_err(|e| e.to_string())?;
+        let mean = Embedding::mean(&embeddings).ok_or("the src faceset has no faces")?;
+        Ok((mean, RecognizerPool::new(sface.clone())))
     };
     attempt().map_err(|e| log::warn!("held-out identity is not measured: {e}")).ok()
 }

@@ -1,4 +1,5 @@
-//! The runtime side of training (style rule 11): the network, its optimizer and one SAEHD step,
+//! The runtime side of training (never saved as such; options and counters live in the model
+//! folder): the network, its optimizer and one SAEHD step,
 //! plus the divergence guard that rolls back to the last good weights in memory.
 //!
 //! Losses stay on the device between checks: [`Trainer::step`] only queues work, and
@@ -7,11 +8,11 @@
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
-use super::config::TrainConfig;
+use crate::model::folder::TrainConfig;
 use crate::model::loss::{LossOptions, SideBatch, background_style_loss, side_loss};
 use crate::model::optim::{OptimError, Optimizer, trainable_variables};
 use crate::model::precision::{AutocastError, run_at};
-use crate::model::saehd::{Prediction, Saehd};
+use crate::model::saehd::{Part, Prediction, Saehd};
 
 /// A loss this many times the previous checked mean counts as a divergence spike.
 pub const SPIKE_FACTOR: f64 = 10.0;
@@ -50,6 +51,14 @@ pub enum TrainError {
         "the loss diverged {0} checks in a row even after rolling back; lower the learning rate (--lr), turn on --clip-grad, or resume from a backup"
     )]
     Diverged(u32),
+    /// A part to re-initialise is not in the model's archi.
+    #[error("{archi} has no part {part}; its parts are encoder and its inters and decoders")]
+    NoSuchPart {
+        /// The part asked for.
+        part: Part,
+        /// The model's archi.
+        archi: String,
+    },
 }
 
 /// What a check found.
@@ -136,13 +145,21 @@ impl Trainer {
         &self.optimizer
     }
 
-    /// Gives every weight under the top-level parts `parts` (e.g. `inter`, `decoder_dst`) fresh
+    /// Gives every weight under the top-level `parts` (e.g. `inter`, `decoder_dst`) fresh
     /// initial values, as a new model would have, and marks the result good.
-    pub fn reinit_parts(&mut self, parts: &[&str]) {
+    ///
+    /// # Errors
+    /// `NoSuchPart` when a part is not in this model's archi (nothing is changed then).
+    pub fn reinit_parts(&mut self, parts: &[Part]) -> Result<(), TrainError> {
+        let kind = self.cfg.model.arch.kind;
+        if let Some(&part) = parts.iter().find(|p| !Part::of(kind).contains(p)) {
+            return Err(TrainError::NoSuchPart { part, archi: self.cfg.model.arch.to_string() });
+        }
         let fresh_vs = VarStore::new(self.vs.device());
         let _fresh = Saehd::new(&fresh_vs.root(), &self.cfg.model);
         let fresh = fresh_vs.variables();
-        let is_in_parts = |name: &str| parts.iter().any(|p| name.split('.').next() == Some(*p));
+        let is_in_parts =
+            |name: &str| parts.iter().any(|p| name.split('.').next() == Some(p.name()));
         tch::no_grad(|| {
             for (name, var) in self.vs.variables() {
                 if let (true, Some(new)) = (is_in_parts(&name), fresh.get(&name)) {
@@ -151,6 +168,7 @@ impl Trainer {
             }
         });
         self.mark_good();
+        Ok(())
     }
 
     /// Marks the current weights as the last good state (after loading a checkpoint).
@@ -184,7 +202,8 @@ impl Trainer {
             );
             total += bg;
         }
-        // DFL differentiates the per-sample losses' sum over the batch (anchors doc §3.1 ⚠).
+        // DFL differentiates the per-sample losses' sum over the batch (`docs/dfl-parity.md`,
+        // "Quirks").
         total.sum(Kind::Float).backward();
         self.optimizer.step()?;
         let (s, d) = (src_loss.detach().mean(Kind::Float), dst_loss.detach().mean(Kind::Float));
@@ -367,11 +386,22 @@ mod tests {
     fn reinit_changes_only_the_named_parts() {
         let mut t = Trainer::new(&config(), Device::Cpu).unwrap();
         let before = weights(&t);
-        t.reinit_parts(&["inter", "decoder_dst"]);
+        t.reinit_parts(&[Part::Inter, Part::DecoderDst]).unwrap();
         for ((name, now), (_, was)) in weights(&t).iter().zip(&before) {
             let reset = name.starts_with("inter.") || name.starts_with("decoder_dst.");
             let is_bias = name.ends_with("bias"); // zero before and after
             assert_eq!(now.equal(was), !reset || is_bias, "{name}");
+        }
+    }
+
+    #[test]
+    fn a_part_the_archi_does_not_have_is_refused_and_nothing_changes() {
+        let mut t = Trainer::new(&config(), Device::Cpu).unwrap();
+        let before = weights(&t);
+        let err = t.reinit_parts(&[Part::Inter, Part::InterB]).unwrap_err().to_string();
+        assert!(err.contains("no part inter_b"), "{err}");
+        for ((name, now), (_, was)) in weights(&t).iter().zip(&before) {
+            assert!(now.equal(was), "{name} changed");
         }
     }
 

@@ -16,6 +16,17 @@ pub fn dfl(ws: &Path, args: &[&str]) -> Output {
     dfl_cmd(ws, args).output().expect("the dfl binary runs")
 }
 
+/// Runs `dfl ARGS…` inside `dir` (no `--workspace`: the default `workspace`, or what the
+/// arguments say), with dfl's own environment variables cleared.
+pub fn dfl_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_dfl"))
+        .args(args)
+        .current_dir(dir)
+        .env_remove("DFL_WORKSPACE")
+        .output()
+        .expect("the dfl binary runs")
+}
+
 /// The run's stderr as text.
 pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()

@@ -1,4 +1,5 @@
-//! Reading dlib's `shape_predictor` file layout (`docs/face-models.md` §5.2) into the flat
+//! Reading dlib's `shape_predictor` file layout (`docs/face-models.md`, "dlib's shape predictor")
+//! into the flat
 //! arrays of [`ShapePredictor`], checking every size and index that prediction relies on.
 
 use std::ops::Range;

@@ -1,5 +1,5 @@
 //! Per-sample geometry: fitting a face to the model's face type and resolution, DFL's random
-//! warp grid, the random affine and the flip (anchors doc §3.8, §4.3, §4.5).
+//! warp grid, the random affine and the flip (`docs/dfl-parity.md`, "Training samples").
 //!
 //! DFL: `samplelib/SampleProcessor.py`, `core/imagelib/warp.py` (`gen_warp_params`,
 //! `warp_by_params`). One [`WarpParams`] is drawn per sample and applied to all its outputs, so
@@ -12,6 +12,7 @@ use rand::Rng;
 use rand_distr::StandardNormal;
 
 use crate::face::align::{Affine, FaceType, transform_mat};
+use crate::face::landmarks::Landmarks68;
 
 /// Random rotation range in degrees, ±. DFL: `gen_warp_params` `rotation_range=[-10, 10]`.
 const ROTATION_DEG: f64 = 10.0;
@@ -24,7 +25,7 @@ const FLIP_PROBABILITY: f64 = 0.4;
 /// Grid displacement per unit `z`, as a share of the cell. DFL: `cell_size*0.24`.
 const GRID_SHIFT_SHARE: f64 = 0.24;
 /// The grid's normal draws are truncated to ±this, then divided by it, so `z` ∈ [−1, 1]
-/// (anchors doc §4.5).
+/// (`docs/dfl-parity.md`, "Training samples").
 const GRID_NORMAL_CLIP: f64 = 2.5;
 /// Warps below this resolution are computed at it and resized back. DFL: `if w < 64`.
 const MIN_WARP_PX: i32 = 64;
@@ -110,7 +111,7 @@ fn centred_affine(work_px: i32, rotation_deg: f64, scale: f64, shift: [f64; 2]) 
     [[a, b, (1.0 - a) * c - b * c + shift[0] * w], [-b, a, b * c + (1.0 - a) * c + shift[1] * w]]
 }
 
-/// Draws DFL's random-warp maps for a `w`² image (anchors doc §4.5): a grid of cell `w/2`,
+/// Draws DFL's random-warp maps for a `w`² image: a grid of cell `w/2`,
 /// `w/4` or `w/8` whose interior points move by `cell·0.24·z`, upsampled bilinearly to
 /// `(w + cell)`² and cropped by `cell/2` per side.
 fn warp_grid(rng: &mut impl Rng, w: i32) -> opencv::Result<(Mat, Mat)> {
@@ -169,7 +170,7 @@ pub fn to_unit_float(bgr: &Mat) -> opencv::Result<Mat> {
 #[derive(Debug, Clone, Copy)]
 pub struct Fit<'a> {
     /// The face's landmarks in its aligned image.
-    pub landmarks: &'a [[f32; 2]],
+    pub landmarks: &'a Landmarks68,
     /// The face's own face type.
     pub face_type: FaceType,
     /// The model's face type.

@@ -4,7 +4,7 @@ use rayon::prelude::*;
 use tch::Tensor;
 
 use super::order::{Order, sample_rng};
-use super::{FaceCache, Faceset, Sample, SampleConfig, SampleError, make_sample};
+use super::{FaceCache, Sample, SampleConfig, SampleError, SampleSet, make_sample};
 
 /// One batch of samples as CPU tensors.
 ///
@@ -52,7 +52,7 @@ impl Batch {
 /// # Errors
 /// The first sample's error, in sample order; `EmptyBatch` for a size or resolution of 0.
 pub fn make_batch(
-    faceset: &Faceset,
+    faceset: &SampleSet,
     cache: &FaceCache,
     cfg: &SampleConfig,
     iteration: u64,
@@ -104,7 +104,7 @@ mod tests {
     use crate::train::sampler::testutil::{small_faceset, write_faceset};
 
     fn batch_in_pool(
-        set: &Faceset,
+        set: &SampleSet,
         cache: &FaceCache,
         cfg: &SampleConfig,
         threads: usize,
@@ -145,23 +145,35 @@ mod tests {
         assert!(matches!(err, SampleError::EmptyBatch { .. }), "{err}");
     }
 
+    /// With CUDA the batch lands in pinned host memory; without it, asking is an error, not a
+    /// crash. Both machines check something.
     #[test]
-    fn pinning_without_cuda_is_an_error_not_a_crash() {
-        if tch::Cuda::is_available() {
-            return;
-        }
+    fn pinning_pins_with_cuda_and_is_an_error_without() {
         let tmp = tempfile::tempdir().unwrap();
         let (set, cache, cfg) = small_faceset(tmp.path());
         let batch = make_batch(&set, &cache, &cfg, 0, 1).unwrap();
-        let err = batch.pinned(tch::Device::Cuda(0)).unwrap_err();
-        assert!(matches!(err, SampleError::Tensor(_)), "{err}");
+        let plain = batch.target.copy();
+        let cuda = tch::Device::Cuda(0);
+        match batch.pinned(cuda) {
+            Ok(pinned) => {
+                assert!(tch::Cuda::is_available(), "pinning succeeded without CUDA");
+                for t in [&pinned.warped, &pinned.target, &pinned.mask, &pinned.eyes_mouth] {
+                    assert!(t.is_pinned(cuda), "a batch tensor is not pinned");
+                }
+                assert!(pinned.target.equal(&plain), "pinning changed the values");
+            }
+            Err(err) => {
+                assert!(!tch::Cuda::is_available(), "pinning failed with CUDA: {err}");
+                assert!(matches!(err, SampleError::Tensor(_)), "{err}");
+            }
+        }
     }
 
     #[test]
     fn uniform_yaw_batches_reach_every_bin() {
         let tmp = tempfile::tempdir().unwrap();
         write_faceset(tmp.path(), 6, 64, |i| if i < 4 { 0.0 } else { [-0.8, 0.8][i - 4] });
-        let (set, _) = Faceset::load(tmp.path(), &NoProgress).unwrap();
+        let (set, _) = SampleSet::load(tmp.path(), &NoProgress).unwrap();
         let cfg = SampleConfig { resolution_px: 16, uniform_yaw: true, ..SampleConfig::default() };
         let cache = FaceCache::default();
         let picks: Vec<usize> = (0..10)

@@ -1,6 +1,6 @@
 //! Training samples: faces of a faceset fitted to the model's face type and resolution,
 //! augmented as DFL's SAEHD augments them, with their masks, batched into tensors ahead of the
-//! trainer (anchors doc §3.8, §4.3–4.7).
+//! trainer (`docs/dfl-parity.md`, "Training samples").
 //!
 //! DFL: `samplelib/SampleGeneratorFace.py`, `samplelib/SampleProcessor.py`.
 //!
@@ -11,11 +11,10 @@
 pub mod augment;
 mod batch;
 pub mod cache;
-pub mod faceset;
-pub mod masks;
 pub mod order;
 mod prefetch;
 pub mod recolor;
+pub mod samples;
 #[cfg(test)]
 mod testutil;
 
@@ -26,13 +25,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::color::ColorTransfer;
 use crate::face::align::FaceType;
+use crate::face::landmarks::Landmarks68;
+use crate::face::masks;
 use crate::face::metadata::FaceFileError;
 use augment::{Fit, Layer, WarpParams};
 pub use batch::{Batch, make_batch};
 pub use cache::FaceCache;
-pub use faceset::{FaceRecord, Faceset, FacesetError, SkippedFace};
 pub use prefetch::{Sampler, SamplerOptions};
 pub use recolor::ColorReference;
+pub use samples::{FaceRecord, SampleSet, SampleSetError};
 
 /// What samples look like.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
@@ -86,6 +87,15 @@ pub enum SampleError {
         /// OpenCV's error.
         #[source]
         source: opencv::Error,
+    },
+    /// Recolouring a sample toward a dst face failed.
+    #[error("recolouring toward {}: {source}", .path.display())]
+    ColorTransfer {
+        /// The dst face the sample was recoloured toward.
+        path: std::path::PathBuf,
+        /// The colour transfer's error.
+        #[source]
+        source: crate::color::ColorError,
     },
     /// The decoded image's size differs from the metadata's.
     #[error("{}: the image is {got} px but its metadata says {expected_px}x{expected_px}; re-extract this face", .path.display())]
@@ -168,7 +178,7 @@ struct Layers {
 /// # Panics
 /// When `face_index` is not an index of `faceset`.
 pub fn make_sample(
-    faceset: &Faceset,
+    faceset: &SampleSet,
     cache: &FaceCache,
     face_index: usize,
     cfg: &SampleConfig,
@@ -181,7 +191,7 @@ pub fn make_sample(
     // The geometry is drawn first, so turning colour transfer on or off keeps every warp.
     let params =
         WarpParams::draw(rng, resolution_px, cfg.random_warp, cfg.random_flip).map_err(cv)?;
-    // DFL recolours the fitted image toward a random dst face here (§3.8 step 3), before
+    // DFL recolours the fitted image toward a random dst face here, before
     // warping; masks are left alone.
     let fitted = match (cfg.ct_mode, faceset.color_reference()) {
         (ColorTransfer::None, _) | (_, None) => fitted,
@@ -202,7 +212,7 @@ pub fn make_sample(
 /// # Panics
 /// When `face_index` is not an index of `faceset`.
 pub fn still_sample(
-    faceset: &Faceset,
+    faceset: &SampleSet,
     cache: &FaceCache,
     face_index: usize,
     cfg: &SampleConfig,
@@ -243,13 +253,13 @@ pub fn model_landmarks(
     face: &FaceRecord,
     resolution_px: u32,
     model_face_type: crate::face::align::FaceType,
-) -> Option<Vec<[f32; 2]>> {
+) -> Option<Landmarks68> {
     if face.face_type == model_face_type {
         let k = resolution_px as f32 / face.size_px.max(1) as f32;
-        return Some(face.landmarks.iter().map(|p| [p[0] * k, p[1] * k]).collect());
+        return Some(face.landmarks.map(|p| [p[0] * k, p[1] * k]));
     }
     let m = crate::face::align::transform_mat(&face.landmarks, resolution_px, model_face_type)?;
-    Some(crate::face::align::transform_points(&m, &face.landmarks))
+    Some(face.landmarks.transformed(&m))
 }
 
 /// Checks up front that every face can be cropped to `cfg.face_type`, so a wrong faceset fails
@@ -257,7 +267,7 @@ pub fn model_landmarks(
 ///
 /// # Errors
 /// `FaceTypeTooNarrow` for the first face (in file order) whose type is narrower.
-pub fn check_faceset(faceset: &Faceset, cfg: &SampleConfig) -> Result<(), SampleError> {
+pub fn check_faceset(faceset: &SampleSet, cfg: &SampleConfig) -> Result<(), SampleError> {
     faceset.faces().iter().try_for_each(|face| check_face_type(face, cfg.face_type))
 }
 
@@ -341,7 +351,7 @@ mod tests {
     use rand_chacha::ChaCha8Rng;
     use testutil::{small_faceset, write_faceset};
 
-    fn sample(set: &Faceset, cache: &FaceCache, cfg: &SampleConfig, seed: u64) -> Sample {
+    fn sample(set: &SampleSet, cache: &FaceCache, cfg: &SampleConfig, seed: u64) -> Sample {
         make_sample(set, cache, 0, cfg, &mut ChaCha8Rng::seed_from_u64(seed)).unwrap()
     }
 
@@ -363,7 +373,7 @@ mod tests {
             opencv::core::multiply(&img, &tint, &mut tinted, 1.0, -1).unwrap();
             write_face(&path, &tinted, &meta, ImageFormat::Png, 95).unwrap();
         }
-        let (reference, _) = Faceset::load(b.path(), &NoProgress).unwrap();
+        let (reference, _) = SampleSet::load(b.path(), &NoProgress).unwrap();
         let set = set.recolor_toward(ColorReference {
             faceset: std::sync::Arc::new(reference),
             cache: std::sync::Arc::new(FaceCache::default()),
@@ -421,7 +431,7 @@ mod tests {
         // At R ≥ 64 warps run at R itself (below, DFL detours through 64 px).
         let tmp = tempfile::tempdir().unwrap();
         write_faceset(tmp.path(), 1, 96, |_| 0.0);
-        let (set, _) = Faceset::load(tmp.path(), &NoProgress).unwrap();
+        let (set, _) = SampleSet::load(tmp.path(), &NoProgress).unwrap();
         let cache = FaceCache::default();
         let face = &set.faces()[0];
         let bgr = cache.get_or_load(&face.path).unwrap();

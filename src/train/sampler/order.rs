@@ -1,5 +1,5 @@
 //! Which face each sample of each iteration shows, and the seeded RNG it draws its
-//! augmentation from (style rule 24): everything derives from `(seed, iteration, index)`, so a
+//! augmentation from: everything derives from `(seed, iteration, index)`, so a
 //! batch is the same whatever the thread count or the iteration a run resumed at.
 //!
 //! DFL: `samplelib/SampleGeneratorFace.py`, `core/mplib` (`IndexHost`, `Index2DHost`).
@@ -8,7 +8,7 @@ use rand::seq::SliceRandom;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 
-use super::faceset::Faceset;
+use super::samples::SampleSet;
 
 /// Number of yaw bins. DFL: `SampleGeneratorFace` `grads = 128`.
 pub const YAW_BINS: usize = 128;
@@ -54,7 +54,7 @@ pub enum Order {
 
 impl Order {
     /// Returns the order for `faceset`: by yaw bins when `uniform_yaw`, else shuffled epochs.
-    pub fn new(faceset: &Faceset, uniform_yaw: bool) -> Self {
+    pub fn new(faceset: &SampleSet, uniform_yaw: bool) -> Self {
         if !uniform_yaw {
             return Order::Shuffled { len: faceset.len() };
         }
@@ -121,20 +121,20 @@ pub fn yaw_bin(yaw: f64) -> usize {
 mod tests {
     use super::*;
     use crate::face::align::FaceType;
-    use crate::train::sampler::faceset::FaceRecord;
+    use crate::train::sampler::samples::FaceRecord;
 
-    fn faceset(yaws: &[f32]) -> Faceset {
+    fn faceset(yaws: &[f32]) -> SampleSet {
         let faces = yaws
             .iter()
             .map(|&yaw| FaceRecord {
                 path: "x.jpg".into(),
-                landmarks: vec![[0.0; 2]; 68],
+                landmarks: crate::face::landmarks::Landmarks68::new([[0.0; 2]; 68]),
                 face_type: FaceType::WholeFace,
                 size_px: 64,
                 yaw,
             })
             .collect();
-        Faceset::from_records("/set", faces)
+        SampleSet::from_records("/set", faces)
     }
 
     fn rngs(seed: u64, iteration: u64, n: u64) -> Vec<ChaCha8Rng> {

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 use std::thread::JoinHandle;
 
-use super::{Batch, FaceCache, Faceset, SampleConfig, SampleError, check_faceset, make_batch};
+use super::{Batch, FaceCache, SampleConfig, SampleError, SampleSet, check_faceset, make_batch};
 
 /// Finished batches waiting for the trainer by default: enough to absorb slow batches
 /// (cache misses) without holding much memory (4 × 2.5 MB at R 128, batch 8).
@@ -32,7 +32,7 @@ impl Default for SamplerOptions {
 
 /// Everything the producer thread owns.
 struct Producer {
-    faceset: Arc<Faceset>,
+    faceset: Arc<SampleSet>,
     cache: Arc<FaceCache>,
     cfg: SampleConfig,
     batch_size: usize,
@@ -61,7 +61,7 @@ impl Sampler {
     /// `FaceTypeTooNarrow` when a face cannot be cropped to `cfg.face_type` ([`check_faceset`]);
     /// `ThreadPool` or `Spawn` when the worker threads cannot be created.
     pub fn start(
-        faceset: Arc<Faceset>,
+        faceset: Arc<SampleSet>,
         cache: Arc<FaceCache>,
         cfg: SampleConfig,
         batch_size: usize,
@@ -165,7 +165,7 @@ mod tests {
     use super::*;
     use crate::train::sampler::testutil::small_faceset;
 
-    fn setup(dir: &std::path::Path) -> (Arc<Faceset>, Arc<FaceCache>, SampleConfig) {
+    fn setup(dir: &std::path::Path) -> (Arc<SampleSet>, Arc<FaceCache>, SampleConfig) {
         let (set, cache, cfg) = small_faceset(dir);
         (Arc::new(set), Arc::new(cache), cfg)
     }

@@ -1,4 +1,4 @@
-//! DFL's `ct_mode` at training time (anchors doc §3.8 step 3, §3.9): each src sample's fitted
+//! DFL's `ct_mode` at training time (`docs/dfl-parity.md`, "Colour transfer"): each src sample's fitted
 //! image is recoloured toward a random face of the other faceset (resized to R×R) before
 //! warping; masks are left alone.
 
@@ -10,14 +10,14 @@ use opencv::prelude::*;
 use rand::Rng;
 
 use super::augment::to_unit_float;
-use super::{FaceCache, Faceset, SampleError};
+use super::{FaceCache, SampleError, SampleSet};
 use crate::color::{self, ColorTransfer, Image};
 
 /// The faces src samples are recoloured toward (the dst faceset and its cache).
 #[derive(Clone)]
 pub struct ColorReference {
     /// The reference faces.
-    pub faceset: Arc<Faceset>,
+    pub faceset: Arc<SampleSet>,
     /// Their decoded images.
     pub cache: Arc<FaceCache>,
 }
@@ -51,16 +51,14 @@ pub fn recolor(
     let mut resized = Mat::default();
     imgproc::resize(&*bgr, &mut resized, Size::new(w, h), 0.0, 0.0, imgproc::INTER_LINEAR)
         .map_err(cv)?;
-    let reference_img = as_image(&to_unit_float(&resized).map_err(cv)?).map_err(cv)?;
-    let src_img = as_image(image).map_err(cv)?;
-    let out = color::transfer(mode, &src_img, &reference_img, rng)
-        .map_err(|e| cv(opencv::Error::new(opencv::core::StsError, e.to_string())))?;
+    let transfer_err = |source| SampleError::ColorTransfer { path: face.path.clone(), source };
+    let as_image = |mat: &Mat| -> Result<Image, SampleError> {
+        let data = crate::img::bgr_f32_from_mat(mat).map_err(cv)?;
+        let (w, h) = (mat.cols() as usize, mat.rows() as usize);
+        Image::new(w, h, data).map_err(transfer_err)
+    };
+    let reference_img = as_image(&to_unit_float(&resized).map_err(cv)?)?;
+    let src_img = as_image(image)?;
+    let out = color::transfer(mode, &src_img, &reference_img, rng).map_err(transfer_err)?;
     crate::img::mat_from_bgr_f32(&out.data, out.width, out.height).map_err(cv)
-}
-
-/// Copies a `CV_32FC3` Mat into a colour-transfer image (HWC, BGR).
-fn as_image(mat: &Mat) -> opencv::Result<Image> {
-    let data = crate::img::bgr_f32_from_mat(mat)?;
-    let (w, h) = (mat.cols() as usize, mat.rows() as usize);
-    Image::new(w, h, data).map_err(|e| opencv::Error::new(opencv::core::StsError, e.to_string()))
 }

@@ -1,7 +1,13 @@
-//! Frames to extract from: a video decoded directly with OpenCV, or a folder of images.
+//! The frames of a side's input, and the frame loop every stage shares.
 //!
-//! Frame names are stable so every face traces back to its frame: `00001`, `00002`, … for a
-//! video (1-based), the file stem for an image.
+//! The input is a video decoded directly with OpenCV, or a folder of images. Frame names are
+//! stable so every face traces back to its frame: `00001`, `00002`, … for a video (1-based),
+//! the file stem for an image.
+//!
+//! The loop ([`for_each_frame`]): frames are decoded on the calling thread in chunks, each chunk
+//! is processed on all cores, and the results are recorded on the calling thread in frame
+//! order. Extract, merge and eval all run this way, so each records (logs, counts, writes) in
+//! the same order whatever the thread count.
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
@@ -10,8 +16,56 @@ use opencv::core::Mat;
 use opencv::imgcodecs;
 use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
+use rayon::prelude::*;
 
 use crate::workspace::{Input, is_image_file};
+
+/// Frames decoded ahead per worker thread: enough to keep every core busy.
+const FRAMES_PER_THREAD_IN_FLIGHT: usize = 4;
+
+/// Returns how many frames a chunk holds: a few per worker thread, so every core stays busy
+/// while memory stays bounded.
+pub fn chunk_len() -> usize {
+    rayon::current_num_threads() * FRAMES_PER_THREAD_IN_FLIGHT
+}
+
+/// Runs the shared frame loop over the frames `pick` takes: chunks of [`chunk_len`] frames are
+/// decoded here, `work` runs on each frame of a chunk on all cores, and `record` gets each
+/// result here, in frame order.
+///
+/// # Errors
+/// The first error `record` returns; the frames after it are not recorded.
+pub fn for_each_frame<R: Send, E>(
+    source: &mut FrameSource,
+    pick: impl Fn(usize, &str) -> Pick,
+    work: impl Fn(&Frame) -> R + Sync + Send,
+    mut record: impl FnMut(&Frame, R) -> Result<(), E>,
+) -> Result<(), E> {
+    loop {
+        let chunk = source.next_chunk(&pick, chunk_len());
+        if chunk.is_empty() {
+            return Ok(());
+        }
+        process_in_order(&chunk, &work, &mut record)?;
+    }
+}
+
+/// Runs `work` on every item of `chunk` on all cores, then hands each result to `record` on
+/// this thread, in order.
+///
+/// # Errors
+/// The first error `record` returns.
+pub fn process_in_order<T: Sync, R: Send, E>(
+    chunk: &[T],
+    work: impl Fn(&T) -> R + Sync + Send,
+    mut record: impl FnMut(&T, R) -> Result<(), E>,
+) -> Result<(), E> {
+    let results: Vec<R> = chunk.par_iter().map(work).collect();
+    for (item, result) in chunk.iter().zip(results) {
+        record(item, result)?;
+    }
+    Ok(())
+}
 
 /// One frame: its name, and its pixels (BGR u8) unless it had to be skipped.
 #[derive(Debug)]
@@ -108,6 +162,11 @@ impl FrameSource {
         }
     }
 
+    /// Returns the next `len` frames (fewer at the end) that `pick(index, name)` takes.
+    pub fn next_chunk(&mut self, pick: impl Fn(usize, &str) -> Pick, len: usize) -> Vec<Frame> {
+        std::iter::from_fn(|| self.next_picked(&pick)).take(len).collect()
+    }
+
     /// Returns the next frame whose name is not in `done`, or `None` at the end.
     pub fn next_pending(&mut self, done: &HashSet<String>) -> Option<Frame> {
         self.next_picked(|_, name| if done.contains(name) { Pick::Skip } else { Pick::Take })
@@ -173,12 +232,39 @@ impl FrameSource {
         }
     }
 
+    /// Returns how many frames a video lost, with a warning naming the file, when decoding
+    /// stopped before the length its container reports (0 for images). Containers estimate
+    /// their frame count, so one frame short is not a loss.
+    pub fn warn_if_truncated(&self) -> usize {
+        let FrameSource::Video { path, reported, next, .. } = self else { return 0 };
+        if *reported <= next + 1 {
+            return 0;
+        }
+        log::warn!(
+            "{}: only {next} of {reported} frames decode; the file may be truncated or corrupt",
+            path.display()
+        );
+        reported - next
+    }
+
     /// Returns the 0-based index of the next frame (= frames consumed so far).
     pub fn position(&self) -> usize {
         match self {
             FrameSource::Video { next, .. } | FrameSource::Images { next, .. } => *next,
         }
     }
+}
+
+/// Returns the names of the frames of `input` in order: `count` names for a video, every
+/// image's for a folder.
+///
+/// # Errors
+/// `ListDir` when the image folder cannot be listed.
+pub fn frame_names(input: &Input, count: usize) -> Result<Vec<String>, FramesError> {
+    Ok(match input {
+        Input::Video(_) => (0..count).map(video_frame_name).collect(),
+        Input::Images(dir) => list_images(dir)?.iter().map(|p| image_frame_name(p)).collect(),
+    })
 }
 
 /// Returns the name of the 0-based video frame `index`: `00001` for the first.

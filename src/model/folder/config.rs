@@ -1,9 +1,9 @@
 //! A model's options, saved as `model/<name>/config.json` on the first run. Options that fix
 //! the network (DFL asks them only on the first run) can never change; the others (DFL's
-//! "override" options, anchors doc §3.13) can change on any resume, and each change is logged.
+//! "override" options, `docs/dfl-parity.md`, "Options") can change on any resume, and each
+//! change is logged.
 
 use serde::{Deserialize, Serialize};
-use serde_json::Value;
 
 use crate::color::ColorTransfer;
 use crate::face::align::FaceType;
@@ -58,14 +58,14 @@ pub struct TrainConfig {
     pub preview_history: bool,
     /// Measure held-out faces every this many iterations (0 = off, and no face is held out).
     pub eval_every: u64,
-    /// Pretrain on one generic faceset for both sides (DFL's `pretrain`, anchors doc §3.7).
+    /// Pretrain on one generic faceset for both sides (DFL's `pretrain`).
     pub pretrain: bool,
     /// The generic faceset (a folder of aligned faces) pretraining reads.
     pub pretrain_faceset: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainConfig {
-    /// DFL's SAEHD defaults (anchors doc §3.13); face type `f`, batch 8.
+    /// DFL's SAEHD defaults (`docs/dfl-parity.md`, "Options"); face type `f`, batch 8.
     fn default() -> Self {
         Self {
             model: ModelConfig::default(),
@@ -98,7 +98,7 @@ impl Default for TrainConfig {
 impl TrainConfig {
     /// Returns the options a run actually uses: pretraining forces random warp off, flips on
     /// for both sides, yaw-balanced sampling, no colour transfer, no lr dropout and no
-    /// background style (DFL: `Model_SAEHD/Model.py`, anchors doc §3.7).
+    /// background style (DFL: `models/Model_SAEHD/Model.py`; `docs/dfl-parity.md`, "Pretraining").
     pub fn effective(&self) -> TrainConfig {
         if !self.pretrain {
             return self.clone();
@@ -115,9 +115,6 @@ impl TrainConfig {
     }
 }
 
-/// The options DFL asks only when a model is created.
-const FROZEN: [&str; 3] = ["model", "face_type", "seed"];
-
 /// A resumed run tried to change an option that fixes the model.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
@@ -126,26 +123,84 @@ const FROZEN: [&str; 3] = ["model", "face_type", "seed"];
 )]
 pub struct FrozenOptionChanged(pub Vec<String>);
 
-/// Compares a resumed run's options with the saved ones.
+/// One option's change, as `name: saved → now` (values as they are written in `config.json`).
+fn change<T: PartialEq + Serialize>(name: &str, saved: &T, now: &T) -> Option<String> {
+    let show = |v: &T| serde_json::to_string(v).unwrap_or_else(|e| format!("<{e}>"));
+    (saved != now).then(|| format!("{name}: {} → {}", show(saved), show(now)))
+}
+
+/// Compares a resumed run's options with the saved ones, field by field.
+///
+/// The options DFL asks only when a model is created (the network, the face type and the seed)
+/// are frozen; every other option may change on resume.
 ///
 /// # Errors
 /// `FrozenOptionChanged` listing each frozen option as `name: saved → now`.
 ///
 /// Returns the changes of overridable options (to log), as `name: saved → now`.
 pub fn compare(saved: &TrainConfig, now: &TrainConfig) -> Result<Vec<String>, FrozenOptionChanged> {
-    let (Ok(Value::Object(saved)), Ok(Value::Object(now))) =
-        (serde_json::to_value(saved), serde_json::to_value(now))
-    else {
-        unreachable!("invariant: TrainConfig serialises to an object");
-    };
-    let changed = |key: &String| saved.get(key) != now.get(key);
-    let describe = |key: &String| format!("{key}: {} → {}", saved[key], now[key]);
-    let frozen: Vec<String> =
-        FROZEN.iter().map(|k| (*k).to_owned()).filter(changed).map(|k| describe(&k)).collect();
+    // Destructured so that a new option cannot be forgotten here.
+    let TrainConfig {
+        model,
+        face_type,
+        seed,
+        batch_size,
+        optimizer,
+        precision,
+        masked_training,
+        eyes_mouth_prio,
+        bg_style_power,
+        random_warp,
+        random_src_flip,
+        random_dst_flip,
+        uniform_yaw,
+        ct_mode,
+        target_iter,
+        save_every_min,
+        backup_every_hours,
+        backups_kept,
+        preview_every,
+        preview_history,
+        eval_every,
+        pretrain,
+        pretrain_faceset,
+    } = now;
+    let frozen: Vec<String> = [
+        change("model", &saved.model, model),
+        change("face_type", &saved.face_type, face_type),
+        change("seed", &saved.seed, seed),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
     if !frozen.is_empty() {
         return Err(FrozenOptionChanged(frozen));
     }
-    Ok(saved.keys().filter(|k| changed(k)).map(describe).collect())
+    Ok([
+        change("batch_size", &saved.batch_size, batch_size),
+        change("optimizer", &saved.optimizer, optimizer),
+        change("precision", &saved.precision, precision),
+        change("masked_training", &saved.masked_training, masked_training),
+        change("eyes_mouth_prio", &saved.eyes_mouth_prio, eyes_mouth_prio),
+        change("bg_style_power", &saved.bg_style_power, bg_style_power),
+        change("random_warp", &saved.random_warp, random_warp),
+        change("random_src_flip", &saved.random_src_flip, random_src_flip),
+        change("random_dst_flip", &saved.random_dst_flip, random_dst_flip),
+        change("uniform_yaw", &saved.uniform_yaw, uniform_yaw),
+        change("ct_mode", &saved.ct_mode, ct_mode),
+        change("target_iter", &saved.target_iter, target_iter),
+        change("save_every_min", &saved.save_every_min, save_every_min),
+        change("backup_every_hours", &saved.backup_every_hours, backup_every_hours),
+        change("backups_kept", &saved.backups_kept, backups_kept),
+        change("preview_every", &saved.preview_every, preview_every),
+        change("preview_history", &saved.preview_history, preview_history),
+        change("eval_every", &saved.eval_every, eval_every),
+        change("pretrain", &saved.pretrain, pretrain),
+        change("pretrain_faceset", &saved.pretrain_faceset, pretrain_faceset),
+    ]
+    .into_iter()
+    .flatten()
+    .collect())
 }
 
 #[cfg(test)]

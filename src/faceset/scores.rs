@@ -1,5 +1,6 @@
 //! Scores computed from a face's pixels, cached by the file's content so a second sort (by
-//! the same or another method, after renames) does not decode and measure again.
+//! the same or another method, after renames), a training run or `dfl eval` does not decode
+//! and measure again; and the faceset's identity embeddings, computed through that cache.
 //!
 //! The cache is `sort.scores.jsonl` in the side folder: one JSON line per face and run that
 //! measured something, `{"v":1,"key":"…","blur":0.61,…}`; later lines add to earlier ones. A
@@ -8,15 +9,20 @@
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use super::Faceset;
 use crate::atomic::write_atomic;
+use crate::face::identity::{Embedding, IdentityError, RecognizerPool, SFaceModel};
+use crate::face::metadata::{FaceFileError, read_face_image};
+use crate::progress::Progress;
 use crate::stage_log::StageLog;
 
-/// The cache file in the side folder.
-pub const SCORES_FILE: &str = "sort.scores.jsonl";
 /// Bumped when a measure's definition changes: older lines are then ignored.
 const SCORES_VERSION: u32 = 1;
+/// Faces measured per cache write: a kill loses at most this much work.
+pub const CHUNK: usize = 256;
 
 /// What is measured from a face's pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -53,9 +59,9 @@ pub struct FaceScores {
     /// [`Measure::Black`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub black: Option<f64>,
-    /// [`Measure::Embedding`]: 128 values, unit length.
+    /// [`Measure::Embedding`].
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub embedding: Option<Vec<f32>>,
+    pub embedding: Option<Embedding>,
 }
 
 impl FaceScores {
@@ -107,9 +113,9 @@ pub struct ScoreCache {
 }
 
 impl ScoreCache {
-    /// Reads the cache in `side_dir` (empty when there is none or it is unreadable).
-    pub fn open(side_dir: &Path) -> ScoreCache {
-        let path = side_dir.join(SCORES_FILE);
+    /// Reads the cache file `path` (empty when there is none or it is unreadable).
+    pub fn open(path: &Path) -> ScoreCache {
+        let path = path.to_owned();
         let mut cache = ScoreCache { path, scores: HashMap::new(), lines: 0 };
         match StageLog::read::<Line>(&cache.path) {
             Ok(entries) => {
@@ -121,6 +127,19 @@ impl ScoreCache {
             Err(e) => log::warn!("{e}; measuring every face again"),
         }
         cache
+    }
+
+    /// Returns the cache file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Adds newly measured values, appending them to the file; a write failure is logged (the
+    /// values stay in memory, and the faces are measured again next time).
+    pub fn record_or_warn(&mut self, new: Vec<(String, FaceScores)>) {
+        if let Err(e) = self.record(new) {
+            log::warn!("{}: {e}; scores are not cached", self.path.display());
+        }
     }
 
     /// Returns the cached values of the file with content `key`.
@@ -169,26 +188,92 @@ impl ScoreCache {
     }
 }
 
+/// Errors of embedding a faceset.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum EmbedError {
+    /// A face file cannot be read or decoded.
+    #[error(transparent)]
+    Face(#[from] FaceFileError),
+    /// SFace failed.
+    #[error(transparent)]
+    Identity(#[from] IdentityError),
+}
+
+/// Returns the SFace embedding of every face of `set`, from `cache` where it has one, computed
+/// (on all cores, recorded every [`CHUNK`] faces) where it has not.
+///
+/// # Errors
+/// The first face that does not decode, or SFace's error.
+pub fn embeddings(
+    set: &Faceset,
+    cache: &mut ScoreCache,
+    sface: &SFaceModel,
+    progress: &dyn Progress,
+) -> Result<Vec<Embedding>, EmbedError> {
+    let mut out: Vec<Option<Embedding>> =
+        set.faces.iter().map(|f| cache.get(&f.key).and_then(|s| s.embedding.clone())).collect();
+    let todo: Vec<usize> = (0..out.len()).filter(|&i| out[i].is_none()).collect();
+    progress.set_len(todo.len() as u64);
+    let pool = RecognizerPool::new(sface.clone());
+    for chunk in todo.chunks(CHUNK) {
+        let fresh: Vec<Result<Embedding, EmbedError>> = chunk
+            .par_iter()
+            .map(|&i| {
+                let embedding = embed_face(set, i, &pool);
+                progress.inc(1);
+                embedding
+            })
+            .collect();
+        let fresh: Vec<Embedding> = fresh.into_iter().collect::<Result<_, _>>()?;
+        let new = chunk.iter().zip(&fresh).map(|(&i, e)| {
+            let scores = FaceScores { embedding: Some(e.clone()), ..FaceScores::default() };
+            (set.faces[i].key.clone(), scores)
+        });
+        cache.record_or_warn(new.collect());
+        for (&i, e) in chunk.iter().zip(fresh) {
+            out[i] = Some(e);
+        }
+    }
+    Ok(out
+        .into_iter()
+        .map(|e| e.expect("invariant: every face without a cached embedding was embedded"))
+        .collect())
+}
+
+/// Decodes face `i` of `set` and embeds it, aligned by its landmarks.
+fn embed_face(set: &Faceset, i: usize, pool: &RecognizerPool) -> Result<Embedding, EmbedError> {
+    let path = set.path(i);
+    let image = read_face_image(&path)?;
+    let five = set.faces[i].meta.landmarks.five_points();
+    let mut sface = pool.take()?;
+    let embedding = sface.embed(&image, &five);
+    pool.put(sface);
+    Ok(embedding?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    const FILE: &str = "sort.scores.jsonl";
+
     #[test]
     fn values_survive_a_reopen_and_merge_across_runs() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut cache = ScoreCache::open(tmp.path());
+        let mut cache = ScoreCache::open(&tmp.path().join(FILE));
         let blur = FaceScores { blur: Some(0.5), ..FaceScores::default() };
         cache.record(vec![("k1".into(), blur)]).unwrap();
         let hue = FaceScores { hue: Some(12.0), ..FaceScores::default() };
-        ScoreCache::open(tmp.path()).record(vec![("k1".into(), hue)]).unwrap();
+        ScoreCache::open(&tmp.path().join(FILE)).record(vec![("k1".into(), hue)]).unwrap();
 
         // A torn line from a kill mid-append is skipped.
-        let path = tmp.path().join(SCORES_FILE);
+        let path = tmp.path().join(FILE);
         let mut bytes = std::fs::read(&path).unwrap();
         bytes.extend_from_slice(b"{\"v\":1,\"key\":\"k2\",\"bl");
         std::fs::write(&path, bytes).unwrap();
 
-        let cache = ScoreCache::open(tmp.path());
+        let cache = ScoreCache::open(&tmp.path().join(FILE));
         let got = cache.get("k1").unwrap();
         assert_eq!((got.blur, got.hue, got.black), (Some(0.5), Some(12.0), None));
         assert!(cache.get("k2").is_none());
@@ -197,14 +282,14 @@ mod tests {
     #[test]
     fn compaction_keeps_every_value() {
         let tmp = tempfile::tempdir().unwrap();
-        let mut cache = ScoreCache::open(tmp.path());
+        let mut cache = ScoreCache::open(&tmp.path().join(FILE));
         for i in 0..100 {
             let s = FaceScores { black: Some(f64::from(i)), ..FaceScores::default() };
             cache.record(vec![("k".into(), s)]).unwrap();
         }
         cache.compact().unwrap();
-        let text = std::fs::read_to_string(tmp.path().join(SCORES_FILE)).unwrap();
+        let text = std::fs::read_to_string(tmp.path().join(FILE)).unwrap();
         assert_eq!(text.lines().count(), 1);
-        assert_eq!(ScoreCache::open(tmp.path()).get("k").unwrap().black, Some(99.0));
+        assert_eq!(ScoreCache::open(&tmp.path().join(FILE)).get("k").unwrap().black, Some(99.0));
     }
 }

@@ -22,13 +22,8 @@ use serde::{Deserialize, Serialize};
 
 use crate::atomic::{write_atomic, write_json_atomic};
 use crate::stage_log::StageLog;
+use crate::workspace::{Side, Workspace};
 
-/// The journal of the batch in progress, in the side folder.
-pub const JOURNAL_FILE: &str = "sort.journal.json";
-/// Every finished sort, oldest first: what `--undo` reverts.
-pub const HISTORY_FILE: &str = "sort.history.jsonl";
-/// Where files wait between the phases, in the side folder.
-pub const STAGING_DIR: &str = ".sort-staging";
 /// Why each file in `aligned_trash/` is there.
 pub const REASONS_FILE: &str = "reasons.json";
 
@@ -133,29 +128,46 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
 /// Applies batches in one side folder.
 #[derive(Debug)]
 pub struct Mover {
+    /// The folder the moves' paths are relative to (`data_src/`).
     side_dir: PathBuf,
+    /// The batch under way (`sort.journal.json`).
+    journal: PathBuf,
+    /// Every finished batch (`sort.history.jsonl`).
+    history: PathBuf,
+    /// Where files wait between the phases.
+    staging: PathBuf,
+    /// Where rejected faces go (`aligned_trash/`).
+    trash: PathBuf,
     /// Test hook (debug builds): abort the process after this many renames, as `kill -9` would.
     fault_after: Option<usize>,
     renames: usize,
 }
 
 impl Mover {
-    /// A mover for `side_dir` (e.g. `workspace/data_src`).
-    pub fn new(side_dir: &Path) -> Self {
+    /// A mover for the `side` folder of `ws` (e.g. `workspace/data_src`).
+    pub fn new(ws: &Workspace, side: Side) -> Self {
         let fault_after = if cfg!(debug_assertions) {
             std::env::var("DFL_SORT_FAULT_AFTER_MOVES").ok().and_then(|v| v.parse().ok())
         } else {
             None
         };
-        Self { side_dir: side_dir.to_owned(), fault_after, renames: 0 }
+        Self {
+            side_dir: ws.side_dir(side),
+            journal: ws.sort_journal(side),
+            history: ws.sort_history(side),
+            staging: ws.sort_staging_dir(side),
+            trash: ws.aligned_trash_dir(side),
+            fault_after,
+            renames: 0,
+        }
     }
 
     fn journal_path(&self) -> PathBuf {
-        self.side_dir.join(JOURNAL_FILE)
+        self.journal.clone()
     }
 
     fn history_path(&self) -> PathBuf {
-        self.side_dir.join(HISTORY_FILE)
+        self.history.clone()
     }
 
     /// Returns the batch an interrupted run left, if any.
@@ -230,7 +242,7 @@ impl Mover {
                 return Err(JournalError::TargetExists(to));
             }
         }
-        let staging = self.side_dir.join(STAGING_DIR);
+        let staging = self.staging.clone();
         if std::fs::read_dir(&staging).is_ok_and(|mut d| d.next().is_some()) {
             return Err(JournalError::TargetExists(staging));
         }
@@ -246,12 +258,12 @@ impl Mover {
         let name = Path::new(&m.to)
             .file_name()
             .map_or_else(String::new, |n| n.to_string_lossy().into_owned());
-        self.side_dir.join(STAGING_DIR).join(format!("{index:06}-{name}"))
+        self.staging.join(format!("{index:06}-{name}"))
     }
 
     /// Runs phase 1 (sources → staging) or 2 (staging → targets); idempotent.
     fn phase(&mut self, batch: &Batch, phase: u8) -> Result<(), JournalError> {
-        let staging = self.side_dir.join(STAGING_DIR);
+        let staging = self.staging.clone();
         std::fs::create_dir_all(&staging).map_err(io_err(&staging))?;
         let mut dirs_made = HashSet::new();
         for (i, m) in batch.moves.iter().enumerate() {
@@ -297,7 +309,7 @@ impl Mover {
             }
         }
         self.update_reasons(batch)?;
-        let staging = self.side_dir.join(STAGING_DIR);
+        let staging = self.staging.clone();
         if let Err(e) = std::fs::remove_dir(&staging) {
             log::warn!("{}: not removed ({e}); check it for left-over faces", staging.display());
         }
@@ -336,7 +348,7 @@ impl Mover {
         if !batch.moves.iter().any(|m| touches_trash(&m.from) || touches_trash(&m.to)) {
             return Ok(());
         }
-        let trash = self.side_dir.join("aligned_trash");
+        let trash = &self.trash;
         let path = trash.join(REASONS_FILE);
         let mut reasons: BTreeMap<String, String> = std::fs::read(&path)
             .ok()
@@ -422,7 +434,7 @@ mod tests {
     #[test]
     fn a_batch_can_swap_names_trash_and_be_undone() {
         let (_tmp, side) = setup(&["a.jpg", "b.jpg", "c.jpg"]);
-        let mut mover = Mover::new(&side);
+        let mut mover = Mover::new(&Workspace::new(side.parent().unwrap()), Side::Src);
         mover.apply(&swap_and_trash()).unwrap();
         let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
         assert_eq!(contents(&side, "aligned"), [s("a.jpg", "b.jpg"), s("b.jpg", "a.jpg")]);
@@ -430,7 +442,7 @@ mod tests {
         let reasons =
             std::fs::read_to_string(side.join("aligned_trash").join(REASONS_FILE)).unwrap();
         assert!(reasons.contains("too blurry"), "{reasons}");
-        assert!(!side.join(JOURNAL_FILE).exists() && !side.join(STAGING_DIR).exists());
+        assert!(!side.join("sort.journal.json").exists() && !side.join(".sort-staging").exists());
 
         let last = mover.history().unwrap().pop().unwrap();
         mover.apply(&last.undo()).unwrap();
@@ -444,17 +456,19 @@ mod tests {
     fn nothing_is_overwritten() {
         let (_tmp, side) = setup(&["a.jpg", "b.jpg"]);
         let batch = Batch { moves: vec![mv("aligned/a.jpg", "aligned/b.jpg")], ..swap_and_trash() };
-        let err = Mover::new(&side).apply(&batch).unwrap_err();
+        let err = Mover::new(&Workspace::new(side.parent().unwrap()), Side::Src)
+            .apply(&batch)
+            .unwrap_err();
         assert!(matches!(err, JournalError::TargetExists(_)), "{err}");
         assert_eq!(std::fs::read_to_string(side.join("aligned/b.jpg")).unwrap(), "b.jpg");
-        assert!(!side.join(JOURNAL_FILE).exists(), "a refused batch leaves no journal");
+        assert!(!side.join("sort.journal.json").exists(), "a refused batch leaves no journal");
     }
 
     #[test]
     fn recovery_finishes_a_batch_interrupted_in_either_phase() {
         for (phase, moved) in [(1, 0), (1, 2), (2, 0), (2, 1), (2, 3)] {
             let (_tmp, side) = setup(&["a.jpg", "b.jpg", "c.jpg"]);
-            let mut mover = Mover::new(&side);
+            let mut mover = Mover::new(&Workspace::new(side.parent().unwrap()), Side::Src);
             let batch = swap_and_trash();
             // Replay the run by hand up to the crash: phase 1 fully when in phase 2, then
             // `moved` renames of the current phase.
@@ -471,7 +485,10 @@ mod tests {
                 std::fs::create_dir_all(to.parent().unwrap()).unwrap();
                 std::fs::rename(from, to).unwrap();
             }
-            let recovered = Mover::new(&side).recover().unwrap().unwrap();
+            let recovered = Mover::new(&Workspace::new(side.parent().unwrap()), Side::Src)
+                .recover()
+                .unwrap()
+                .unwrap();
             assert_eq!(recovered.id, 7);
             let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
             assert_eq!(
@@ -480,8 +497,19 @@ mod tests {
                 "phase {phase}, {moved} moved"
             );
             assert_eq!(contents(&side, "aligned_trash"), [s("c.jpg", "c.jpg")]);
-            assert_eq!(Mover::new(&side).history().unwrap().len(), 1);
-            assert!(Mover::new(&side).recover().unwrap().is_none());
+            assert_eq!(
+                Mover::new(&Workspace::new(side.parent().unwrap()), Side::Src)
+                    .history()
+                    .unwrap()
+                    .len(),
+                1
+            );
+            assert!(
+                Mover::new(&Workspace::new(side.parent().unwrap()), Side::Src)
+                    .recover()
+                    .unwrap()
+                    .is_none()
+            );
         }
     }
 
@@ -489,8 +517,11 @@ mod tests {
     fn a_journal_cannot_move_files_outside_the_side_folder() {
         let (_tmp, side) = setup(&["a.jpg"]);
         let batch = Batch { moves: vec![mv("aligned/a.jpg", "../a.jpg")], ..swap_and_trash() };
-        Mover::new(&side).write_journal(&batch, 1).unwrap();
-        let err = Mover::new(&side).recover().unwrap_err();
+        Mover::new(&Workspace::new(side.parent().unwrap()), Side::Src)
+            .write_journal(&batch, 1)
+            .unwrap();
+        let err =
+            Mover::new(&Workspace::new(side.parent().unwrap()), Side::Src).recover().unwrap_err();
         assert!(matches!(err, JournalError::Corrupt { .. }), "{err}");
     }
 }

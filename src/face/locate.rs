@@ -4,12 +4,14 @@
 use opencv::core::Mat;
 use opencv::prelude::*;
 
+use super::landmarks::{LANDMARK_COUNT, Landmarks68};
 use crate::detect::{DetectError, Detection, FaceDetector};
 use crate::face::shape_predictor::{DlibRect, GrayImage, ShapePredictor, intensity_from_bgr};
 use crate::img;
 
 /// The predictor's box side as a multiple of the eye-centre → mouth-centre distance. Fitted on
-/// 469 faces (carphone, Megamind, stills) against dlib's HOG boxes (face-models.md §2).
+/// 469 faces (carphone, Megamind, stills) against dlib's HOG boxes (`docs/face-models.md`,
+/// "dlib's shape predictor").
 const BOX_SIDE_PER_EYE_MOUTH: f32 = 2.296;
 /// The box centre's offset from the eye/mouth midpoint, in eye→mouth distances (same fit).
 const BOX_CENTRE_SHIFT: [f32; 2] = [-0.038, -0.031];
@@ -56,6 +58,16 @@ fn square_box(centre: [f32; 2], side: f32) -> DlibRect {
     DlibRect { left, top, right: left + span, bottom: top + span }
 }
 
+/// A landmark predictor that does not predict the 68 iBUG points.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the landmark predictor has {parts} points; dfl needs dlib's 68-point model (shape_predictor_68_face_landmarks.dat); run scripts/setup.sh"
+)]
+pub struct Not68Points {
+    /// The predictor's point count.
+    pub parts: usize,
+}
+
 /// dlib's predictor with its mean shape read out once (the refining pass needs it per face).
 pub struct Landmarker<'a> {
     predictor: &'a ShapePredictor,
@@ -64,25 +76,38 @@ pub struct Landmarker<'a> {
 
 impl<'a> Landmarker<'a> {
     /// Wraps `predictor`.
-    pub fn new(predictor: &'a ShapePredictor) -> Self {
-        Self { predictor, initial: predictor.initial_shape() }
+    ///
+    /// # Errors
+    /// `Not68Points` unless the predictor predicts 68 points.
+    pub fn new(predictor: &'a ShapePredictor) -> Result<Self, Not68Points> {
+        if predictor.num_parts() != LANDMARK_COUNT {
+            return Err(Not68Points { parts: predictor.num_parts() });
+        }
+        Ok(Self { predictor, initial: predictor.initial_shape() })
     }
 
     /// Returns the 68 landmarks of the face `det` in `gray`: one pass from the detector's box,
     /// and with `refine` a second pass from the box those landmarks imply.
-    pub fn locate(&self, gray: &GrayImage<'_>, det: &Detection, refine: bool) -> Vec<[f32; 2]> {
+    pub fn locate(&self, gray: &GrayImage<'_>, det: &Detection, refine: bool) -> Landmarks68 {
         let first = self.predictor.predict(gray, box_from_detection(det));
         if !refine {
-            return first;
+            return self.landmarks(first);
         }
-        self.predictor.predict(gray, box_from_landmarks(&self.initial, &first))
+        self.landmarks(self.predictor.predict(gray, box_from_landmarks(&self.initial, &first)))
     }
 
     /// Returns the 68 landmarks of a face near known landmarks `near` (the face in the previous
     /// frame, or the face a swap replaced): two passes, starting from the box `near` implies.
-    pub fn locate_near(&self, gray: &GrayImage<'_>, near: &[[f32; 2]]) -> Vec<[f32; 2]> {
+    pub fn locate_near(&self, gray: &GrayImage<'_>, near: &Landmarks68) -> Landmarks68 {
         let first = self.predictor.predict(gray, box_from_landmarks(&self.initial, near));
-        self.predictor.predict(gray, box_from_landmarks(&self.initial, &first))
+        self.landmarks(self.predictor.predict(gray, box_from_landmarks(&self.initial, &first)))
+    }
+
+    fn landmarks(&self, points: Vec<[f32; 2]>) -> Landmarks68 {
+        let points: [[f32; 2]; LANDMARK_COUNT] = points
+            .try_into()
+            .expect("invariant: the predictor has 68 points (checked by Landmarker::new)");
+        Landmarks68::new(points)
     }
 }
 
@@ -96,7 +121,7 @@ pub fn intensities(bgr: &Mat) -> opencv::Result<Vec<u8>> {
 }
 
 /// A detection with its 68 landmarks (pixels of the image).
-pub type LandmarkedFace = (Detection, Vec<[f32; 2]>);
+pub type LandmarkedFace = (Detection, Landmarks68);
 
 /// Finds the faces of a BGR image: each detection (largest first) with its 68 landmarks.
 ///

@@ -1,5 +1,5 @@
-//! `state.json`: a run's counters and loss history, saved with each checkpoint (style rule 11:
-//! config and runtime state are separate).
+//! `state.json`: a run's counters and histories, saved with each checkpoint. The options live
+//! apart, in `config.json`: what a run was asked to do never mixes with how far it got.
 
 use serde::{Deserialize, Serialize};
 
@@ -27,7 +27,26 @@ pub struct TrainState {
     /// Batches skipped by the divergence guard (non-finite or spiking loss).
     pub skipped_batches: u64,
     /// Held-out evaluations (`--eval-every`), oldest first.
-    pub eval_history: Vec<super::holdout::EvalPoint>,
+    pub eval_history: Vec<EvalPoint>,
+}
+
+/// One held-out evaluation (`dfl train --eval-every`), recorded in the training state.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EvalPoint {
+    /// The iteration measured.
+    pub iteration: u64,
+    /// Mean SSIM of src → src on held-out src faces.
+    pub src_ssim: f64,
+    /// Mean PSNR (dB) of src → src.
+    pub src_psnr: f64,
+    /// Mean SSIM of dst → dst on held-out dst faces.
+    pub dst_ssim: f64,
+    /// Mean PSNR (dB) of dst → dst.
+    pub dst_psnr: f64,
+    /// Mean SFace cosine of the swapped held-out dst faces with the src mean, if measured.
+    pub swap_identity: Option<f64>,
+    /// The same for the held-out dst faces themselves: where the swap starts from.
+    pub dst_identity: Option<f64>,
 }
 
 #[cfg(test)]

@@ -1,28 +1,37 @@
-//! A model folder's checkpoints, saved as a set: weights, optimizer state and `state.json`
-//! together, so a kill at any moment leaves the previous complete set loadable.
+//! A model folder, `model/<name>/`: its options (`config.json`), its checkpoint sets (weights,
+//! optimizer state and `state.json`, saved together so a kill at any moment leaves the previous
+//! complete set loadable), backups and pictures. Training writes it; merge, eval, status and the
+//! demo read it through [`ModelFolder`].
 //!
 //! ```text
 //! model/<name>/
-//!   config.json                 frozen options (written once)
+//!   config.json                  the options (frozen ones fixed by the first run)
 //!   checkpoints/<iteration>-<t>/ weights.safetensors, optimizer.safetensors, state.json
-//!   LATEST                      the name of the newest complete checkpoint folder
-//!   backups/<iteration>/        rolling copies of older checkpoints
+//!   LATEST                       the name of the newest complete checkpoint folder
+//!   backups/<iteration>-<t>/     rolling copies of older checkpoints
+//!   preview.png, loss.png, eval.png, previews/
 //! ```
 //!
-//! A save writes a new `checkpoints/<iteration>/` folder, syncs it, then replaces `LATEST`
+//! A save writes a new `checkpoints/<iteration>-<t>/` folder, syncs it, then replaces `LATEST`
 //! atomically; only then are older checkpoint folders removed. A crash before the `LATEST`
 //! rename leaves the previous checkpoint current; a half-written folder is never referenced and
 //! is removed by the next save.
 
+pub mod config;
+pub mod state;
+
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
-use serde::de::DeserializeOwned;
 use tch::Tensor;
 
 use crate::atomic::{write_atomic, write_json_atomic};
 use crate::model::checkpoint::{CheckpointError, read_tensors, save_tensors};
+use crate::workspace::{Workspace, WorkspaceError};
+pub use config::{FrozenOptionChanged, TrainConfig};
+pub use state::{EvalPoint, LossPoint, TrainState};
 
+/// The model's options file.
+pub const CONFIG_FILE: &str = "config.json";
 /// The weights file in a checkpoint folder.
 pub const WEIGHTS_FILE: &str = "weights.safetensors";
 /// The optimizer-state file in a checkpoint folder.
@@ -32,10 +41,10 @@ pub const STATE_FILE: &str = "state.json";
 /// The pointer to the newest complete checkpoint folder.
 const LATEST_FILE: &str = "LATEST";
 
-/// Errors of saving or loading a checkpoint set.
+/// Errors of reading or writing a model folder.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
-pub enum StoreError {
+pub enum FolderError {
     /// A tensor file is wrong.
     #[error(transparent)]
     Tensors(#[from] CheckpointError),
@@ -58,6 +67,14 @@ pub enum StoreError {
         /// The newest backup, if any, to restore from.
         backup: Option<PathBuf>,
     },
+    /// `config.json` does not parse.
+    #[error("{}: {reason}; the model's options are unreadable: fix the file, or restore it from your own copy", .path.display())]
+    Config {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
 }
 
 fn backup_hint(backup: &Option<PathBuf>) -> String {
@@ -74,7 +91,7 @@ fn backup_hint(backup: &Option<PathBuf>) -> String {
 
 /// What one checkpoint set holds.
 #[derive(Debug)]
-pub struct Checkpoint<S> {
+pub struct Checkpoint {
     /// The folder it was read from.
     pub dir: PathBuf,
     /// Model weights by name.
@@ -82,39 +99,113 @@ pub struct Checkpoint<S> {
     /// Optimizer state by name.
     pub optimizer: Vec<(String, Tensor)>,
     /// Counters and history (`state.json`).
-    pub state: S,
+    pub state: TrainState,
 }
 
 /// A checkpoint set's weights and state, without the optimizer (for inference).
 #[derive(Debug)]
-pub struct Weights<S> {
+pub struct Weights {
     /// The folder it was read from.
     pub dir: PathBuf,
     /// Model weights by name.
     pub weights: Vec<(String, Tensor)>,
     /// Counters and history (`state.json`).
-    pub state: S,
+    pub state: TrainState,
 }
 
-/// The checkpoint folders of one model.
+/// One model's folder under `model/`.
 #[derive(Debug, Clone)]
-pub struct Store {
+pub struct ModelFolder {
     dir: PathBuf,
 }
 
-fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError + '_ {
-    move |source| StoreError::Io { path: path.to_owned(), source }
+fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> FolderError + '_ {
+    move |source| FolderError::Io { path: path.to_owned(), source }
 }
 
-impl Store {
-    /// Wraps the model folder `model/<name>`.
+impl ModelFolder {
+    /// Wraps the model folder `dir` (`model/<name>`) without touching the disk.
     pub fn new(dir: impl Into<PathBuf>) -> Self {
         Self { dir: dir.into() }
+    }
+
+    /// Wraps the folder of model `name` in `ws`.
+    ///
+    /// # Errors
+    /// `BadModelName` when `name` is not a plain folder name.
+    pub fn open(ws: &Workspace, name: &str) -> Result<Self, WorkspaceError> {
+        Ok(Self::new(ws.model_dir(name)?))
+    }
+
+    /// Lists every folder under `ws`'s `model/`, sorted by name (none when it does not exist).
+    pub fn list(ws: &Workspace) -> Vec<(String, ModelFolder)> {
+        let Ok(entries) = std::fs::read_dir(ws.models_dir()) else { return Vec::new() };
+        let mut folders: Vec<(String, ModelFolder)> = entries
+            .flatten()
+            .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            .map(|e| (e.file_name().to_string_lossy().into_owned(), ModelFolder::new(e.path())))
+            .collect();
+        folders.sort_by(|a, b| a.0.cmp(&b.0));
+        folders
     }
 
     /// Returns the model folder.
     pub fn dir(&self) -> &Path {
         &self.dir
+    }
+
+    /// Returns `config.json`.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.join(CONFIG_FILE)
+    }
+
+    /// Returns whether `config.json` exists (the model was created).
+    pub fn has_config(&self) -> bool {
+        self.config_path().is_file()
+    }
+
+    /// Reads `config.json`, or `None` when the model was never created.
+    ///
+    /// # Errors
+    /// `Config` when the file cannot be read or parsed.
+    pub fn read_config(&self) -> Result<Option<TrainConfig>, FolderError> {
+        let path = self.config_path();
+        let config_err = |reason: String| FolderError::Config { path: path.clone(), reason };
+        let bytes = match std::fs::read(&path) {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => return Err(config_err(e.to_string())),
+        };
+        serde_json::from_slice(&bytes).map(Some).map_err(|e| config_err(e.to_string()))
+    }
+
+    /// Writes `config.json` atomically.
+    ///
+    /// # Errors
+    /// `Io` naming the file.
+    pub fn write_config(&self, cfg: &TrainConfig) -> Result<(), FolderError> {
+        let path = self.config_path();
+        write_json_atomic(&path, cfg).map_err(io_err(&path))
+    }
+
+    /// Returns `preview.png`: the latest preview grid.
+    pub fn preview_path(&self) -> PathBuf {
+        self.dir.join("preview.png")
+    }
+
+    /// Returns `previews/<iteration>.png`: a kept preview grid (`--preview-history`).
+    pub fn preview_history_path(&self, iteration: u64) -> PathBuf {
+        self.dir.join("previews").join(format!("{iteration:09}.png"))
+    }
+
+    /// Returns `loss.png`: the loss history plot.
+    pub fn loss_plot_path(&self) -> PathBuf {
+        self.dir.join("loss.png")
+    }
+
+    /// Returns `eval.png`: the held-out evaluation plot.
+    pub fn eval_plot_path(&self) -> PathBuf {
+        self.dir.join("eval.png")
     }
 
     fn checkpoints_dir(&self) -> PathBuf {
@@ -130,7 +221,7 @@ impl Store {
     ///
     /// # Errors
     /// `Corrupt` when `LATEST` names no folder; `Io` when it cannot be read.
-    pub fn latest(&self) -> Result<Option<PathBuf>, StoreError> {
+    pub fn latest(&self) -> Result<Option<PathBuf>, FolderError> {
         let pointer = self.dir.join(LATEST_FILE);
         let name = match std::fs::read_to_string(&pointer) {
             Ok(name) => name,
@@ -140,7 +231,7 @@ impl Store {
         let dir = self.checkpoints_dir().join(name.trim());
         if name.trim().is_empty() || name.contains('/') || !dir.is_dir() {
             let reason = format!("it names checkpoint {:?}, which does not exist", name.trim());
-            return Err(StoreError::Corrupt {
+            return Err(FolderError::Corrupt {
                 path: pointer,
                 reason,
                 backup: self.newest_backup(),
@@ -149,23 +240,32 @@ impl Store {
         Ok(Some(dir))
     }
 
-    /// Saves a complete set for `iteration` and makes it the latest; removes older sets.
+    /// Reads the latest checkpoint's `state.json` only (no tensors), or `None` when no
+    /// checkpoint was ever saved.
+    ///
+    /// # Errors
+    /// As [`ModelFolder::latest`], and `Io` or `Corrupt` for `state.json`.
+    pub fn latest_state(&self) -> Result<Option<TrainState>, FolderError> {
+        let Some(dir) = self.latest()? else { return Ok(None) };
+        Ok(Some(self.read_state(&dir)?))
+    }
+
+    /// Saves a complete set for `state.iteration` and makes it the latest; removes older sets.
     ///
     /// # Errors
     /// `Tensors` or `Io`; the previous checkpoint then stays the latest.
-    pub fn save<S: Serialize>(
+    pub fn save(
         &self,
-        iteration: u64,
         weights: &[(String, Tensor)],
         optimizer: &[(String, Tensor)],
-        state: &S,
-    ) -> Result<PathBuf, StoreError> {
+        state: &TrainState,
+    ) -> Result<PathBuf, FolderError> {
         // A fresh folder name even when the iteration repeats (a save right after a resume), so
         // the current set is never touched before the pointer has moved.
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map_or(0, |d| d.as_nanos());
-        let name = format!("{iteration:012}-{nanos}");
+        let name = format!("{:012}-{nanos}", state.iteration);
         let dir = self.checkpoints_dir().join(&name);
         std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
         save_tensors(&dir.join(WEIGHTS_FILE), weights)?;
@@ -183,7 +283,7 @@ impl Store {
     ///
     /// # Errors
     /// `Tensors`, `Io` or `Corrupt`, naming the file and the newest backup.
-    pub fn load<S: DeserializeOwned>(&self) -> Result<Option<Checkpoint<S>>, StoreError> {
+    pub fn load(&self) -> Result<Option<Checkpoint>, FolderError> {
         let Some(dir) = self.latest()? else { return Ok(None) };
         Ok(Some(self.load_dir(&dir)?))
     }
@@ -191,8 +291,8 @@ impl Store {
     /// Loads the set in `dir` (a checkpoint or a backup folder).
     ///
     /// # Errors
-    /// As [`Store::load`].
-    pub fn load_dir<S: DeserializeOwned>(&self, dir: &Path) -> Result<Checkpoint<S>, StoreError> {
+    /// As [`ModelFolder::load`].
+    pub fn load_dir(&self, dir: &Path) -> Result<Checkpoint, FolderError> {
         let (weights, state) = self.read_weights_and_state(dir)?;
         let optimizer = read_tensors(&dir.join(OPTIMIZER_FILE)).map_err(self.with_backup())?;
         Ok(Checkpoint { dir: dir.to_owned(), weights, optimizer, state })
@@ -202,35 +302,38 @@ impl Store {
     /// checkpoint was ever saved.
     ///
     /// # Errors
-    /// As [`Store::load`].
-    pub fn load_weights<S: DeserializeOwned>(&self) -> Result<Option<Weights<S>>, StoreError> {
+    /// As [`ModelFolder::load`].
+    pub fn load_weights(&self) -> Result<Option<Weights>, FolderError> {
         let Some(dir) = self.latest()? else { return Ok(None) };
         let (weights, state) = self.read_weights_and_state(&dir)?;
         Ok(Some(Weights { dir, weights, state }))
     }
 
-    fn read_weights_and_state<S: DeserializeOwned>(
+    fn read_weights_and_state(
         &self,
         dir: &Path,
-    ) -> Result<(Vec<(String, Tensor)>, S), StoreError> {
+    ) -> Result<(Vec<(String, Tensor)>, TrainState), FolderError> {
         let weights = read_tensors(&dir.join(WEIGHTS_FILE)).map_err(self.with_backup())?;
+        Ok((weights, self.read_state(dir)?))
+    }
+
+    fn read_state(&self, dir: &Path) -> Result<TrainState, FolderError> {
         let state_path = dir.join(STATE_FILE);
         let bytes = std::fs::read(&state_path).map_err(io_err(&state_path))?;
-        let state = serde_json::from_slice(&bytes).map_err(|e| StoreError::Corrupt {
+        serde_json::from_slice(&bytes).map_err(|e| FolderError::Corrupt {
             path: state_path.clone(),
             reason: e.to_string(),
             backup: self.newest_backup(),
-        })?;
-        Ok((weights, state))
+        })
     }
 
     /// Maps an unreadable tensor file to `Corrupt` naming the newest backup.
-    fn with_backup(&self) -> impl Fn(CheckpointError) -> StoreError + '_ {
+    fn with_backup(&self) -> impl Fn(CheckpointError) -> FolderError + '_ {
         |e| match e {
             CheckpointError::Read { path, reason } => {
-                StoreError::Corrupt { path, reason, backup: self.newest_backup() }
+                FolderError::Corrupt { path, reason, backup: self.newest_backup() }
             }
-            other => StoreError::Tensors(other),
+            other => FolderError::Tensors(other),
         }
     }
 
@@ -238,7 +341,7 @@ impl Store {
     ///
     /// # Errors
     /// `Io` naming the folder.
-    pub fn backup(&self, keep: usize) -> Result<Option<PathBuf>, StoreError> {
+    pub fn backup(&self, keep: usize) -> Result<Option<PathBuf>, FolderError> {
         let Some(latest) = self.latest()? else { return Ok(None) };
         let name = latest.file_name().map(|n| n.to_owned()).unwrap_or_default();
         let target = self.backups_dir().join(&name);
@@ -277,7 +380,7 @@ impl Store {
     }
 
     /// Removes every checkpoint folder except `keep` (older sets and half-written tries).
-    fn remove_all_but(&self, keep: &str) -> Result<(), StoreError> {
+    fn remove_all_but(&self, keep: &str) -> Result<(), FolderError> {
         let dir = self.checkpoints_dir();
         for entry in std::fs::read_dir(&dir).map_err(io_err(&dir))?.flatten() {
             if entry.file_name() != keep {
@@ -299,12 +402,10 @@ fn sync_dir(dir: &Path) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use serde::Deserialize;
     use tch::{Device, Kind};
 
-    #[derive(Debug, PartialEq, Serialize, Deserialize)]
-    struct State {
-        iteration: u64,
+    fn state(iteration: u64) -> TrainState {
+        TrainState { iteration, ..TrainState::default() }
     }
 
     fn tensors(v: f32) -> Vec<(String, Tensor)> {
@@ -314,15 +415,15 @@ mod tests {
     #[test]
     fn the_latest_complete_set_loads_back() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path().join("model/m"));
-        assert!(store.load::<State>().unwrap().is_none(), "a new model has no checkpoint");
-        store.save(10, &tensors(1.0), &tensors(2.0), &State { iteration: 10 }).unwrap();
-        store.save(20, &tensors(3.0), &tensors(4.0), &State { iteration: 20 }).unwrap();
-        let ck = store.load::<State>().unwrap().unwrap();
-        assert_eq!(ck.state, State { iteration: 20 });
+        let folder = ModelFolder::new(tmp.path().join("model/m"));
+        assert!(folder.load().unwrap().is_none(), "a new model has no checkpoint");
+        folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        folder.save(&tensors(3.0), &tensors(4.0), &state(20)).unwrap();
+        let ck = folder.load().unwrap().unwrap();
+        assert_eq!(ck.state, state(20));
         assert_eq!(ck.weights[0].1.double_value(&[0, 0]), 3.0);
         assert_eq!(
-            std::fs::read_dir(store.checkpoints_dir()).unwrap().count(),
+            std::fs::read_dir(folder.checkpoints_dir()).unwrap().count(),
             1,
             "older sets removed"
         );
@@ -331,55 +432,54 @@ mod tests {
     #[test]
     fn a_save_killed_before_the_pointer_moves_leaves_the_previous_set() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
-        store.save(10, &tensors(1.0), &tensors(2.0), &State { iteration: 10 }).unwrap();
+        let folder = ModelFolder::new(tmp.path());
+        folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
         // A crash mid-save: a new folder with only part of its files, LATEST untouched.
-        let partial = store.checkpoints_dir().join(format!("{:012}-1", 20));
+        let partial = folder.checkpoints_dir().join(format!("{:012}-1", 20));
         std::fs::create_dir_all(&partial).unwrap();
         std::fs::write(partial.join(WEIGHTS_FILE), b"half a file").unwrap();
-        let ck = store.load::<State>().unwrap().unwrap();
+        let ck = folder.load().unwrap().unwrap();
         assert_eq!(ck.state.iteration, 10);
         // The next save cleans the debris.
-        store.save(30, &tensors(5.0), &tensors(6.0), &State { iteration: 30 }).unwrap();
+        folder.save(&tensors(5.0), &tensors(6.0), &state(30)).unwrap();
         assert!(!partial.exists());
     }
 
     #[test]
     fn a_corrupt_set_names_the_file_and_the_backup() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
-        store.save(10, &tensors(1.0), &tensors(2.0), &State { iteration: 10 }).unwrap();
-        let backup = store.backup(3).unwrap().unwrap();
-        let latest = store.latest().unwrap().unwrap();
+        let folder = ModelFolder::new(tmp.path());
+        folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        let backup = folder.backup(3).unwrap().unwrap();
+        let latest = folder.latest().unwrap().unwrap();
         let bytes = std::fs::read(latest.join(WEIGHTS_FILE)).unwrap();
         std::fs::write(latest.join(WEIGHTS_FILE), &bytes[..bytes.len() / 2]).unwrap();
-        let err = store.load::<State>().unwrap_err().to_string();
+        let err = folder.load().unwrap_err().to_string();
         assert!(err.contains(WEIGHTS_FILE) && err.contains(&backup.display().to_string()), "{err}");
         // The backup itself loads.
-        assert_eq!(store.load_dir::<State>(&backup).unwrap().state.iteration, 10);
+        assert_eq!(folder.load_dir(&backup).unwrap().state.iteration, 10);
     }
 
     #[test]
     fn saving_the_same_iteration_again_never_touches_the_current_set() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
-        let first = store.save(10, &tensors(1.0), &tensors(2.0), &State { iteration: 10 }).unwrap();
-        let second =
-            store.save(10, &tensors(1.0), &tensors(2.0), &State { iteration: 10 }).unwrap();
+        let folder = ModelFolder::new(tmp.path());
+        let first = folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        let second = folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
         assert_ne!(first, second);
-        assert_eq!(store.latest().unwrap().unwrap(), second);
+        assert_eq!(folder.latest().unwrap().unwrap(), second);
         assert!(!first.exists());
     }
 
     #[test]
     fn backups_roll_keeping_the_newest() {
         let tmp = tempfile::tempdir().unwrap();
-        let store = Store::new(tmp.path());
+        let folder = ModelFolder::new(tmp.path());
         for it in 1..=5 {
-            store.save(it, &tensors(it as f32), &tensors(0.0), &State { iteration: it }).unwrap();
-            store.backup(2).unwrap();
+            folder.save(&tensors(it as f32), &tensors(0.0), &state(it)).unwrap();
+            folder.backup(2).unwrap();
         }
-        let names: Vec<String> = store
+        let names: Vec<String> = folder
             .backups()
             .iter()
             .map(|p| p.file_name().unwrap().to_string_lossy().into_owned())

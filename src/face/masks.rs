@@ -1,5 +1,6 @@
-//! Landmark masks for training: DFL's hull mask with expanded eyebrows (the full-face mask when
-//! a face has no XSeg mask) and the eyes-and-mouth mask (anchors doc §4.6).
+//! Landmark masks: DFL's hull mask with expanded eyebrows (the full-face mask when a face has no
+//! XSeg mask; training, merge's `dst` mask mode and sort's measures use it) and the
+//! eyes-and-mouth mask training weights (`docs/dfl-parity.md`, "Training samples").
 //!
 //! DFL: `facelib/LandmarksProcessor.py` (`expand_eyebrows`, `get_image_hull_mask`,
 //! `get_image_eye_mask`, `get_image_mouth_mask`), `samplelib/SampleProcessor.py` (EYES_MOUTH).
@@ -7,6 +8,8 @@
 use opencv::core::{self, CV_32FC1, Mat, Point, Scalar, Size, Vector};
 use opencv::imgproc;
 use opencv::prelude::*;
+
+use super::landmarks::Landmarks68;
 
 /// How far eyebrows are pushed away from the eyes (DFL's default `eyebrows_expand_mod`).
 const EYEBROWS_EXPAND_MOD: f64 = 1.0;
@@ -41,7 +44,7 @@ const EM_BLUR_DIVISOR: i32 = 16;
 ///
 /// # Errors
 /// OpenCV's error.
-pub fn hull_mask(side_px: i32, landmarks: &[[f32; 2]]) -> opencv::Result<Mat> {
+pub fn hull_mask(side_px: i32, landmarks: &Landmarks68) -> opencv::Result<Mat> {
     let pts = expand_eyebrows(&int_points(landmarks));
     let mut mask = Mat::zeros(side_px, side_px, CV_32FC1)?.to_mat()?;
     for part in HULL_PARTS {
@@ -62,7 +65,7 @@ pub fn hull_mask(side_px: i32, landmarks: &[[f32; 2]]) -> opencv::Result<Mat> {
 ///
 /// # Errors
 /// OpenCV's error.
-pub fn eyes_mouth_mask(full_face: &Mat, landmarks: &[[f32; 2]]) -> opencv::Result<Mat> {
+pub fn eyes_mouth_mask(full_face: &Mat, landmarks: &Landmarks68) -> opencv::Result<Mat> {
     let side = full_face.rows();
     let pts = int_points(landmarks);
     let mut parts = Mat::zeros(side, side, CV_32FC1)?.to_mat()?;
@@ -144,7 +147,7 @@ fn expand_eyebrows(pts: &[Point]) -> Vec<Point> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::train::sampler::testutil::synthetic_landmarks;
+    use crate::face::testutil::synthetic_landmarks;
 
     fn at(mask: &Mat, x: i32, y: i32) -> f32 {
         *mask.at_2d::<f32>(y, x).unwrap()

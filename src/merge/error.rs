@@ -1,0 +1,82 @@
+//! Errors that stop a merge.
+
+use std::path::PathBuf;
+
+use super::config::OutOfRange;
+use super::masked::MergeFaceError;
+use super::predict::PredictError;
+use super::video::VideoError;
+use crate::faceset::FacesetError;
+use crate::frames::FramesError;
+use crate::img::ImageWriteError;
+use crate::settings::SettingsError;
+use crate::stage_log::StageLogError;
+
+/// Errors that stop a merge.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum MergeError {
+    /// There is no dst input to decode.
+    #[error("no dst input in {}: put data_dst.mp4 (or a data_dst/ image folder) there, the one the dst faces were extracted from", .0.display())]
+    NoInput(PathBuf),
+    /// The input cannot be read.
+    #[error(transparent)]
+    Frames(#[from] FramesError),
+    /// The dst faces cannot be read.
+    #[error(transparent)]
+    Faces(#[from] FacesetError),
+    /// The model cannot be loaded or run.
+    #[error(transparent)]
+    Predict(#[from] PredictError),
+    /// A setting is out of range.
+    #[error(transparent)]
+    Config(#[from] OutOfRange),
+    /// The saved settings differ.
+    #[error(transparent)]
+    Settings(#[from] SettingsError),
+    /// The stage log cannot be read or written.
+    #[error(transparent)]
+    Log(#[from] StageLogError),
+    /// A merged frame cannot be written.
+    #[error(transparent)]
+    ImageWrite(#[from] ImageWriteError),
+    /// Merging a face failed.
+    #[error("frame {frame}: {source}")]
+    Face {
+        /// The frame.
+        frame: String,
+        /// What failed.
+        #[source]
+        source: MergeFaceError,
+    },
+    /// The frames are not the size the faces were extracted at.
+    #[error("frame {frame} of {} is {got:?} but its faces were extracted from a {want:?} frame; the dst input changed since `dfl extract dst` — extract again", .input.display())]
+    FrameSize {
+        /// The frame.
+        frame: String,
+        /// The input.
+        input: PathBuf,
+        /// The decoded size.
+        got: [u32; 2],
+        /// The size in the face metadata.
+        want: [u32; 2],
+    },
+    /// `result.mp4` could not be made.
+    #[error(transparent)]
+    Video(#[from] VideoError),
+    /// An output folder cannot be created.
+    #[error("cannot create {}: {source}; check the path and its permissions", .path.display())]
+    CreateDir {
+        /// The folder.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image operation failed.
+    #[error("image operation failed: {0}")]
+    Cv(#[from] opencv::Error),
+    /// The preview frame cannot be used.
+    #[error("{0}")]
+    Preview(String),
+}

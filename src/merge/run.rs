@@ -1,0 +1,414 @@
+//! The merge run: load the model and the dst faces, merge every pending frame (crop on all
+//! cores, predict on the device, merge and write on a second thread), then assemble
+//! `result.mp4`.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+
+use opencv::core::Mat;
+use opencv::prelude::*;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use super::MergeError;
+use super::config::MergeConfig;
+use super::faces::{DstFaceInfo, DstFaces};
+use super::frame::merge_frame;
+use super::masked::{DstFace, FacePrediction, crop_face};
+use super::options::{MergeEntry, MergeOptions, MergeReport};
+use super::predict::Predictor;
+use super::video::{self, EncodeOptions, Timing};
+use crate::face::align::{FaceType, transform_mat, transform_mat_scaled};
+use crate::frames::{Frame, FrameSource, Pick, frame_names, process_in_order};
+use crate::img::write_image;
+use crate::report::StageReport;
+use crate::settings::check_settings;
+use crate::stage_log::{StageLog, resume_entries};
+use crate::workspace::{Input, Side, Stage, Workspace};
+
+/// The settings that shape the merged frames, saved as `data_dst/merge.settings.json`.
+#[derive(Debug, Serialize)]
+struct SavedSettings<'a> {
+    input: &'a Path,
+    model: &'a str,
+    iteration: u64,
+    merge: &'a MergeConfig,
+}
+
+/// The JPEG quality `write_image` asks for; merged frames are PNG, so it does not apply.
+const PNG_QUALITY_UNUSED: u8 = 95;
+
+/// The faces and settings every frame of a run shares (CPU side; the model stays on the
+/// thread that runs it).
+pub(super) struct Session<'a> {
+    /// The per-face settings.
+    pub cfg: &'a MergeConfig,
+    /// The model's resolution R.
+    pub resolution: i32,
+    /// The model's face type (the crops' geometry).
+    pub face_type: FaceType,
+    /// The dst faces (smoothed when asked).
+    pub faces: &'a DstFaces,
+    /// The dst input (for messages).
+    pub input: &'a Path,
+}
+
+/// A decoded frame with its faces cropped.
+struct Prepared {
+    frame: Frame,
+    faces: Vec<DstFace>,
+}
+
+/// A frame ready to merge: its faces and their predictions.
+struct Predicted {
+    prepared: Prepared,
+    predictions: Vec<FacePrediction>,
+}
+
+/// Merges the dst frames of `ws` with `opts.model`, resuming a previous run, then assembles
+/// `result.mp4` when every frame is merged.
+///
+/// # Errors
+/// Fatal problems only (no input, no model, changed settings without `force`, unwritable
+/// outputs); unreadable frames are logged, skipped and counted.
+pub fn run(
+    cfg: &MergeConfig,
+    ws: &Workspace,
+    opts: &MergeOptions<'_>,
+) -> Result<MergeReport, MergeError> {
+    cfg.validate()?;
+    let input =
+        ws.find_input(Side::Dst).ok_or_else(|| MergeError::NoInput(ws.root().to_owned()))?;
+    let predictor = Predictor::load(ws, opts.model, opts.device)?;
+    let faces = load_faces(ws, &input, cfg.smooth)?;
+    let done = prepare_outputs(cfg, ws, &input, opts, predictor.iteration())?;
+    let mut report = MergeReport {
+        frames: StageReport { already_done: done.len(), ..Default::default() },
+        iteration: predictor.iteration(),
+        ..Default::default()
+    };
+    let session = Session {
+        cfg,
+        resolution: predictor.resolution(),
+        face_type: predictor.face_type(),
+        faces: &faces,
+        input: input.path(),
+    };
+    let mut source = FrameSource::open(&input)?;
+    let range = opts.frames;
+    opts.progress.set_len(range.len_hint(source.len_hint()).saturating_sub(done.len()) as u64);
+    let pending = |i: usize, name: &str| -> Pick {
+        if range.last.is_some_and(|l| i + 1 > l) {
+            Pick::Stop
+        } else if !range.contains(i) || done.contains(name) {
+            Pick::Skip
+        } else {
+            Pick::Take
+        }
+    };
+    let pipeline =
+        Pipeline { writer: Writer { session: &session, ws, opts }, predictor: &predictor };
+    let all_seen = pipeline.merge_frames(&mut source, pending, &mut report)?;
+    let range_ends_before_input = range.last.is_some_and(|last| source.position() >= last);
+    if all_seen && !range_ends_before_input {
+        // The whole input was seen: every frame's name is known, so result.mp4 can be made.
+        source.warn_if_truncated();
+        let names = frame_names(&input, source.position())?;
+        finish_video(ws, &input, &names, opts, &mut report)?;
+    }
+    Ok(report)
+}
+
+/// What the merge loop works with: the writer's side, and the model (which stays on the
+/// thread that decodes and predicts).
+struct Pipeline<'a> {
+    writer: Writer<'a>,
+    predictor: &'a Predictor,
+}
+
+/// What the writer thread merges and writes with.
+struct Writer<'a> {
+    session: &'a Session<'a>,
+    ws: &'a Workspace,
+    opts: &'a MergeOptions<'a>,
+}
+
+impl Pipeline<'_> {
+    /// Merges the frames `pick` takes: this thread decodes chunks, crops their faces on all
+    /// cores and predicts them on the device; a second thread merges, writes and logs each
+    /// chunk (on all cores, recorded in frame order) while the device works on the next.
+    /// Returns whether the input was read to its end (`false` when a writer error stopped it).
+    fn merge_frames(
+        &self,
+        source: &mut FrameSource,
+        pick: impl Fn(usize, &str) -> Pick,
+        report: &mut MergeReport,
+    ) -> Result<bool, MergeError> {
+        let w = &self.writer;
+        let mut log = StageLog::open(w.ws.stage_log(Stage::Merge, Side::Dst))?;
+        let chunk_len = crate::frames::chunk_len().max(w.opts.batch_size);
+        let (tx, rx) = sync_channel::<Vec<Predicted>>(1);
+        std::thread::scope(|scope| {
+            let writer = scope.spawn(|| w.write_chunks(rx, &mut log, report));
+            let produced = (|| -> Result<bool, MergeError> {
+                loop {
+                    let chunk = source.next_chunk(&pick, chunk_len);
+                    if chunk.is_empty() {
+                        return Ok(true);
+                    }
+                    let predicted = self.predict_chunk(chunk)?;
+                    if tx.send(predicted).is_err() {
+                        return Ok(false); // the writer stopped; its error is reported below
+                    }
+                }
+            })();
+            drop(tx);
+            // A panic in the writer is a bug: it goes on as the panic it is.
+            writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+            produced
+        })
+    }
+
+    /// Crops every face of the chunk (in parallel) and predicts them all (batched, in order).
+    fn predict_chunk(&self, chunk: Vec<Frame>) -> Result<Vec<Predicted>, MergeError> {
+        let session = self.writer.session;
+        let prepared: Vec<Result<Prepared, MergeError>> =
+            chunk.into_par_iter().map(|frame| prepare_frame(session, frame)).collect();
+        let prepared: Vec<Prepared> = prepared.into_iter().collect::<Result<_, _>>()?;
+        let crops: Vec<&Mat> =
+            prepared.iter().flat_map(|p| p.faces.iter().map(|f| &f.crop)).collect();
+        let batch = self.writer.opts.batch_size;
+        let mut predictions = self.predictor.predict(&crops, batch)?.into_iter();
+        Ok(prepared
+            .into_iter()
+            .map(|p| {
+                let predictions = predictions.by_ref().take(p.faces.len()).collect();
+                Predicted { prepared: p, predictions }
+            })
+            .collect())
+    }
+}
+
+impl Writer<'_> {
+    /// The writer thread: merges, writes and logs every chunk it receives, in frame order.
+    fn write_chunks(
+        &self,
+        chunks: std::sync::mpsc::Receiver<Vec<Predicted>>,
+        log: &mut StageLog,
+        report: &mut MergeReport,
+    ) -> Result<(), MergeError> {
+        for chunk in chunks {
+            process_in_order(
+                &chunk,
+                |p| merge_and_write(self.session, p, self.ws, self.opts.write_masks),
+                |p, result| {
+                    record(log, report, &p.prepared.frame, result?)?;
+                    self.opts.progress.inc(1);
+                    Ok::<(), MergeError>(())
+                },
+            )?;
+            self.opts.progress.note(&format!("{} faces", report.faces));
+        }
+        Ok(())
+    }
+}
+
+/// Once every frame of the input has a merged image, encodes `result.mp4` (unless it exists
+/// and nothing changed in this run); else says how many frames are missing.
+fn finish_video(
+    ws: &Workspace,
+    input: &Input,
+    names: &[String],
+    opts: &MergeOptions<'_>,
+    report: &mut MergeReport,
+) -> Result<(), MergeError> {
+    let frames: Vec<PathBuf> = names.iter().map(|n| ws.merged_frame(n)).collect();
+    let missing = frames.iter().filter(|f| !f.is_file()).count();
+    report.not_merged = Some(missing);
+    if missing > 0 {
+        log::warn!(
+            "{missing} frame(s) have no merged image yet; result.mp4 is made once all are merged"
+        );
+        return Ok(());
+    }
+    let result = ws.result_video();
+    if let Some(encode) = &opts.video
+        && (report.frames.done > 0 || !result.is_file())
+    {
+        assemble_video(input, &frames, encode, opts, &result)?;
+        report.video = Some(result);
+    }
+    Ok(())
+}
+
+/// Reads the dst faces and smooths their tracks when asked.
+pub(super) fn load_faces(
+    ws: &Workspace,
+    input: &Input,
+    smooth: u32,
+) -> Result<DstFaces, MergeError> {
+    let (faces, skipped) = DstFaces::read(&ws.aligned_dir(Side::Dst))?;
+    if skipped > 0 {
+        log::warn!("{skipped} dst face file(s) without readable metadata are not merged");
+    }
+    if faces.is_empty() {
+        log::warn!("data_dst/aligned holds no faces: every frame is copied unchanged");
+    }
+    if smooth == 0 {
+        return Ok(faces);
+    }
+    // A video's container may undercount its frames: name a few more than it reports.
+    let order = frame_names(input, FrameSource::open(input)?.len_hint() + 2)?;
+    Ok(faces.smoothed(&order, smooth as usize))
+}
+
+/// Checks the saved settings, creates the output folder and returns the finished frames (those
+/// logged whose PNG exists).
+fn prepare_outputs(
+    cfg: &MergeConfig,
+    ws: &Workspace,
+    input: &Input,
+    opts: &MergeOptions<'_>,
+    iteration: u64,
+) -> Result<HashSet<String>, MergeError> {
+    let merged = ws.merged_dir();
+    let mut dirs = vec![merged.clone()];
+    dirs.extend(opts.write_masks.then(|| ws.merged_mask_dir()));
+    for dir in dirs {
+        std::fs::create_dir_all(&dir)
+            .map_err(|source| MergeError::CreateDir { path: dir.clone(), source })?;
+    }
+    let input_path = input.path().canonicalize().unwrap_or_else(|_| input.path().to_owned());
+    let settings = SavedSettings { input: &input_path, model: opts.model, iteration, merge: cfg };
+    let log_path = ws.stage_log(Stage::Merge, Side::Dst);
+    let check = check_settings(&ws.stage_settings(Stage::Merge, Side::Dst), &settings, opts.force)?;
+    let entries = resume_entries::<MergeEntry>(&log_path, &check, "merging every frame again")?;
+    Ok(entries.into_iter().map(|e| e.frame).filter(|f| ws.merged_frame(f).is_file()).collect())
+}
+
+/// Crops the faces of one frame at the model's resolution and face type.
+fn prepare_frame(session: &Session<'_>, frame: Frame) -> Result<Prepared, MergeError> {
+    let Ok(image) = &frame.image else { return Ok(Prepared { frame, faces: Vec::new() }) };
+    let size = [image.cols() as u32, image.rows() as u32];
+    let infos = session.faces.of(&frame.name);
+    if let Some(info) = infos.iter().find(|f| f.source_size != size) {
+        return Err(MergeError::FrameSize {
+            frame: frame.name.clone(),
+            input: session.input.to_owned(),
+            got: size,
+            want: info.source_size,
+        });
+    }
+    let (r, face_type, scale) = (session.resolution, session.face_type, session.cfg.output_scale());
+    let faces = infos
+        .iter()
+        .filter_map(|info| dst_face(image, info, r, face_type, scale).transpose())
+        .collect::<Result<_, _>>()?;
+    Ok(Prepared { frame, faces })
+}
+
+/// The crop and matrices of one face; `None` (with a warning) for degenerate landmarks.
+pub fn dst_face(
+    image: &Mat,
+    info: &DstFaceInfo,
+    r: i32,
+    face_type: FaceType,
+    scale: f64,
+) -> Result<Option<DstFace>, MergeError> {
+    let side = r as u32;
+    let mats = (
+        transform_mat(&info.landmarks, side, face_type),
+        transform_mat_scaled(&info.landmarks, side, face_type, scale),
+    );
+    let (Some(face_mat), Some(output_mat)) = mats else {
+        log::warn!("face {} has degenerate landmarks; it is not merged", info.face_index);
+        return Ok(None);
+    };
+    let crop = crop_face(image, &face_mat, r)?;
+    let landmarks = info.landmarks.transformed(&face_mat);
+    Ok(Some(DstFace { face_mat, output_mat, crop, landmarks }))
+}
+
+/// Merges every face of a frame and writes `merged/<name>.png` (and its mask first, when
+/// asked: a frame counts as done once its image exists); `None` when the frame could not be
+/// decoded (skipped), else the number of faces.
+fn merge_and_write(
+    session: &Session<'_>,
+    p: &Predicted,
+    ws: &Workspace,
+    write_mask: bool,
+) -> Result<Option<usize>, MergeError> {
+    let frame = &p.prepared.frame;
+    let Ok(image) = &frame.image else { return Ok(None) };
+    let out = merge_frame(session.cfg, &frame.name, image, &p.prepared.faces, &p.predictions)?;
+    if write_mask {
+        write_image(&ws.merged_mask(&frame.name), &out.mask_u8()?, PNG_QUALITY_UNUSED)?;
+    }
+    write_image(&ws.merged_frame(&frame.name), &out.image, PNG_QUALITY_UNUSED)?;
+    Ok(Some(p.prepared.faces.len()))
+}
+
+/// Appends a frame to the log and the report.
+fn record(
+    log: &mut StageLog,
+    report: &mut MergeReport,
+    frame: &Frame,
+    faces: Option<usize>,
+) -> Result<(), MergeError> {
+    match (faces, &frame.image) {
+        (Some(n), _) => {
+            report.frames.done += 1;
+            report.faces += n;
+            report.frames_without_faces += usize::from(n == 0);
+            log.append(&MergeEntry { frame: frame.name.clone(), faces: n })?;
+        }
+        (None, Err(reason)) => {
+            log::warn!("skipping frame {} ({}): {reason}", frame.name, frame.source.display());
+            report.frames.skipped += 1;
+        }
+        (None, Ok(_)) => report.frames.skipped += 1,
+    }
+    Ok(())
+}
+
+/// Encodes `frames` into `result` with the dst's timing and audio.
+///
+/// A video whose container lists another number of frames than OpenCV decodes (rare: damaged
+/// or oddly packed files) is encoded at its nominal rate, with a warning.
+fn assemble_video(
+    input: &Input,
+    frames: &[PathBuf],
+    encode: &EncodeOptions,
+    opts: &MergeOptions<'_>,
+    result: &Path,
+) -> Result<(), MergeError> {
+    let Input::Video(path) = input else {
+        video::assemble(
+            frames,
+            Timing::Constant(opts.image_fps),
+            None,
+            encode,
+            result,
+            opts.progress,
+        )?;
+        return Ok(());
+    };
+    let info = video::probe(path)?;
+    let timing = if info.frame_count() == frames.len() {
+        Timing::Source(&info)
+    } else {
+        let rate =
+            if info.frame_rate.to_f64().is_some() { info.frame_rate } else { opts.image_fps };
+        log::warn!(
+            "{} lists {} frames but {} decode; encoding at its nominal {rate} fps",
+            path.display(),
+            info.frame_count(),
+            frames.len()
+        );
+        Timing::Constant(rate)
+    };
+    opts.progress.set_len(frames.len() as u64);
+    video::assemble(frames, timing, Some(path), encode, result, opts.progress)?;
+    Ok(())
+}
