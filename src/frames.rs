@@ -302,7 +302,8 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, FramesError> {
         }
         let path = entry.into_path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        if name.ends_with(".settings.json") || name.ends_with(".jsonl") {
+        let is_stage_file = [".settings.json", ".jsonl", ".journal.json", ".lock"];
+        if is_stage_file.iter().any(|suffix| name.ends_with(suffix)) {
             continue; // the stage's own files
         }
         if !is_image_file(&path) {

@@ -17,6 +17,7 @@ pub mod face;
 pub mod faceset;
 pub mod frames;
 pub mod img;
+pub mod lock;
 pub mod merge;
 pub mod model;
 pub mod onnx;

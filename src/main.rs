@@ -34,7 +34,7 @@ fn main() -> ExitCode {
     let outcome = match cli::run(&cli, &bars) {
         Ok(outcome) => outcome,
         Err(err) => {
-            eprintln!("dfl: {err:#}");
+            eprintln!("dfl: {}", cli::logger::one_line(&format!("{err:#}")));
             Outcome::Fatal
         }
     };

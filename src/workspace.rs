@@ -98,6 +98,37 @@ impl Input {
             Input::Video(p) | Input::Images(p) => p,
         }
     }
+
+    /// Takes a path the user gave (`--input`): a folder is an image folder, a file a video.
+    /// The path is made absolute, so what is recorded from it still names it from elsewhere.
+    ///
+    /// # Errors
+    /// `Missing` when nothing is there, `SingleImage` for one image file.
+    pub fn from_path(path: &Path) -> Result<Input, InputError> {
+        let path = std::path::absolute(path).unwrap_or_else(|_| path.to_owned());
+        if path.is_dir() {
+            Ok(Input::Images(path))
+        } else if path.is_file() && is_image_file(&path) && !has_extension(&path, VIDEO_EXTENSIONS)
+        {
+            Err(InputError::SingleImage(path))
+        } else if path.exists() {
+            Ok(Input::Video(path))
+        } else {
+            Err(InputError::Missing(path))
+        }
+    }
+}
+
+/// A `--input` that cannot be read as frames.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum InputError {
+    /// Nothing is at the path.
+    #[error("input {} does not exist; pass --input with a video file or an image folder", .0.display())]
+    Missing(PathBuf),
+    /// The path is one image, not a folder of them.
+    #[error("{} is a single image; put images in a folder and pass the folder", .0.display())]
+    SingleImage(PathBuf),
 }
 
 /// Errors about the workspace itself.
@@ -267,9 +298,33 @@ impl Workspace {
         self.side_dir(side).join("sort_sheets")
     }
 
+    /// Returns `data_<side>/faceset.lock`: held by whatever writes the faceset (extract, sort)
+    /// alone, and by whatever reads it (train, merge, eval) together.
+    pub fn faceset_lock(&self, side: Side) -> PathBuf {
+        self.side_dir(side).join("faceset.lock")
+    }
+
+    /// Returns `data_dst/merge.lock`: held by `dfl merge` while it writes the merged frames.
+    pub fn merge_lock(&self) -> PathBuf {
+        self.side_dir(Side::Dst).join("merge.lock")
+    }
+
     /// Returns `eval`: where `dfl eval` writes its report.
     pub fn eval_dir(&self) -> PathBuf {
         self.root.join("eval")
+    }
+
+    /// Returns `path` as it is best saved in a stage's settings: relative to the workspace
+    /// when it is inside it (so a moved or renamed workspace still matches), else absolute.
+    pub fn portable(&self, path: &Path) -> PathBuf {
+        let absolute = |p: &Path| {
+            p.canonicalize().unwrap_or_else(|_| std::path::absolute(p).unwrap_or(p.to_owned()))
+        };
+        let (path, root) = (absolute(path), absolute(&self.root));
+        match path.strip_prefix(&root) {
+            Ok(inside) => inside.to_owned(),
+            Err(_) => path,
+        }
     }
 
     /// Returns `model`: the folder holding every trained model.
@@ -354,6 +409,8 @@ mod tests {
         assert_eq!(ws.face_scores(Side::Src), Path::new("/w/data_src/sort.scores.jsonl"));
         assert_eq!(ws.sort_sheets_dir(Side::Src), Path::new("/w/data_src/sort_sheets"));
         assert_eq!(ws.eval_dir(), Path::new("/w/eval"));
+        assert_eq!(ws.faceset_lock(Side::Src), Path::new("/w/data_src/faceset.lock"));
+        assert_eq!(ws.merge_lock(), Path::new("/w/data_dst/merge.lock"));
         assert_eq!(ws.model_dir("df128").unwrap(), Path::new("/w/model/df128"));
         assert_eq!(ws.result_video(), Path::new("/w/result.mp4"));
     }
@@ -384,6 +441,35 @@ mod tests {
         std::fs::write(&mkv, "x").unwrap();
         assert_eq!(ws.find_input(Side::Src), Some(Input::Video(mkv)));
         assert_eq!(ws.find_input(Side::Dst), None);
+    }
+
+    #[test]
+    fn saved_paths_inside_the_workspace_survive_moving_it() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (a, b) = (tmp.path().join("a"), tmp.path().join("b"));
+        std::fs::create_dir_all(&a).unwrap();
+        std::fs::write(a.join("data_src.mp4"), b"x").unwrap();
+        let saved = Workspace::new(&a).portable(&a.join("data_src.mp4"));
+        assert_eq!(saved, Path::new("data_src.mp4"));
+        std::fs::rename(&a, &b).unwrap();
+        assert_eq!(Workspace::new(&b).portable(&b.join("data_src.mp4")), saved);
+        let outside = tmp.path().join("clip.mp4");
+        std::fs::write(&outside, b"x").unwrap();
+        assert_eq!(Workspace::new(&b).portable(&outside), outside.canonicalize().unwrap());
+    }
+
+    #[test]
+    fn an_input_path_is_a_folder_of_images_or_a_video() {
+        let tmp = tempfile::tempdir().unwrap();
+        assert_eq!(Input::from_path(tmp.path()), Ok(Input::Images(tmp.path().to_owned())));
+        let clip = tmp.path().join("clip.mkv");
+        std::fs::write(&clip, b"x").unwrap();
+        assert_eq!(Input::from_path(&clip), Ok(Input::Video(clip)));
+        let photo = tmp.path().join("me.jpg");
+        std::fs::write(&photo, b"x").unwrap();
+        assert!(matches!(Input::from_path(&photo), Err(InputError::SingleImage(_))));
+        let err = Input::from_path(&tmp.path().join("nope.mp4")).unwrap_err().to_string();
+        assert!(err.contains("nope.mp4") && err.contains("--input"), "{err}");
     }
 
     #[test]

@@ -136,17 +136,22 @@ fn usage_errors_exit_2() {
     }
 }
 
+/// One past the last CUDA device (cuda:0 on a machine without one) is refused by every command,
+/// also those that run no network (issue 14: `--device cuda:7` was ignored by extract).
 #[test]
-fn asking_for_cuda_without_a_gpu_is_a_clear_error() {
-    if dfl::device::cuda_device_count() > 0 {
-        return; // This machine has a GPU: the request is valid here.
-    }
+fn asking_for_a_cuda_device_that_is_not_there_is_a_clear_error() {
+    let count = dfl::device::cuda_device_count();
+    let device = format!("cuda:{count}");
     let tmp = tempfile::tempdir().unwrap();
-    let out = dfl(tmp.path(), &["--device", "cuda", "status"]);
-    assert_eq!(out.status.code(), Some(2));
-    let err = stderr(&out);
-    assert!(err.starts_with("dfl: ") && err.contains("no CUDA device"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "one line per error: {err}");
+    for command in [&["status"][..], &["extract", "src"], &["sort", "src", "--by", "blur"]] {
+        let out = dfl(tmp.path(), &[&["--device", device.as_str()], command].concat());
+        assert_eq!(out.status.code(), Some(2), "{command:?}");
+        let err = stderr(&out);
+        let why = if count == 0 { "no CUDA device" } else { "CUDA device(s) are visible" };
+        assert!(err.starts_with("dfl: ") && err.contains(why), "{command:?}: {err}");
+        assert_eq!(err.trim_end().lines().count(), 1, "one line per error: {err}");
+    }
+    assert_eq!(std::fs::read_dir(tmp.path()).unwrap().count(), 0, "nothing was written");
 }
 
 #[test]

@@ -165,15 +165,22 @@ fn a_merge_killed_with_sigkill_resumes_to_the_same_bytes() {
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 
     let (_b, killed) = workspace();
-    let mut child =
-        dfl_cmd(&killed, &slow).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-    let start = Instant::now();
-    while merged_files(&killed).len() < 10 {
-        assert!(start.elapsed() < Duration::from_secs(120), "merge made no progress");
-        std::thread::sleep(Duration::from_millis(5));
+    // 20 kills, each a random moment (fixed seed) after the run wrote a frame.
+    let mut seed = 0x5eed_u64;
+    for round in 0..20 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let mut child =
+            dfl_cmd(&killed, &slow).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+        let (start, before) = (Instant::now(), merged_files(&killed).len());
+        while merged_files(&killed).len() == before {
+            assert!(start.elapsed() < Duration::from_secs(120), "round {round}: no progress");
+            assert!(child.try_wait().unwrap().is_none(), "round {round}: ended before the kill");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis((seed >> 33) % 100));
+        child.kill().unwrap(); // SIGKILL
+        child.wait().unwrap();
     }
-    child.kill().unwrap(); // SIGKILL
-    child.wait().unwrap();
     let at_kill = merged_files(&killed).len();
     assert!(at_kill < FRAMES, "the merge was interrupted ({at_kill} frames written)");
     assert!(!killed.join("result.mp4").exists());
@@ -303,4 +310,37 @@ fn missing_models_and_bad_values_are_one_line_errors() {
     assert_eq!(out.status.code(), Some(2));
     assert!(stderr(&out).contains("erode"), "{}", stderr(&out));
     assert!(merged_files(&ws).is_empty());
+}
+
+/// Issue 14: a frame merged while its dst face was missing (copied unchanged) is merged again
+/// once the face is back, instead of counting as done and ending up unswapped in result.mp4.
+#[test]
+fn r14_frames_whose_faces_came_back_are_merged_again() {
+    let (_tmp, ws) = workspace();
+    let aligned = ws.join("data_dst/aligned");
+    let aside = ws.join("aside");
+    std::fs::create_dir_all(&aside).unwrap();
+    let moved: Vec<String> = (10..=19).map(|i| format!("{i:05}_0.jpg")).collect();
+    for name in &moved {
+        std::fs::rename(aligned.join(name), aside.join(name)).unwrap();
+    }
+    let out = merge(&ws, &[]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let frame = ws.join("data_dst/merged/00012.png");
+    let unswapped = std::fs::read(&frame).unwrap();
+    let video_before = std::fs::read(ws.join("result.mp4")).unwrap();
+
+    for name in &moved {
+        std::fs::rename(aside.join(name), aligned.join(name)).unwrap();
+    }
+    let again = merge(&ws, &[]);
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    let err = stderr(&again);
+    assert!(err.contains("10 merged frame(s) have other dst faces now"), "{err}");
+    assert_ne!(std::fs::read(&frame).unwrap(), unswapped, "frame 12 is swapped now");
+    assert_ne!(std::fs::read(ws.join("result.mp4")).unwrap(), video_before, "result.mp4 redone");
+
+    // A third run has nothing left to do.
+    let third = merge(&ws, &["--no-video"]);
+    assert!(!stderr(&third).contains("other dst faces"), "{}", stderr(&third));
 }

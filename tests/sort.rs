@@ -373,8 +373,15 @@ fn a_crash_mid_sort_is_repaired_by_undo_or_by_a_rerun() {
     let (_tmp, ws) = workspace();
     let before = files(&aligned(&ws));
     let faces = every_face(&ws);
-    // 120 faces, 20 to the trash: phase 1 is renames 1–120, phase 2 121–240.
-    for crash_after in [1, 60, 120, 121, 200, 240] {
+    // 120 faces, 20 to the trash: phase 1 is renames 1–120, phase 2 121–240. Twenty points:
+    // both ends of each phase, and 16 more drawn at random (a fixed seed).
+    let mut seed = 0x5eed_u64;
+    let mut points = vec![1, 120, 121, 240];
+    points.extend((0..16).map(|_| {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        1 + (seed >> 33) % 240
+    }));
+    for crash_after in points {
         let out = dfl_cmd(&ws, &["sort", "src", "--by", "blur", "--keep", "100"])
             .env("DFL_SORT_FAULT_AFTER_MOVES", crash_after.to_string())
             .output()

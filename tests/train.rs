@@ -5,13 +5,13 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use dfl::model::checkpoint::read_tensors;
 use dfl::model::folder::{ModelFolder, OPTIMIZER_FILE, TrainState, WEIGHTS_FILE};
 
 mod common;
-use common::{TINY, dfl, dfl_cmd, stderr};
+use common::{TINY, dfl, dfl_cmd, stderr, wait_for};
 
 /// A workspace whose facesets are extracted from the bundled portraits (Obama as src, Biden and
 /// the astronaut as dst).
@@ -104,20 +104,16 @@ fn changing_the_architecture_on_resume_is_refused() {
 }
 
 /// Waits until `cond` holds (or panics after `secs`).
-fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
-
 #[test]
 fn kill_9_during_training_and_saves_leaves_a_checkpoint_that_resumes_exactly() {
     let (_tmp, ws) = workspace();
     let pointer = ws.join("model/m/LATEST");
-    // Save about every 0.3 s, so kills land in training steps and in saves.
-    for round in 0..4 {
+    // Save about every 0.3 s, so kills land in training steps and in saves: 20 kills, each a
+    // random moment (fixed seed) after a save.
+    let mut seed = 0x5eed_u64;
+    for round in 0..20 {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
+        let delay_ms = (seed >> 33) % 600;
         let mut child = dfl_cmd(
             &ws,
             &[
@@ -133,7 +129,7 @@ fn kill_9_during_training_and_saves_leaves_a_checkpoint_that_resumes_exactly() {
         .unwrap();
         let before = std::fs::read_to_string(&pointer).ok();
         wait_for(60, "a save", || std::fs::read_to_string(&pointer).ok() != before);
-        std::thread::sleep(Duration::from_millis(137 * (round + 1)));
+        std::thread::sleep(Duration::from_millis(delay_ms));
         child.kill().unwrap();
         child.wait().unwrap();
         let state = latest_state(&ws); // always loadable
@@ -168,14 +164,21 @@ fn sorted(mut v: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)> {
 #[test]
 fn ctrl_c_finishes_the_step_saves_and_exits_0() {
     let (_tmp, ws) = workspace();
-    let child =
-        dfl_cmd(&ws, &[&["train", "--name", "m"], &TINY[..], &["--iterations", "100000"]].concat())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap();
+    let child = dfl_cmd(
+        &ws,
+        &[
+            &["train", "--name", "m"],
+            &TINY[..],
+            &["--iterations", "100000", "--preview-every", "1"],
+        ]
+        .concat(),
+    )
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
     // Give it time to start training (it saves only on the 25-minute interval otherwise).
-    wait_for(60, "the preview of iteration 0", || ws.join("model/m/config.json").is_file());
+    wait_for(60, "the first preview", || ws.join("model/m/preview.png").is_file());
     std::thread::sleep(Duration::from_millis(1500));
     let status = Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap();
     assert!(status.success());

@@ -8,7 +8,7 @@ use crate::eval::{self, EvalModels};
 use crate::face::identity::SFaceModel;
 use crate::face::shape_predictor::ShapePredictor;
 use crate::report::Outcome;
-use crate::workspace::Workspace;
+use crate::workspace::{Input, Workspace};
 
 use super::GlobalArgs;
 use super::progress::Bar;
@@ -20,11 +20,17 @@ use super::progress::Bar;
 /// yaw/pitch), and whether the swap flickers more than the clip (jitter). Writes
 /// eval/report.json and eval/report.png.
 #[derive(Debug, clap::Args)]
-pub struct EvalArgs {}
+pub struct EvalArgs {
+    /// The dst video or image folder the merge used (default: data_dst.mp4 or data_dst/, else
+    /// the input the dst faces were extracted from).
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<std::path::PathBuf>,
+}
 
 /// Runs `dfl eval`.
-pub fn run(_args: &EvalArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+pub fn run(args: &EvalArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
     let ws = Workspace::new(&global.workspace);
+    let input = args.input.as_deref().map(Input::from_path).transpose()?;
     let assets = crate::assets::Assets::from_env();
     let sface_path = assets.model(SFACE_FILE)?;
     let sface = SFaceModel::load(&sface_path)?;
@@ -32,7 +38,8 @@ pub fn run(_args: &EvalArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     let predictor = ShapePredictor::load(&predictor_path)
         .with_context(|| format!("{}", predictor_path.display()))?;
     let bar = Bar::new(bars, "frames");
-    let (report, dir) = eval::run(&ws, &EvalModels { sface: &sface, predictor: &predictor }, &bar)?;
+    let models = EvalModels { sface: &sface, predictor: &predictor };
+    let (report, dir) = eval::run(&ws, &models, input.as_ref(), &bar)?;
     drop(bar);
     for line in eval::summary_lines(&report) {
         println!("{line}");

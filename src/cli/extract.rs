@@ -13,7 +13,7 @@ use crate::face::align::FaceType;
 use crate::face::metadata::ImageFormat;
 use crate::face::shape_predictor::ShapePredictor;
 use crate::report::Outcome;
-use crate::workspace::{Input, Side, VIDEO_EXTENSIONS, Workspace, has_extension};
+use crate::workspace::{Input, Side, Workspace, count_images};
 
 use super::GlobalArgs;
 use super::progress::Bar;
@@ -91,22 +91,7 @@ impl ExtractArgs {
     /// Returns the input: `--input`, else the workspace's video or image folder.
     fn input(&self, ws: &Workspace) -> anyhow::Result<Input> {
         match &self.input {
-            Some(path) if path.is_dir() => Ok(Input::Images(path.clone())),
-            Some(path)
-                if path.is_file()
-                    && !has_extension(path, VIDEO_EXTENSIONS)
-                    && crate::workspace::is_image_file(path) =>
-            {
-                anyhow::bail!(
-                    "{} is a single image; put images in a folder and pass the folder",
-                    path.display()
-                )
-            }
-            Some(path) if path.exists() => Ok(Input::Video(path.clone())),
-            Some(path) => anyhow::bail!(
-                "input {} does not exist; pass --input with a video file or an image folder",
-                path.display()
-            ),
+            Some(path) => Ok(Input::from_path(path)?),
             None => ws.find_input(self.side).with_context(|| {
                 format!(
                     "no {side} input: put a video at {} or images in {}, or pass --input PATH",
@@ -152,5 +137,15 @@ pub fn run(
         f.skipped,
         ws.aligned_dir(args.side).display()
     );
+    let faceset_is_empty = count_images(&ws.aligned_dir(args.side)) == 0;
+    if f.done > 0 && report.faces == 0 && faceset_is_empty {
+        log::warn!(
+            "no face was found in any of the {} frames of {}: check that it shows a face, or lower --score-threshold (now {})",
+            f.done,
+            input.path().display(),
+            cfg.detector.score_threshold
+        );
+        return Ok(Outcome::DoneWithSkips);
+    }
     Ok(f.outcome())
 }

@@ -27,6 +27,7 @@ impl Log for Logger {
                 format!("dfl: {}: {}", record.module_path().unwrap_or("dfl"), record.args())
             }
         };
+        let line = one_line(&line);
         self.bars.suspend(|| eprintln!("{line}"));
     }
 
@@ -54,6 +55,12 @@ pub fn init(bars: MultiProgress, level: LevelFilter) {
     if log::set_boxed_logger(Box::new(Logger { bars })).is_ok() {
         log::set_max_level(level);
     }
+}
+
+/// Folds a message onto one line: OpenCV and libtorch end theirs with a newline or spread them
+/// over several, and every dfl message is one line.
+pub fn one_line(text: &str) -> String {
+    text.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 #[cfg(test)]

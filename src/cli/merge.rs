@@ -12,7 +12,7 @@ use crate::merge::{self, FrameRange, MergeOptions};
 use crate::merge::{EncodeOptions, Preset, Rational, write_preview};
 use crate::model::folder::ModelFolder;
 use crate::report::Outcome;
-use crate::workspace::Workspace;
+use crate::workspace::{Input, Workspace};
 
 use super::GlobalArgs;
 use super::progress::Bar;
@@ -61,6 +61,10 @@ pub struct MergeArgs {
     /// data_dst/merge.settings.json); flags override it.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
+    /// The dst video or image folder to merge onto (default: data_dst.mp4 or data_dst/, else
+    /// the input the dst faces were extracted from, as `dfl extract dst --input` recorded it).
+    #[arg(long, value_name = "PATH")]
+    pub input: Option<PathBuf>,
     /// Merge only these frames (1-based): A..B, A.., ..B or N.
     #[arg(long, value_name = "RANGE")]
     pub frames: Option<FrameRange>,
@@ -189,8 +193,9 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     }
     let model = model_name(args, &ws)?;
     let device = device::resolve(global.device)?.device;
+    let input = args.input.as_deref().map(Input::from_path).transpose()?;
     if let Some(frame) = &args.preview {
-        let files = write_preview(&cfg, &ws, &model, device, frame)?;
+        let files = write_preview(&cfg, &ws, &model, device, frame, input.as_ref())?;
         log::info!("preview: {} and {}", files.frame.display(), files.grid.display());
         return Ok(Outcome::Done);
     }
@@ -205,6 +210,7 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         video,
         write_masks: args.masks,
         image_fps: parse_fps(&args.fps)?,
+        input,
         progress: &bar,
     };
     let report = merge::run(&cfg, &ws, &opts)?;
@@ -222,6 +228,13 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     );
     if let Some(video) = &report.video {
         log::info!("video: {}", video.display());
+    }
+    if report.skipped_faces > 0 {
+        log::warn!(
+            "{} file(s) in data_dst/aligned are not usable faces; their frames were merged without them",
+            report.skipped_faces
+        );
+        return Ok(Outcome::DoneWithSkips);
     }
     Ok(f.outcome())
 }

@@ -86,6 +86,11 @@ pub enum Command {
 /// # Errors
 /// Any fatal error, with context naming the file involved and the next step.
 pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+    // A CUDA device that is not there is an error for every command, not only for those that
+    // run a network: the flag is global, and silently ignoring it would hide the mistake.
+    if let DeviceRequest::Cuda(_) = cli.global.device {
+        crate::device::resolve(cli.global.device)?;
+    }
     match &cli.command {
         Command::Extract(args) => extract::run(args, &cli.global, bars),
         Command::Faceset(args) => faceset::run(args, bars),

@@ -35,10 +35,10 @@ pub struct SortArgs {
     pub keep: Option<usize>,
     /// Trash faces whose score is below this (in the unit the sheet shows; `black` is a
     /// fraction, yaw/pitch/hue are degrees; `identity --keep-like` defaults to 0.363).
-    #[arg(long, value_name = "SCORE", requires = "by", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SCORE", requires = "by", allow_negative_numbers = true, value_parser = finite_score)]
     pub min_score: Option<f64>,
     /// Trash faces whose score is above this.
-    #[arg(long, value_name = "SCORE", requires = "by", allow_negative_numbers = true)]
+    #[arg(long, value_name = "SCORE", requires = "by", allow_negative_numbers = true, value_parser = finite_score)]
     pub max_score: Option<f64>,
     /// With `--by identity`: keep the faces of the person in these photos or aligned faces.
     #[arg(long, value_name = "IMAGE", num_args = 1.., requires = "by")]
@@ -161,5 +161,13 @@ fn print_report(ws: &Workspace, side: Side, opts: &SortOptions, r: &SortReport) 
             "{} file(s) in aligned/ are not dfl faces and were left as they are",
             r.skipped.len()
         );
+    }
+}
+/// Parses `--min-score` and `--max-score`: a finite number (NaN compares false with every
+/// score, so it would keep or trash everything silently).
+fn finite_score(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(v) if v.is_finite() => Ok(v),
+        _ => Err(format!("{text:?} is not a finite number")),
     }
 }

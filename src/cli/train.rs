@@ -14,6 +14,7 @@ use crate::device;
 use crate::face::align::FaceType;
 use crate::face::identity::SFaceModel;
 use crate::model::arch::{Arch, default_mask_dims};
+use crate::model::folder::config::MAX_BATCH_SIZE;
 use crate::model::folder::{ModelFolder, TrainConfig};
 use crate::model::precision::Precision;
 use crate::model::saehd::Saehd;
@@ -53,12 +54,15 @@ pub struct TrainArgs {
     /// The crop the model works in, re-cut from the facesets [full]. New models only.
     #[arg(long, value_enum)]
     pub face_type: Option<FaceType>,
-    /// Samples per side per iteration [8].
-    #[arg(long, value_name = "N")]
+    /// Samples per side per iteration; what fits in memory is checked before training [8].
+    #[arg(long, value_name = "N", value_parser = batch_size)]
     pub batch_size: Option<usize>,
-    /// Learning rate [5e-5].
-    #[arg(long, value_name = "LR")]
+    /// Learning rate, above 0 and at most 1 [5e-5].
+    #[arg(long, value_name = "LR", value_parser = learning_rate)]
     pub lr: Option<f64>,
+    /// Clip the gradient's global norm to 1 (DFL's clipgrad): steadier, a little slower [false].
+    #[arg(long, value_name = "BOOL")]
+    pub clip_grad: Option<bool>,
     /// Stop at this iteration (0 = never) [0].
     #[arg(long, value_name = "N")]
     pub target_iter: Option<u64>,
@@ -138,6 +142,9 @@ impl TrainArgs {
         cfg.face_type = self.face_type.unwrap_or(cfg.face_type);
         cfg.batch_size = self.batch_size.unwrap_or(cfg.batch_size);
         cfg.optimizer.lr = self.lr.unwrap_or(cfg.optimizer.lr);
+        if let Some(clip) = self.clip_grad {
+            cfg.optimizer.clip_grad_norm = clip.then_some(DFL_CLIP_GRAD_NORM);
+        }
         cfg.target_iter = self.target_iter.unwrap_or(cfg.target_iter);
         cfg.save_every_min = self.save_every.unwrap_or(cfg.save_every_min);
         cfg.preview_every = self.preview_every.unwrap_or(cfg.preview_every);
@@ -179,9 +186,15 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         (None, None, None) => TrainConfig::default(),
     };
     let cfg = args.apply(base);
+    let origin = match &args.config {
+        Some(file) => file.clone(),
+        None => folder.config_path(),
+    };
+    let context = || format!("{} (or a flag)", origin.display());
     if is_new {
-        cfg.model.validate()?;
+        cfg.model.validate().with_context(context)?;
     }
+    cfg.validate().with_context(context)?;
     let device = device::resolve(global.device)?.device;
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -211,7 +224,14 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         report.ran,
         report.preview.display()
     );
-    Ok(Outcome::Done)
+    if report.skipped_batches > 0 {
+        log::warn!(
+            "{} batch(es) of this run were rolled back (non-finite or spiking loss); if it recurs, lower --lr or pass --clip-grad true",
+            report.skipped_batches
+        );
+    }
+    let skipped = report.skipped_batches > 0 || report.skipped_faces > 0;
+    Ok(if skipped { Outcome::DoneWithSkips } else { Outcome::Done })
 }
 
 /// Loads SFace for the held-out identity of `--eval-every`; without it (with a warning) the
@@ -247,6 +267,27 @@ fn dry_run(args: &TrainArgs) -> anyhow::Result<Outcome> {
         print!("{summary}");
     }
     Ok(Outcome::Done)
+}
+
+/// The gradient norm DFL's `clipgrad` clips to.
+const DFL_CLIP_GRAD_NORM: f64 = 1.0;
+
+/// Parses `--batch-size`: 1 to [`MAX_BATCH_SIZE`].
+fn batch_size(text: &str) -> Result<usize, String> {
+    match text.parse::<usize>() {
+        Ok(n) if (1..=MAX_BATCH_SIZE).contains(&n) => Ok(n),
+        _ => Err(format!("{text:?} is not a batch size from 1 to {MAX_BATCH_SIZE}")),
+    }
+}
+
+/// Parses `--lr`: a finite number above 0, at most 1.
+fn learning_rate(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(lr) if lr.is_finite() && lr > 0.0 && lr <= 1.0 => Ok(lr),
+        _ => Err(format!(
+            "{text:?} is not a learning rate above 0 and at most 1 (DFL's default is 5e-5)"
+        )),
+    }
 }
 
 /// Parses `--minutes`: a positive, finite number.

@@ -40,7 +40,7 @@ use crate::frames::{Frame, FrameSource, FramesError, Pick, for_each_frame};
 use crate::img;
 use crate::model::folder::{EvalPoint, ModelFolder};
 use crate::progress::{NoProgress, Progress};
-use crate::workspace::{Side, Stage, Workspace, count_images};
+use crate::workspace::{Input, Side, Stage, Workspace, count_images};
 use metrics::Summary;
 
 /// Side of the gray crops kept for pixel jitter.
@@ -86,6 +86,9 @@ pub enum EvalError {
     /// SFace failed.
     #[error(transparent)]
     Identity(#[from] IdentityError),
+    /// Another run holds what this one needs.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// A faceset cannot be listed.
     #[error(transparent)]
     Faceset(#[from] FacesetError),
@@ -237,6 +240,7 @@ struct TrackPoint {
 pub fn run(
     ws: &Workspace,
     models: &EvalModels<'_>,
+    input: Option<&Input>,
     progress: &dyn Progress,
 ) -> Result<(EvalReport, PathBuf), EvalError> {
     let merged = ws.merged_dir();
@@ -247,13 +251,22 @@ pub fn run(
             next: "dfl merge",
         });
     }
+    let _locks = [
+        crate::lock::shared(&ws.merge_lock(), "the merge output (data_dst/merged)")?,
+        crate::lock::shared(&ws.faceset_lock(Side::Src), "the src faceset")?,
+        crate::lock::shared(&ws.faceset_lock(Side::Dst), "the dst faceset")?,
+    ];
     let src = read_set(ws, Side::Src, "dfl extract src")?;
     let dst = read_set(ws, Side::Dst, "dfl extract dst")?;
-    let input = ws.find_input(Side::Dst).ok_or_else(|| EvalError::Missing {
-        path: ws.default_video(Side::Dst),
-        what: "no dst input",
-        next: "dfl extract dst",
-    })?;
+    let input = input
+        .cloned()
+        .or_else(|| ws.find_input(Side::Dst))
+        .or_else(|| dst.source_input())
+        .ok_or_else(|| EvalError::Missing {
+            path: ws.default_video(Side::Dst),
+            what: "no dst input (pass --input with the one the merge used)",
+            next: "dfl extract dst",
+        })?;
     let mut cache = ScoreCache::open(&ws.face_scores(Side::Src));
     let src_embeddings = scores::embeddings(&src, &mut cache, models.sface, &NoProgress)?;
     let src_mean = Embedding::mean(&src_embeddings).ok_or_else(|| EvalError::Missing {

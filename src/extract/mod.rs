@@ -128,6 +128,9 @@ pub enum ExtractError {
     /// The landmark predictor is not the 68-point model.
     #[error(transparent)]
     Predictor(#[from] crate::face::locate::Not68Points),
+    /// Another run holds what this one needs.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// The previous faceset cannot be moved aside before a re-extraction.
     #[error("cannot move {} to {}: {source}; move it out of the way yourself and run again", .from.display(), .to.display())]
     SetAside {
@@ -175,6 +178,7 @@ pub fn run(
     progress: &dyn Progress,
 ) -> Result<ExtractReport, ExtractError> {
     let mut source = FrameSource::open(input)?;
+    let _lock = crate::lock::exclusive(&ws.faceset_lock(side), &format!("the {side} faceset"))?;
     let done = prepare_outputs(cfg, ws, side, input)?;
     let mut log = StageLog::open(ws.stage_log(Stage::Extract, side))?;
     let mut report = ExtractReport {
@@ -210,7 +214,8 @@ fn prepare_outputs(
     side: Side,
     input: &Input,
 ) -> Result<HashSet<String>, ExtractError> {
-    let input_path = input.path().canonicalize().unwrap_or_else(|_| input.path().to_owned());
+    // Relative to the workspace when inside it, so a moved workspace resumes.
+    let input_path = ws.portable(input.path());
     let settings = SavedSettings {
         input: &input_path,
         face_type: cfg.face_type,

@@ -95,7 +95,11 @@ impl FrameContext<'_> {
         let meta = FaceMetadata {
             version: METADATA_VERSION,
             source_filename: frame.name.clone(),
-            source_path: frame.source.to_string_lossy().into_owned(),
+            // Absolute, so merge and eval find the input from any working folder.
+            source_path: std::path::absolute(&frame.source)
+                .unwrap_or_else(|_| frame.source.clone())
+                .to_string_lossy()
+                .into_owned(),
             source_size: [image.cols() as u32, image.rows() as u32],
             face_index: index,
             face_type: cfg.face_type,

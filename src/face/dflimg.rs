@@ -31,6 +31,9 @@ pub enum DflImgError {
         /// Where reading failed.
         offset: usize,
     },
+    /// The file ends before its image does (a copy or a write cut short).
+    #[error("truncated {0}: the file ends before its image does")]
+    Truncated(&'static str),
     /// The metadata does not fit one JPEG segment.
     #[error("metadata of {0} bytes does not fit a JPEG segment (64 KiB at most)")]
     TooLarge(usize),
@@ -53,12 +56,19 @@ pub fn embed(image: &[u8], json: &[u8]) -> Result<Vec<u8>, DflImgError> {
 /// Returns the embedded JSON of a JPEG or PNG, `None` when it has none.
 ///
 /// # Errors
-/// `UnknownFormat` or `Malformed`.
+/// `UnknownFormat`, `Malformed`, or `Truncated` for a file cut short (a JPEG without its
+/// end-of-image marker, a PNG without its `IEND` chunk).
 pub fn read(image: &[u8]) -> Result<Option<Vec<u8>>, DflImgError> {
     if image.starts_with(&[0xFF, 0xD8]) {
-        Ok(jpeg_segment(image)?
-            .map(|(start, end)| image[start + JPEG_SIGNATURE.len()..end].to_vec()))
+        let found = jpeg_segment(image)?;
+        if !image.ends_with(&[0xFF, 0xD9]) {
+            return Err(DflImgError::Truncated("JPEG"));
+        }
+        Ok(found.map(|(start, end)| image[start + JPEG_SIGNATURE.len()..end].to_vec()))
     } else if image.starts_with(PNG_SIGNATURE) {
+        if !png_chunks(image)?.iter().any(|(kind, ..)| kind == b"IEND") {
+            return Err(DflImgError::Truncated("PNG"));
+        }
         Ok(png_chunk(image)?.map(|c| c.text.to_vec()))
     } else {
         Err(DflImgError::UnknownFormat)
@@ -103,8 +113,11 @@ fn jpeg_segment(jpeg: &[u8]) -> Result<Option<(usize, usize)>, DflImgError> {
         let len_bytes = jpeg.get(pos + 2..pos + 4).ok_or(bad(pos + 2))?;
         let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
         let (start, end) = (pos + 4, pos + 2 + len);
-        if len < 2 || end > jpeg.len() {
+        if len < 2 {
             return Err(bad(pos + 2));
+        }
+        if end > jpeg.len() {
+            return Err(DflImgError::Truncated("JPEG"));
         }
         if marker == JPEG_APP15 && jpeg[start..end].starts_with(JPEG_SIGNATURE) {
             return Ok(Some((start, end)));
@@ -156,7 +169,10 @@ fn png_chunks(png: &[u8]) -> Result<Vec<([u8; 4], usize, usize)>, DflImgError> {
         let len = usize::try_from(u32::from_be_bytes([header[0], header[1], header[2], header[3]]))
             .map_err(|_| bad(pos))?;
         let kind = [header[4], header[5], header[6], header[7]];
-        let end = pos.checked_add(12 + len).filter(|&e| e <= png.len()).ok_or(bad(pos))?;
+        let end = pos.checked_add(12 + len).ok_or(bad(pos))?;
+        if end > png.len() {
+            return Err(DflImgError::Truncated("PNG"));
+        }
         chunks.push((kind, pos, end));
         pos = end;
         if &kind == b"IEND" {
@@ -215,6 +231,16 @@ mod tests {
         assert_eq!(read(&twice).unwrap().as_deref(), Some(&br#"{"face_index":1}"#[..]));
         assert_eq!(twice.len(), once.len(), "the old segment was replaced, not kept");
         assert!(decodes_to_same_pixels(&jpeg, &twice));
+    }
+
+    #[test]
+    fn a_file_cut_short_is_truncated_not_a_face() {
+        for ext in [".jpg", ".png"] {
+            let whole = embed(&encoded(ext), b"{}").unwrap();
+            assert!(read(&whole).unwrap().is_some(), "{ext}");
+            let cut = &whole[..whole.len() - 20];
+            assert!(matches!(read(cut), Err(DflImgError::Truncated(_))), "{ext}");
+        }
     }
 
     #[test]

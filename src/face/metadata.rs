@@ -14,6 +14,11 @@ use super::dflimg::{self, DflImgError};
 use super::landmarks::Landmarks68;
 use crate::atomic::write_atomic;
 
+/// The largest aligned face a file may describe.
+const MAX_FACE_PX: u32 = 8192;
+/// The largest frame side a face may come from.
+const MAX_FRAME_PX: u32 = 65536;
+
 /// The version of [`FaceMetadata`]'s layout.
 pub const METADATA_VERSION: u32 = 1;
 
@@ -165,8 +170,25 @@ pub fn parse_metadata(path: &Path, bytes: &[u8]) -> Result<FaceMetadata, FaceFil
         .ok_or_else(|| FaceFileError::NoMetadata(path.to_owned()))?;
     let bad = |reason: String| FaceFileError::BadMetadata { path: path.to_owned(), reason };
     let meta: FaceMetadata = serde_json::from_slice(&json).map_err(|e| bad(e.to_string()))?;
-    if meta.size_px == 0 {
-        return Err(bad("size_px is 0".into()));
+    if meta.size_px == 0 || meta.size_px > MAX_FACE_PX {
+        return Err(bad(format!("size_px {} is outside 1–{MAX_FACE_PX}", meta.size_px)));
+    }
+    let [w, h] = meta.source_size;
+    if !(1..=MAX_FRAME_PX).contains(&w) || !(1..=MAX_FRAME_PX).contains(&h) {
+        return Err(bad(format!("source_size {w}×{h} is outside 1–{MAX_FRAME_PX} px")));
+    }
+    // Points may lie outside their image (a face cut by the frame edge), but not far.
+    let near = |points: &Landmarks68, w: u32, h: u32| {
+        let (w, h) = (w as f32, h as f32);
+        points.iter().all(|p| (-w..=2.0 * w).contains(&p[0]) && (-h..=2.0 * h).contains(&p[1]))
+    };
+    if !near(&meta.landmarks, meta.size_px, meta.size_px) || !near(&meta.source_landmarks, w, h) {
+        return Err(bad("landmarks lie far outside their image".into()));
+    }
+    let finite = |v: &[f32]| v.iter().all(|x| x.is_finite());
+    let matrix_finite = meta.image_to_face_mat.iter().flatten().all(|x| x.is_finite());
+    if !matrix_finite || !finite(&meta.source_rect) || !(0.0..=1.0).contains(&meta.detector_score) {
+        return Err(bad("image_to_face_mat, source_rect or detector_score is not finite".into()));
     }
     if to_unit_square(&meta.landmarks).is_none() || to_unit_square(&meta.source_landmarks).is_none()
     {
@@ -258,7 +280,10 @@ mod tests {
             Err(FaceFileError::BadMetadata { reason, .. }) => reason,
             other => panic!("{other:?}"),
         };
-        assert_eq!(reason(&FaceMetadata { size_px: 0, ..sample_meta() }), "size_px is 0");
+        assert_eq!(
+            reason(&FaceMetadata { size_px: 0, ..sample_meta() }),
+            "size_px 0 is outside 1–8192"
+        );
         let collapsed = FaceMetadata {
             landmarks: sample_meta().landmarks.map(|_| [3.0, 4.0]),
             ..sample_meta()

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 
 use crate::face::metadata::{FaceFileError, FaceMetadata, parse_metadata};
 use crate::progress::Progress;
-use crate::workspace::is_image_file;
+use crate::workspace::{Input, VIDEO_EXTENSIONS, has_extension, is_image_file};
 
 /// Errors that stop reading a faceset.
 #[derive(Debug, thiserror::Error)]
@@ -123,6 +123,21 @@ impl Faceset {
             }
         }
         Ok(set)
+    }
+
+    /// Returns the input the faces were extracted from, when they all name one that is still
+    /// there: a video, or a folder of images (each face names its own image).
+    pub fn source_input(&self) -> Option<Input> {
+        let mut sources = self.faces.iter().map(|f| Path::new(&f.meta.source_path));
+        let first = sources.next()?;
+        if first.is_file() && has_extension(first, VIDEO_EXTENSIONS) {
+            let all_same = self.faces.iter().all(|f| Path::new(&f.meta.source_path) == first);
+            return all_same.then(|| Input::Video(first.to_owned()));
+        }
+        let dir = first.parent().filter(|d| d.is_dir())?;
+        let all_in_dir =
+            self.faces.iter().all(|f| Path::new(&f.meta.source_path).parent() == Some(dir));
+        all_in_dir.then(|| Input::Images(dir.to_owned()))
     }
 
     /// Logs each skipped file once, with what it means for the stage (e.g. "it is not

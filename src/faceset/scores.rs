@@ -195,9 +195,15 @@ pub enum EmbedError {
     /// A face file cannot be read or decoded.
     #[error(transparent)]
     Face(#[from] FaceFileError),
-    /// SFace failed.
-    #[error(transparent)]
-    Identity(#[from] IdentityError),
+    /// SFace failed on a face.
+    #[error("{}: {source}; move this face out of the faceset, or re-extract it", .path.display())]
+    Identity {
+        /// The face file.
+        path: PathBuf,
+        /// SFace's error.
+        #[source]
+        source: IdentityError,
+    },
 }
 
 /// Returns the SFace embedding of every face of `set`, from `cache` where it has one, computed
@@ -246,10 +252,11 @@ fn embed_face(set: &Faceset, i: usize, pool: &RecognizerPool) -> Result<Embeddin
     let path = set.path(i);
     let image = read_face_image(&path)?;
     let five = set.faces[i].meta.landmarks.five_points();
-    let mut sface = pool.take()?;
+    let identity = |source| EmbedError::Identity { path: path.clone(), source };
+    let mut sface = pool.take().map_err(identity)?;
     let embedding = sface.embed(&image, &five);
     pool.put(sface);
-    Ok(embedding?)
+    embedding.map_err(identity)
 }
 
 #[cfg(test)]

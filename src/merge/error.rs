@@ -16,8 +16,11 @@ use crate::stage_log::StageLogError;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum MergeError {
+    /// Another run holds what this one needs.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// There is no dst input to decode.
-    #[error("no dst input in {}: put data_dst.mp4 (or a data_dst/ image folder) there, the one the dst faces were extracted from", .0.display())]
+    #[error("no dst input in {}: pass --input with the video or image folder the dst faces were extracted from (or put it there as data_dst.mp4 or a data_dst/ image folder)", .0.display())]
     NoInput(PathBuf),
     /// The input cannot be read.
     #[error(transparent)]

@@ -10,6 +10,8 @@ use crate::face::metadata::FaceMetadata;
 use crate::faceset::{Faceset, FacesetError};
 use crate::progress::NoProgress;
 
+/// Hex digits of a frame's faces key (64 bits).
+const FACES_KEY_LEN: usize = 16;
 /// Faces linked into one track overlap their previous frame's box by at least this IoU.
 const TRACK_MIN_IOU: f32 = 0.3;
 
@@ -41,11 +43,16 @@ impl DstFaces {
     pub fn read(aligned: &Path) -> Result<(Self, usize), FacesetError> {
         let set = Faceset::read(aligned, &NoProgress)?;
         set.warn_skipped("that face is not merged");
+        Ok((Self::of_faceset(&set), set.skipped.len()))
+    }
+
+    /// Indexes the faces of a faceset already read (its skipped files are the caller's).
+    pub fn of_faceset(set: &Faceset) -> Self {
         let mut faces = DstFaces::default();
         for face in &set.faces {
             faces.insert(&face.meta);
         }
-        Ok((faces, set.skipped.len()))
+        faces
     }
 
     fn insert(&mut self, meta: &FaceMetadata) {
@@ -75,6 +82,22 @@ impl DstFaces {
     /// Returns the faces of `frame` (empty when it has none).
     pub fn of(&self, frame: &str) -> &[DstFaceInfo] {
         self.frames.get(frame).map_or(&[], Vec::as_slice)
+    }
+
+    /// Returns a key of what frame `frame` is merged from: its faces (index, frame size, box and
+    /// landmarks, after smoothing), hashed. Equal keys, equal inputs.
+    pub fn key_of(&self, frame: &str) -> String {
+        let mut hasher = blake3::Hasher::new();
+        for f in self.of(frame) {
+            hasher.update(&(f.face_index as u64).to_le_bytes());
+            for v in f.source_size {
+                hasher.update(&v.to_le_bytes());
+            }
+            for v in f.rect.iter().chain(f.landmarks.iter().flatten()) {
+                hasher.update(&v.to_le_bytes());
+            }
+        }
+        hasher.finalize().to_hex()[..FACES_KEY_LEN].to_owned()
     }
 
     /// Returns the number of faces.

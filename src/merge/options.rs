@@ -9,6 +9,7 @@ use tch::Device;
 use super::video::{EncodeOptions, Rational};
 use crate::progress::Progress;
 use crate::report::StageReport;
+use crate::workspace::Input;
 
 /// A range of frames by 1-based position: `A..B` (inclusive), `A..`, `..B` or `N`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -89,6 +90,9 @@ pub struct MergeOptions<'a> {
     pub write_masks: bool,
     /// The frame rate of `result.mp4` for an image-folder dst.
     pub image_fps: Rational,
+    /// The dst frames (`--input`); `None` finds them: the workspace's dst video or image
+    /// folder, else the input the dst faces were extracted from.
+    pub input: Option<Input>,
     /// Frames progress.
     pub progress: &'a dyn Progress,
 }
@@ -100,6 +104,11 @@ pub struct MergeEntry {
     pub frame: String,
     /// Faces swapped in it.
     pub faces: usize,
+    /// What the frame was merged from: a hash of its dst faces ([`DstFaces::key_of`](super::DstFaces::key_of)). A frame
+    /// whose faces changed since (a face restored, deleted or re-extracted) is merged again;
+    /// an entry without one (an older log) counts as changed.
+    #[serde(default)]
+    pub faces_key: String,
 }
 
 /// What a merge run did.
@@ -117,4 +126,6 @@ pub struct MergeReport {
     pub video: Option<PathBuf>,
     /// Frames of the input still without a merged PNG (when known).
     pub not_merged: Option<usize>,
+    /// Face files of `data_dst/aligned` that are not usable faces (not merged).
+    pub skipped_faces: usize,
 }

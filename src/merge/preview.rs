@@ -11,12 +11,12 @@ use tch::Device;
 
 use super::config::{BlendMode, MaskMode, MergeConfig};
 use super::predict::Predictor;
-use super::run::{dst_face, load_faces};
+use super::run::{DstSide, dst_face, load_dst};
 use super::{MergeError, merge_frame};
 use crate::color::MergeColorTransfer;
 use crate::frames::{FrameSource, Pick};
 use crate::img::write_image;
-use crate::workspace::{Side, Workspace};
+use crate::workspace::{Input, Side, Workspace};
 
 /// Height of one grid cell's image in pixels.
 const CELL_PX: i32 = 192;
@@ -43,12 +43,12 @@ pub fn write_preview(
     model: &str,
     device: Device,
     which: &str,
+    input: Option<&Input>,
 ) -> Result<PreviewFiles, MergeError> {
     cfg.validate()?;
-    let input =
-        ws.find_input(Side::Dst).ok_or_else(|| MergeError::NoInput(ws.root().to_owned()))?;
+    let _lock = crate::lock::shared(&ws.faceset_lock(Side::Dst), "the dst faceset")?;
+    let DstSide { input, faces, .. } = load_dst(ws, input, cfg.smooth)?;
     let predictor = Predictor::load(ws, model, device)?;
-    let faces = load_faces(ws, &input, cfg.smooth)?;
     let number = which.parse::<usize>().ok();
     let mut source = FrameSource::open(&input)?;
     let found = source.next_picked(|i, name| {

@@ -2,7 +2,7 @@
 //! cores, predict on the device, merge and write on a second thread), then assemble
 //! `result.mp4`.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::sync::mpsc::sync_channel;
 
@@ -20,8 +20,10 @@ use super::options::{MergeEntry, MergeOptions, MergeReport};
 use super::predict::Predictor;
 use super::video::{self, EncodeOptions, Timing};
 use crate::face::align::{FaceType, transform_mat, transform_mat_scaled};
+use crate::faceset::Faceset;
 use crate::frames::{Frame, FrameSource, Pick, frame_names, process_in_order};
 use crate::img::write_image;
+use crate::progress::NoProgress;
 use crate::report::StageReport;
 use crate::settings::check_settings;
 use crate::stage_log::{StageLog, resume_entries};
@@ -78,14 +80,17 @@ pub fn run(
     opts: &MergeOptions<'_>,
 ) -> Result<MergeReport, MergeError> {
     cfg.validate()?;
-    let input =
-        ws.find_input(Side::Dst).ok_or_else(|| MergeError::NoInput(ws.root().to_owned()))?;
+    let dst_lock = crate::lock::shared(&ws.faceset_lock(Side::Dst), "the dst faceset")?;
+    let DstSide { input, faces, skipped_faces } = load_dst(ws, opts.input.as_ref(), cfg.smooth)?;
+    let merge_lock =
+        crate::lock::exclusive(&ws.merge_lock(), "the merge output (data_dst/merged)")?;
+    let _locks = [dst_lock, merge_lock];
     let predictor = Predictor::load(ws, opts.model, opts.device)?;
-    let faces = load_faces(ws, &input, cfg.smooth)?;
-    let done = prepare_outputs(cfg, ws, &input, opts, predictor.iteration())?;
+    let done = prepare_outputs(cfg, ws, &input, opts, predictor.iteration(), &faces)?;
     let mut report = MergeReport {
         frames: StageReport { already_done: done.len(), ..Default::default() },
         iteration: predictor.iteration(),
+        skipped_faces,
         ..Default::default()
     };
     let session = Session {
@@ -203,7 +208,8 @@ impl Writer<'_> {
                 &chunk,
                 |p| merge_and_write(self.session, p, self.ws, self.opts.write_masks),
                 |p, result| {
-                    record(log, report, &p.prepared.frame, result?)?;
+                    let key = self.session.faces.key_of(&p.prepared.frame.name);
+                    record(log, report, &p.prepared.frame, result?, key)?;
                     self.opts.progress.inc(1);
                     Ok::<(), MergeError>(())
                 },
@@ -242,25 +248,46 @@ fn finish_video(
     Ok(())
 }
 
-/// Reads the dst faces and smooths their tracks when asked.
-pub(super) fn load_faces(
+/// The dst side of a merge: the frames' input and the faces to swap in them.
+pub(super) struct DstSide {
+    /// The dst frames.
+    pub(super) input: Input,
+    /// The dst faces by frame (smoothed when asked).
+    pub(super) faces: DstFaces,
+    /// Face files of `data_dst/aligned` that are not usable faces (not merged).
+    pub(super) skipped_faces: usize,
+}
+
+/// Reads the dst faces, finds the frames they came from (`input` when given, else the
+/// workspace's dst video or image folder, else the input the faces name), and smooths the
+/// faces' tracks when asked.
+///
+/// # Errors
+/// `Faces` when `data_dst/aligned` cannot be read, `NoInput` when no input is found.
+pub(super) fn load_dst(
     ws: &Workspace,
-    input: &Input,
+    input: Option<&Input>,
     smooth: u32,
-) -> Result<DstFaces, MergeError> {
-    let (faces, skipped) = DstFaces::read(&ws.aligned_dir(Side::Dst))?;
-    if skipped > 0 {
-        log::warn!("{skipped} dst face file(s) without readable metadata are not merged");
-    }
+) -> Result<DstSide, MergeError> {
+    let set = Faceset::read(&ws.aligned_dir(Side::Dst), &NoProgress)?;
+    set.warn_skipped("that face is not merged");
+    let input = input
+        .cloned()
+        .or_else(|| ws.find_input(Side::Dst))
+        .or_else(|| set.source_input())
+        .ok_or_else(|| MergeError::NoInput(ws.root().to_owned()))?;
+    let faces = DstFaces::of_faceset(&set);
     if faces.is_empty() {
         log::warn!("data_dst/aligned holds no faces: every frame is copied unchanged");
     }
-    if smooth == 0 {
-        return Ok(faces);
-    }
-    // A video's container may undercount its frames: name a few more than it reports.
-    let order = frame_names(input, FrameSource::open(input)?.len_hint() + 2)?;
-    Ok(faces.smoothed(&order, smooth as usize))
+    let faces = if smooth == 0 {
+        faces
+    } else {
+        // A video's container may undercount its frames: name a few more than it reports.
+        let order = frame_names(&input, FrameSource::open(&input)?.len_hint() + 2)?;
+        faces.smoothed(&order, smooth as usize)
+    };
+    Ok(DstSide { input, faces, skipped_faces: set.skipped.len() })
 }
 
 /// Checks the saved settings, creates the output folder and returns the finished frames (those
@@ -271,6 +298,7 @@ fn prepare_outputs(
     input: &Input,
     opts: &MergeOptions<'_>,
     iteration: u64,
+    faces: &DstFaces,
 ) -> Result<HashSet<String>, MergeError> {
     let merged = ws.merged_dir();
     let mut dirs = vec![merged.clone()];
@@ -279,12 +307,29 @@ fn prepare_outputs(
         std::fs::create_dir_all(&dir)
             .map_err(|source| MergeError::CreateDir { path: dir.clone(), source })?;
     }
-    let input_path = input.path().canonicalize().unwrap_or_else(|_| input.path().to_owned());
+    // Relative to the workspace when inside it, so a moved workspace resumes.
+    let input_path = ws.portable(input.path());
     let settings = SavedSettings { input: &input_path, model: opts.model, iteration, merge: cfg };
     let log_path = ws.stage_log(Stage::Merge, Side::Dst);
     let check = check_settings(&ws.stage_settings(Stage::Merge, Side::Dst), &settings, opts.force)?;
     let entries = resume_entries::<MergeEntry>(&log_path, &check, "merging every frame again")?;
-    Ok(entries.into_iter().map(|e| e.frame).filter(|f| ws.merged_frame(f).is_file()).collect())
+    // The last entry of a frame counts; it is done if its image exists and its faces are still
+    // the ones it was merged from.
+    let last: HashMap<String, String> =
+        entries.into_iter().map(|e| (e.frame, e.faces_key)).collect();
+    let mut done = HashSet::new();
+    let mut changed = 0;
+    for (frame, key) in last.into_iter().filter(|(frame, _)| ws.merged_frame(frame).is_file()) {
+        if key == faces.key_of(&frame) {
+            done.insert(frame);
+        } else {
+            changed += 1;
+        }
+    }
+    if changed > 0 {
+        log::info!("{changed} merged frame(s) have other dst faces now; merging them again");
+    }
+    Ok(done)
 }
 
 /// Crops the faces of one frame at the model's resolution and face type.
@@ -355,13 +400,14 @@ fn record(
     report: &mut MergeReport,
     frame: &Frame,
     faces: Option<usize>,
+    faces_key: String,
 ) -> Result<(), MergeError> {
     match (faces, &frame.image) {
         (Some(n), _) => {
             report.frames.done += 1;
             report.faces += n;
             report.frames_without_faces += usize::from(n == 0);
-            log.append(&MergeEntry { frame: frame.name.clone(), faces: n })?;
+            log.append(&MergeEntry { frame: frame.name.clone(), faces: n, faces_key })?;
         }
         (None, Err(reason)) => {
             log::warn!("skipping frame {} ({}): {reason}", frame.name, frame.source.display());

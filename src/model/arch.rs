@@ -8,6 +8,12 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
+/// The largest resolution any model may have (a config file that asks for more is refused
+/// before anything is allocated; DFL's options stop at 640).
+const MAX_RESOLUTION: i64 = 1024;
+/// The largest width of any part (DFL's options stop at 1024).
+const MAX_DIMS: i64 = 2048;
+
 /// The two SAEHD families.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -134,6 +140,13 @@ pub fn default_mask_dims(d_dims: i64) -> i64 {
 #[error("invalid model configuration: {0}")]
 pub struct ConfigError(String);
 
+impl ConfigError {
+    /// An error saying `what` is wrong.
+    pub fn new(what: impl Into<String>) -> Self {
+        Self(what.into())
+    }
+}
+
 impl ModelConfig {
     /// Checks the ranges DFL enforces (tests may use smaller dims than DFL allows: see
     /// [`ModelConfig::validate_dims`]).
@@ -168,9 +181,15 @@ impl ModelConfig {
                 self.resolution, self.arch
             )));
         }
+        if self.resolution > MAX_RESOLUTION {
+            return Err(ConfigError(format!(
+                "resolution {} is above {MAX_RESOLUTION}",
+                self.resolution
+            )));
+        }
         let dims = [self.ae_dims, self.e_dims, self.d_dims, self.d_mask_dims];
-        if dims.iter().any(|&d| d < 1) {
-            return Err(ConfigError("every dims value must be at least 1".to_owned()));
+        if dims.iter().any(|&d| !(1..=MAX_DIMS).contains(&d)) {
+            return Err(ConfigError(format!("every dims value must be from 1 to {MAX_DIMS}")));
         }
         Ok(())
     }

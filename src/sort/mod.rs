@@ -88,6 +88,9 @@ pub enum SortError {
         #[source]
         source: std::io::Error,
     },
+    /// Another run holds what this one needs.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
     /// Moving files failed or was refused.
     #[error(transparent)]
     Journal(#[from] JournalError),
@@ -161,6 +164,7 @@ pub fn sort(
     models: Option<&SortModels>,
     progress: &dyn Progress,
 ) -> Result<SortReport, SortError> {
+    let _lock = lock_faceset(ws, side)?;
     let mut mover = Mover::new(ws, side);
     let mut report = SortReport::default();
     if opts.dry_run {
@@ -212,6 +216,7 @@ pub fn sort(
 /// # Errors
 /// `NothingToUndo` when no sort is recorded; the journal's errors otherwise.
 pub fn undo(ws: &Workspace, side: Side) -> Result<(usize, Option<String>), SortError> {
+    let _lock = lock_faceset(ws, side)?;
     let side_dir = ws.side_dir(side);
     let mut mover = Mover::new(ws, side);
     let recovered = mover.recover()?;
@@ -243,6 +248,7 @@ pub fn sheets_only(
     side: Side,
     progress: &dyn Progress,
 ) -> Result<Vec<PathBuf>, SortError> {
+    let _lock = lock_faceset(ws, side)?;
     let set = read_faceset(ws, side, progress)?;
     let ranking = Ranking {
         order: (0..set.faces.len()).collect(),
@@ -254,6 +260,14 @@ pub fn sheets_only(
         .map(|i| Placement { face: i, to: format!("aligned/{}", set.faces[i].name), reason: None })
         .collect();
     write_review(&ws.sort_sheets_dir(side), &set, &ranking, &placements, Method::Origname)
+}
+
+/// Takes the `side` faceset for this sort alone (its files are renamed), if the side exists.
+fn lock_faceset(ws: &Workspace, side: Side) -> Result<Option<crate::lock::Lock>, SortError> {
+    if !ws.side_dir(side).is_dir() {
+        return Ok(None); // nothing to sort; the error comes from reading the faceset
+    }
+    Ok(Some(crate::lock::exclusive(&ws.faceset_lock(side), &format!("the {side} faceset"))?))
 }
 
 fn read_faceset(ws: &Workspace, side: Side, progress: &dyn Progress) -> Result<Faceset, SortError> {

@@ -2,6 +2,7 @@
 //! trainer step with its divergence guard, checkpoint sets, previews.
 
 mod holdout;
+pub mod memory;
 mod preview;
 mod run;
 pub mod sampler;

@@ -10,6 +10,7 @@ use std::time::Instant;
 use tch::{Device, Tensor};
 
 use super::holdout::{HOLDOUT_EVERY, HOLDOUT_MAX, HeldOut, HoldoutError};
+use super::memory;
 use super::preview::{PreviewTensors, write_eval_plot, write_loss_plot, write_preview};
 use super::sampler::{
     Batch, ColorReference, FaceCache, SampleConfig, SampleError, SampleSet, SampleSetError,
@@ -41,6 +42,36 @@ const PREVIEW_ROWS: usize = 4;
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum RunError {
+    /// Another run holds what this one needs.
+    #[error(transparent)]
+    Lock(#[from] crate::lock::LockError),
+    /// Every check of this run rolled the weights back: nothing was learnt, nothing saved.
+    #[error(
+        "every step of this run gave a non-finite or spiking loss, so nothing was saved (model {name} stays at iteration {iteration}); lower the learning rate (--lr is {lr:e}; DFL's default is {default_lr:e}) or turn on --clip-grad true"
+    )]
+    NothingLearned {
+        /// The model.
+        name: String,
+        /// The iteration the model stays at.
+        iteration: u64,
+        /// This run's learning rate.
+        lr: f64,
+        /// The default learning rate.
+        default_lr: f64,
+    },
+    /// The batch does not fit in the host's memory.
+    #[error(transparent)]
+    TooBig(#[from] memory::TooBig),
+    /// A step ran out of the device's memory.
+    #[error(
+        "a training step ran out of memory on {device} at batch {batch}; nothing since the last save is kept: pass a smaller --batch-size (half, {half}, is a start)", half = (.batch / 2).max(1)
+    )]
+    OutOfMemory {
+        /// The device.
+        device: String,
+        /// The batch size.
+        batch: usize,
+    },
     /// The model name or workspace is unusable.
     #[error(transparent)]
     Workspace(#[from] WorkspaceError),
@@ -115,6 +146,10 @@ pub struct RunReport {
     pub resumed: bool,
     /// Where the preview grid is.
     pub preview: PathBuf,
+    /// Batches of this run the divergence guard rolled back.
+    pub skipped_batches: u64,
+    /// Face files of the facesets that are not usable faces (not trained on).
+    pub skipped_faces: usize,
 }
 
 /// Trains the model `opts.name` in `ws` with `cfg` (or the saved options, when resuming).
@@ -127,17 +162,38 @@ pub fn run(
     opts: &RunOptions<'_>,
 ) -> Result<RunReport, RunError> {
     let folder = ModelFolder::open(ws, opts.name)?;
-    let saved = resolve_config(cfg, &folder)?;
+    let locks = lock_inputs(cfg, ws, &folder)?;
+    let result = train(cfg, ws, opts, &folder);
+    if result.is_err() {
+        // A new model whose first run failed leaves no folder that looks like a model.
+        folder.remove_if_never_saved();
+    }
+    drop(locks);
+    result
+}
+
+/// The run itself, with the model and facesets locked.
+fn train(
+    cfg: &TrainConfig,
+    ws: &Workspace,
+    opts: &RunOptions<'_>,
+    folder: &ModelFolder,
+) -> Result<RunReport, RunError> {
+    let saved = resolve_config(cfg, folder)?;
     let (stored, cfg) = (cfg.clone(), cfg.effective());
     let mut trainer = Trainer::new(&cfg, opts.device)?;
-    let (mut state, resumed) = load_latest(&folder, &mut trainer)?;
+    check_memory(&cfg, &trainer, opts.device)?;
+    let (mut state, resumed) = load_latest(folder, &mut trainer)?;
     adapt_start(&stored, saved.as_ref(), ws, opts, &mut trainer, &mut state, resumed)?;
     let (feeds, held_out) = Feeds::start(&cfg, ws, state.iteration, opts)?;
+    let skipped_faces = feeds.skipped_faces;
+    let mut good_checks = 0u64;
     let preview = feeds.preview_batches(cfg.preview_history)?;
     let mut clock =
         Clock { started: Instant::now(), before: state.elapsed_secs, last_backup: Instant::now() };
     let (mut last_save, mut last_check, first_iteration) =
         (Instant::now(), Instant::now(), state.iteration);
+    let skipped_before = state.skipped_batches;
     let goal = opts.iterations.map(|n| state.iteration + n);
     // The bar counts this run's iterations, so its rate and ETA are this run's.
     let end = goal.or((cfg.target_iter > 0).then_some(cfg.target_iter));
@@ -147,11 +203,11 @@ pub fn run(
     let out_of_time = || opts.time_limit.is_some_and(|limit| started.elapsed() >= limit);
     while !is_done(&cfg, &state, goal, &opts.stop) && !out_of_time() {
         let (src, dst) = feeds.next(opts.device)?;
-        trainer.step(&src, &dst)?;
+        step(&mut trainer, &src, &dst, &cfg, opts.device)?;
         state.iteration += 1;
         opts.progress.inc(1);
         if state.iteration % CHECK_EVERY == 0 {
-            record_check(&mut trainer, &mut state)?;
+            good_checks += u64::from(record_check(&mut trainer, &mut state)?);
             // ms/iteration over the last check interval (a moving window, not the run's mean).
             let ms = last_check.elapsed().as_secs_f64() * 1000.0 / CHECK_EVERY as f64;
             last_check = Instant::now();
@@ -160,10 +216,10 @@ pub fn run(
             }
         }
         if last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
-            save(&folder, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
+            save(folder, &mut trainer, &mut state, &mut clock, &preview, &stored)?;
             last_save = Instant::now();
         } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
-            write_previews(&folder, &trainer, &state, &preview)?;
+            write_previews(folder, &trainer, &state, &preview)?;
         }
         if let Some(held) = held_out.as_ref().filter(|_| state.iteration % cfg.eval_every == 0) {
             let point = held.measure(trainer.model(), opts.device, state.iteration)?;
@@ -171,10 +227,82 @@ pub fn run(
             state.eval_history.push(point);
         }
     }
-    record_check(&mut trainer, &mut state)?;
-    save(&folder, &mut trainer, &mut state, &mut clock, &preview, &cfg)?;
+    good_checks += u64::from(record_check(&mut trainer, &mut state)?);
     let ran = state.iteration - first_iteration;
-    Ok(RunReport { iteration: state.iteration, ran, resumed, preview: folder.preview_path() })
+    if ran > 0 && good_checks == 0 {
+        return Err(RunError::NothingLearned {
+            name: opts.name.to_owned(),
+            iteration: first_iteration,
+            lr: cfg.optimizer.lr,
+            default_lr: crate::model::optim::DEFAULT_LR,
+        });
+    }
+    save(folder, &mut trainer, &mut state, &mut clock, &preview, &stored)?;
+    let skipped_batches = state.skipped_batches - skipped_before;
+    let preview = folder.preview_path();
+    Ok(RunReport {
+        iteration: state.iteration,
+        ran,
+        resumed,
+        preview,
+        skipped_batches,
+        skipped_faces,
+    })
+}
+
+/// Refuses a batch that does not fit in the host's memory (see [`memory`]).
+fn check_memory(cfg: &TrainConfig, trainer: &Trainer, device: Device) -> Result<(), RunError> {
+    let Some(available) = memory::available_host_bytes() else { return Ok(()) };
+    let params: i64 =
+        trainer.var_store().variables().values().map(Tensor::numel).map(|n| n as i64).sum();
+    let need =
+        memory::Need::of(cfg, params.unsigned_abs(), device, SamplerOptions::default().queue_depth);
+    need.check(cfg, available)?;
+    Ok(())
+}
+
+/// One training step; running out of memory on the device (which libtorch reports only by
+/// failing) becomes an error that says what to lower, instead of a crash.
+fn step(
+    trainer: &mut Trainer,
+    src: &SideTensors,
+    dst: &SideTensors,
+    cfg: &TrainConfig,
+    device: Device,
+) -> Result<(), RunError> {
+    let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trainer.step(src, dst)));
+    match stepped {
+        Ok(result) => Ok(result?),
+        Err(panic) => {
+            let text = panic
+                .downcast_ref::<String>()
+                .cloned()
+                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
+                .unwrap_or_default();
+            if !text.to_lowercase().contains("out of memory") {
+                std::panic::resume_unwind(panic);
+            }
+            Err(RunError::OutOfMemory { device: format!("{device:?}"), batch: cfg.batch_size })
+        }
+    }
+}
+
+/// Takes the model for this run alone, and the facesets it reads together with other readers
+/// (so no sort renames a face under it); a pretraining faceset outside the workspace is not
+/// locked.
+fn lock_inputs(
+    cfg: &TrainConfig,
+    ws: &Workspace,
+    folder: &ModelFolder,
+) -> Result<Vec<crate::lock::Lock>, RunError> {
+    let mut locks = vec![folder.lock()?];
+    if !cfg.pretrain {
+        for side in Side::ALL {
+            let what = format!("the {side} faceset");
+            locks.push(crate::lock::shared(&ws.faceset_lock(side), &what)?);
+        }
+    }
+    Ok(locks)
 }
 
 fn is_done(cfg: &TrainConfig, state: &TrainState, goal: Option<u64>, stop: &AtomicBool) -> bool {
@@ -196,13 +324,14 @@ fn resolve_config(
             log::info!("option changed on resume: {change}");
         }
     }
-    cfg.model.validate_dims().map_err(|e| config_err(e.to_string()))?;
+    cfg.validate().map_err(|e| config_err(e.to_string()))?;
     if cfg.pretrain && cfg.pretrain_faceset.is_none() {
         return Err(config_err(
             "--pretrain needs --pretrain-faceset DIR (a folder of aligned faces)".into(),
         ));
     }
-    folder.write_config(cfg)?;
+    // config.json is written with each save, so a run that saves nothing (an error, every step
+    // diverged) leaves the model's options as they were.
     Ok(saved)
 }
 
@@ -261,10 +390,12 @@ fn load_latest(
     Ok((ck.state, true))
 }
 
-fn record_check(trainer: &mut Trainer, state: &mut TrainState) -> Result<(), RunError> {
+/// Checks the losses since the last check; returns whether they were good.
+fn record_check(trainer: &mut Trainer, state: &mut TrainState) -> Result<bool, RunError> {
     match trainer.check()? {
         Check::Good { src, dst } => {
-            state.loss_history.push(LossPoint { iteration: state.iteration, src, dst })
+            state.loss_history.push(LossPoint { iteration: state.iteration, src, dst });
+            return Ok(true);
         }
         Check::RolledBack { undone } => {
             log::warn!(
@@ -275,7 +406,7 @@ fn record_check(trainer: &mut Trainer, state: &mut TrainState) -> Result<(), Run
         }
         Check::Idle => {}
     }
-    Ok(())
+    Ok(false)
 }
 
 /// Training time: what earlier runs spent, plus this run's; and when the last backup was made.
@@ -296,6 +427,9 @@ fn save(
     state.elapsed_secs = clock.before + clock.started.elapsed().as_secs_f64();
     let mut weights: Vec<(String, Tensor)> = trainer.var_store().variables().into_iter().collect();
     weights.sort_by(|a, b| a.0.cmp(&b.0));
+    // The options first: a crash between the two leaves only overridable options ahead of the
+    // checkpoint (frozen ones cannot change).
+    folder.write_config(cfg)?;
     folder.save(&weights, &trainer.optimizer().state(), state)?;
     if cfg.backup_every_hours > 0.0
         && clock.last_backup.elapsed().as_secs_f64() >= cfg.backup_every_hours * 3600.0
@@ -361,6 +495,8 @@ struct Feeds {
     dst: Sampler,
     src_set: SideFeed,
     dst_set: SideFeed,
+    /// Face files of either faceset that are not usable faces.
+    skipped_faces: usize,
 }
 
 impl Feeds {
@@ -372,8 +508,10 @@ impl Feeds {
         iteration: u64,
         opts: &RunOptions<'_>,
     ) -> Result<(Self, Option<HeldOut>), RunError> {
-        let mut src_loaded = load_side(cfg, ws, Side::Src)?;
-        let mut dst_loaded = load_side(cfg, ws, Side::Dst)?;
+        let (mut src_loaded, src_skipped) = load_side(cfg, ws, Side::Src)?;
+        let (mut dst_loaded, dst_skipped) = load_side(cfg, ws, Side::Dst)?;
+        // Pretraining reads one faceset for both sides: its skipped files count once.
+        let skipped_faces = if cfg.pretrain { src_skipped } else { src_skipped + dst_skipped };
         let held_out = if cfg.eval_every > 0 && !cfg.pretrain {
             hold_out(cfg, ws, &mut src_loaded, &mut dst_loaded, opts.sface)?
         } else {
@@ -394,7 +532,8 @@ impl Feeds {
         let start = |(f, c, s): &SideFeed| {
             Sampler::start(f.clone(), c.clone(), *s, cfg.batch_size, iteration, options())
         };
-        let feeds = Self { src: start(&src_set)?, dst: start(&dst_set)?, src_set, dst_set };
+        let (src, dst) = (start(&src_set)?, start(&dst_set)?);
+        let feeds = Self { src, dst, src_set, dst_set, skipped_faces };
         Ok((feeds, held_out))
     }
 
@@ -416,15 +555,21 @@ impl Feeds {
 
 /// Loads one side's faces (pretraining reads one generic faceset for both sides); files that
 /// are not usable faces are reported once.
-fn load_side(cfg: &TrainConfig, ws: &Workspace, side: Side) -> Result<SampleSet, RunError> {
+fn load_side(
+    cfg: &TrainConfig,
+    ws: &Workspace,
+    side: Side,
+) -> Result<(SampleSet, usize), RunError> {
     let dir = cfg
         .pretrain_faceset
         .clone()
         .filter(|_| cfg.pretrain)
         .unwrap_or_else(|| ws.aligned_dir(side));
     let set = Faceset::read(&dir, &NoProgress)?;
-    set.warn_skipped("it is not trained on");
-    Ok(SampleSet::new(&set)?)
+    if !(cfg.pretrain && side == Side::Dst) {
+        set.warn_skipped("it is not trained on");
+    }
+    Ok((SampleSet::new(&set)?, set.skipped.len()))
 }
 
 /// How samples of one side are made.

@@ -48,7 +48,7 @@ pub enum TrainError {
     Autocast(#[from] AutocastError),
     /// The loss kept diverging after rollbacks.
     #[error(
-        "the loss diverged {0} checks in a row even after rolling back; lower the learning rate (--lr), turn on --clip-grad, or resume from a backup"
+        "the loss diverged {0} checks in a row even after rolling back; lower the learning rate (--lr), pass --clip-grad true, or resume from a backup"
     )]
     Diverged(u32),
     /// A part to re-initialise is not in the model's archi.

@@ -3,6 +3,7 @@
 
 use std::path::Path;
 use std::process::{Command, Output};
+use std::time::{Duration, Instant};
 
 /// `dfl --workspace WS ARGS…`, with dfl's own environment variables cleared.
 pub fn dfl_cmd(ws: &Path, args: &[&str]) -> Command {
@@ -69,4 +70,13 @@ pub fn copy_of(template: &Path) -> (tempfile::TempDir, std::path::PathBuf) {
     let ws = tmp.path().join("ws");
     copy_dir(template, &ws);
     (tmp, ws)
+}
+
+/// Waits up to `secs` seconds for `cond`, polling every 20 ms.
+pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
+    let start = Instant::now();
+    while !cond() {
+        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
 }

@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::color::ColorTransfer;
 use crate::face::align::FaceType;
-use crate::model::arch::ModelConfig;
+use crate::model::arch::{ConfigError, ModelConfig};
 use crate::model::optim::OptimizerConfig;
 use crate::model::precision::Precision;
 
@@ -112,6 +112,55 @@ impl TrainConfig {
         cfg.optimizer.lr_dropout = false;
         cfg.bg_style_power = 0.0;
         cfg
+    }
+}
+
+/// The largest batch any run takes (far beyond what fits a GPU at any SAEHD resolution; the
+/// memory check sets the real limit).
+pub const MAX_BATCH_SIZE: usize = 1 << 16;
+
+impl TrainConfig {
+    /// Checks every option once, where it enters (the command line, `--config`, a saved
+    /// `config.json` someone edited): finite, in range, so nothing downstream sees absurd values.
+    ///
+    /// # Errors
+    /// A `ConfigError` naming the option and its value.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        self.model.validate_dims()?;
+        let bad = |what: String| Err(ConfigError::new(what));
+        let o = &self.optimizer;
+        if !(1..=MAX_BATCH_SIZE).contains(&self.batch_size) {
+            return bad(format!("batch_size {} is outside 1–{MAX_BATCH_SIZE}", self.batch_size));
+        }
+        if !(o.lr.is_finite() && o.lr > 0.0 && o.lr <= 1.0) {
+            return bad(format!("lr {} is not above 0 and at most 1", o.lr));
+        }
+        for (name, v) in [("beta1", o.beta1), ("beta2", o.beta2)] {
+            if !(0.0..1.0).contains(&v) {
+                return bad(format!("{name} {v} is outside [0, 1)"));
+            }
+        }
+        if !(o.eps.is_finite() && o.eps > 0.0) {
+            return bad(format!("eps {} is not a positive number", o.eps));
+        }
+        if let Some(c) = o.clip_grad_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
+            return bad(format!("clip_grad_norm {c} is not a positive number"));
+        }
+        if !(0.0..=100.0).contains(&self.bg_style_power) {
+            return bad(format!("bg_style_power {} is outside 0–100", self.bg_style_power));
+        }
+        for (name, v) in [
+            ("save_every_min", self.save_every_min),
+            ("backup_every_hours", self.backup_every_hours),
+        ] {
+            if !(v.is_finite() && v >= 0.0) {
+                return bad(format!("{name} {v} is not a number of 0 or more"));
+            }
+        }
+        if self.backups_kept == 0 {
+            return bad("backups_kept 0: keep at least 1".to_owned());
+        }
+        Ok(())
     }
 }
 

@@ -25,6 +25,7 @@ use std::path::{Path, PathBuf};
 use tch::Tensor;
 
 use crate::atomic::{write_atomic, write_json_atomic};
+use crate::lock::{Lock, LockError};
 use crate::model::checkpoint::{CheckpointError, read_tensors, save_tensors};
 use crate::workspace::{Workspace, WorkspaceError};
 pub use config::{FrozenOptionChanged, TrainConfig};
@@ -40,6 +41,8 @@ pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 pub const STATE_FILE: &str = "state.json";
 /// The pointer to the newest complete checkpoint folder.
 const LATEST_FILE: &str = "LATEST";
+/// The lock a training run holds.
+const LOCK_FILE: &str = "train.lock";
 
 /// Errors of reading or writing a model folder.
 #[derive(Debug, thiserror::Error)]
@@ -188,6 +191,30 @@ impl ModelFolder {
         write_json_atomic(&path, cfg).map_err(io_err(&path))
     }
 
+    /// Takes the model for this process alone: the lock `dfl train` holds while it runs.
+    ///
+    /// # Errors
+    /// `Busy` naming the process that trains it.
+    pub fn lock(&self) -> Result<Lock, LockError> {
+        let name =
+            self.dir.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned());
+        crate::lock::exclusive(&self.dir.join(LOCK_FILE), &format!("model {name}"))
+    }
+
+    /// Removes the folder of a model that never saved (no `config.json`, no checkpoint, no
+    /// backup): what a failed first run leaves (its lock, perhaps a preview). Anything saved
+    /// keeps the folder.
+    pub fn remove_if_never_saved(&self) {
+        let saved =
+            self.has_config() || !self.checkpoint_sets().is_empty() || !self.backups().is_empty();
+        if !saved
+            && self.dir.is_dir()
+            && let Err(e) = std::fs::remove_dir_all(&self.dir)
+        {
+            log::warn!("{}: {e}; remove it by hand", self.dir.display());
+        }
+    }
+
     /// Returns `preview.png`: the latest preview grid.
     pub fn preview_path(&self) -> PathBuf {
         self.dir.join("preview.png")
@@ -219,25 +246,62 @@ impl ModelFolder {
 
     /// Returns the newest complete checkpoint's folder, if a checkpoint was ever saved.
     ///
+    /// `LATEST` names it. When `LATEST` is missing, empty or names no folder while complete
+    /// checkpoint sets are on disk (someone edited the folder), the newest of those is used,
+    /// with a warning: a model is never taken for new while a loadable set exists.
+    ///
     /// # Errors
-    /// `Corrupt` when `LATEST` names no folder; `Io` when it cannot be read.
+    /// `Corrupt` (listing what is on disk) when checkpoint folders exist but none is complete;
+    /// `Io` when `LATEST` cannot be read.
     pub fn latest(&self) -> Result<Option<PathBuf>, FolderError> {
         let pointer = self.dir.join(LATEST_FILE);
-        let name = match std::fs::read_to_string(&pointer) {
-            Ok(name) => name,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        let named = match std::fs::read_to_string(&pointer) {
+            Ok(name) => Some(name.trim().to_owned()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
             Err(e) => return Err(io_err(&pointer)(e)),
         };
-        let dir = self.checkpoints_dir().join(name.trim());
-        if name.trim().is_empty() || name.contains('/') || !dir.is_dir() {
-            let reason = format!("it names checkpoint {:?}, which does not exist", name.trim());
-            return Err(FolderError::Corrupt {
-                path: pointer,
-                reason,
-                backup: self.newest_backup(),
-            });
+        if let Some(name) = &named {
+            let dir = self.checkpoints_dir().join(name);
+            if !name.is_empty() && !name.contains('/') && dir.is_dir() {
+                return Ok(Some(dir));
+            }
         }
-        Ok(Some(dir))
+        let sets = self.checkpoint_sets();
+        let complete = sets.iter().rev().find(|dir| is_complete(dir));
+        match (named, complete) {
+            (None, None) if sets.is_empty() => Ok(None),
+            (named, Some(dir)) => {
+                let why = named.map_or_else(
+                    || "is missing".to_owned(),
+                    |n| format!("names checkpoint {n:?}, which does not exist"),
+                );
+                log::warn!(
+                    "{} {why}; using the newest complete checkpoint on disk, {}",
+                    pointer.display(),
+                    dir.display()
+                );
+                Ok(Some(dir.clone()))
+            }
+            (_, None) => Err(FolderError::Corrupt {
+                path: pointer,
+                reason: format!(
+                    "no complete checkpoint set is on disk ({} partial: {})",
+                    sets.len(),
+                    sets.iter().map(|d| d.display().to_string()).collect::<Vec<_>>().join(", ")
+                ),
+                backup: self.newest_backup(),
+            }),
+        }
+    }
+
+    /// Lists the folders under `checkpoints/`, oldest first (their names start with the
+    /// zero-padded iteration, then the save time).
+    fn checkpoint_sets(&self) -> Vec<PathBuf> {
+        let Ok(entries) = std::fs::read_dir(self.checkpoints_dir()) else { return Vec::new() };
+        let mut dirs: Vec<PathBuf> =
+            entries.flatten().map(|e| e.path()).filter(|p| p.is_dir()).collect();
+        dirs.sort();
+        dirs
     }
 
     /// Reads the latest checkpoint's `state.json` only (no tensors), or `None` when no
@@ -267,16 +331,34 @@ impl ModelFolder {
             .map_or(0, |d| d.as_nanos());
         let name = format!("{:012}-{nanos}", state.iteration);
         let dir = self.checkpoints_dir().join(&name);
-        std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+        let written = self.write_set(&dir, weights, optimizer, state).and_then(|()| {
+            let pointer = self.dir.join(LATEST_FILE);
+            write_atomic(&pointer, name.as_bytes()).map_err(io_err(&pointer))
+        });
+        if let Err(e) = written {
+            // A failed save (a full disk) leaves no partial folder behind to pile up.
+            let _ = std::fs::remove_dir_all(&dir);
+            return Err(e);
+        }
+        self.remove_all_but(&name)?;
+        Ok(dir)
+    }
+
+    /// Writes the three files of a set into `dir` and makes them durable.
+    fn write_set(
+        &self,
+        dir: &Path,
+        weights: &[(String, Tensor)],
+        optimizer: &[(String, Tensor)],
+        state: &TrainState,
+    ) -> Result<(), FolderError> {
+        std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         save_tensors(&dir.join(WEIGHTS_FILE), weights)?;
         save_tensors(&dir.join(OPTIMIZER_FILE), optimizer)?;
         let state_path = dir.join(STATE_FILE);
         write_json_atomic(&state_path, state).map_err(io_err(&state_path))?;
-        sync_dir(&dir);
-        let pointer = self.dir.join(LATEST_FILE);
-        write_atomic(&pointer, name.as_bytes()).map_err(io_err(&pointer))?;
-        self.remove_all_but(&name)?;
-        Ok(dir)
+        sync_dir(dir);
+        Ok(())
     }
 
     /// Loads the latest set, or `None` when no checkpoint was ever saved.
@@ -392,6 +474,11 @@ impl ModelFolder {
     }
 }
 
+/// Whether a checkpoint folder holds its three files (a save that was cut short does not).
+fn is_complete(dir: &Path) -> bool {
+    [WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE].iter().all(|f| dir.join(f).is_file())
+}
+
 /// Makes a folder's new entries durable (best effort, as in `atomic`).
 fn sync_dir(dir: &Path) {
     if let Ok(d) = std::fs::File::open(dir) {
@@ -458,6 +545,44 @@ mod tests {
         assert!(err.contains(WEIGHTS_FILE) && err.contains(&backup.display().to_string()), "{err}");
         // The backup itself loads.
         assert_eq!(folder.load_dir(&backup).unwrap().state.iteration, 10);
+    }
+
+    #[test]
+    fn a_damaged_latest_pointer_falls_back_to_the_newest_complete_set() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = ModelFolder::new(tmp.path());
+        folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        let set = folder.latest().unwrap().unwrap();
+        // A half-written newer set, as a kill mid-save leaves it.
+        let partial = folder.checkpoints_dir().join(format!("{:012}-1", 99));
+        std::fs::create_dir_all(&partial).unwrap();
+        std::fs::write(partial.join(WEIGHTS_FILE), b"half").unwrap();
+        let pointer = tmp.path().join(LATEST_FILE);
+        for damage in [None, Some(""), Some("000000000077-5"), Some("../../etc")] {
+            match damage {
+                None => std::fs::remove_file(&pointer).unwrap(),
+                Some(text) => std::fs::write(&pointer, text).unwrap(),
+            }
+            assert_eq!(folder.latest().unwrap(), Some(set.clone()), "{damage:?}");
+            assert_eq!(folder.load().unwrap().unwrap().state.iteration, 10, "{damage:?}");
+        }
+        // With no complete set on disk the error lists what is there; nothing is taken for new.
+        std::fs::remove_dir_all(&set).unwrap();
+        let err = folder.latest().unwrap_err().to_string();
+        assert!(err.contains("no complete checkpoint") && err.contains("000000000099-1"), "{err}");
+    }
+
+    #[test]
+    fn a_failed_save_leaves_no_partial_folder_and_the_previous_set_current() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = ModelFolder::new(tmp.path());
+        let first = folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        // safetensors has no complex dtype: writing the weights fails after the folder exists.
+        let unsaveable =
+            vec![("w".to_owned(), Tensor::zeros([2], (Kind::ComplexFloat, Device::Cpu)))];
+        assert!(folder.save(&unsaveable, &tensors(2.0), &state(20)).is_err());
+        assert_eq!(folder.checkpoint_sets(), std::slice::from_ref(&first), "nothing left behind");
+        assert_eq!(folder.latest().unwrap(), Some(first));
     }
 
     #[test]
