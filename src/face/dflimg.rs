@@ -97,10 +97,13 @@ fn embed_jpeg(jpeg: &[u8], json: &[u8]) -> Result<Vec<u8>, DflImgError> {
     Ok(out)
 }
 
-/// Finds our APP15 segment: the byte range of its payload (after the length field).
+/// Finds our APP15 segment: the byte range of its payload (after the length field). Every
+/// header segment is walked, so a file whose headers are broken after ours is refused as a
+/// whole (it would not survive being written back).
 fn jpeg_segment(jpeg: &[u8]) -> Result<Option<(usize, usize)>, DflImgError> {
     let bad = |offset| DflImgError::Malformed { format: "JPEG", offset };
     let mut pos = 2;
+    let mut found = None;
     loop {
         let marker = *jpeg.get(pos + 1).ok_or(bad(pos))?;
         if jpeg[pos] != 0xFF {
@@ -108,7 +111,7 @@ fn jpeg_segment(jpeg: &[u8]) -> Result<Option<(usize, usize)>, DflImgError> {
         }
         // Start of scan or end of image: the headers are over.
         if marker == 0xDA || marker == 0xD9 {
-            return Ok(None);
+            return Ok(found);
         }
         let len_bytes = jpeg.get(pos + 2..pos + 4).ok_or(bad(pos + 2))?;
         let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
@@ -119,8 +122,8 @@ fn jpeg_segment(jpeg: &[u8]) -> Result<Option<(usize, usize)>, DflImgError> {
         if end > jpeg.len() {
             return Err(DflImgError::Truncated("JPEG"));
         }
-        if marker == JPEG_APP15 && jpeg[start..end].starts_with(JPEG_SIGNATURE) {
-            return Ok(Some((start, end)));
+        if found.is_none() && marker == JPEG_APP15 && jpeg[start..end].starts_with(JPEG_SIGNATURE) {
+            found = Some((start, end));
         }
         pos = end;
     }
@@ -231,6 +234,17 @@ mod tests {
         assert_eq!(read(&twice).unwrap().as_deref(), Some(&br#"{"face_index":1}"#[..]));
         assert_eq!(twice.len(), once.len(), "the old segment was replaced, not kept");
         assert!(decodes_to_same_pixels(&jpeg, &twice));
+    }
+
+    /// Found by fuzzing (`fuzz/`, target `dflimg_embed`): a segment length that points into the
+    /// middle of the next segment was read as ours, and the file written back did not read.
+    #[test]
+    fn a_segment_length_that_breaks_the_headers_is_malformed() {
+        let with = embed(&encoded(".jpg"), br#"{"a":1}"#).unwrap();
+        assert!(read(&with).unwrap().is_some());
+        let mut broken = with.clone();
+        broken[5] = broken[5].wrapping_add(3); // our segment's length, low byte
+        assert!(matches!(read(&broken), Err(DflImgError::Malformed { .. })));
     }
 
     #[test]

@@ -33,8 +33,8 @@ pub struct TrainConfig {
     pub eyes_mouth_prio: bool,
     /// Weight p/10 on the swap's background versus dst's (0 = off).
     pub bg_style_power: f64,
-    /// Random warp of the network inputs (off late in training for sharpness; freezes LIAE's
-    /// inter_ab).
+    /// Random warp of the network inputs (off late in training for sharpness). DFL then also
+    /// stops training LIAE's inter_ab; dfl trains it (`docs/dfl-parity.md`, "Quirks").
     pub random_warp: bool,
     /// Horizontal flips of src samples.
     pub random_src_flip: bool,
