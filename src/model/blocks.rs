@@ -15,7 +15,7 @@ pub const RES_LRELU_SLOPE: f64 = 0.2;
 const PIXEL_NORM_EPS: f64 = 1e-6;
 
 /// Returns Glorot-uniform bounds for a layer with these fans (`sqrt(6 / (fan_in + fan_out))`).
-fn glorot(fan_in: i64, fan_out: i64) -> nn::Init {
+pub(crate) fn glorot(fan_in: i64, fan_out: i64) -> nn::Init {
     let bound = (6.0 / (fan_in + fan_out) as f64).sqrt();
     nn::Init::Uniform { lo: -bound, up: bound }
 }

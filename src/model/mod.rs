@@ -4,6 +4,7 @@ pub mod arch;
 pub mod blocks;
 pub mod checkpoint;
 pub mod decoder;
+pub mod discriminator;
 pub mod encoder;
 pub mod folder;
 pub mod inter;
