@@ -212,7 +212,7 @@ mod tests {
         let folder = ModelFolder::open(&ws, "m1").unwrap();
         let none: Vec<(String, tch::Tensor)> = Vec::new();
         let state = crate::model::folder::TrainState { iteration: 1200, ..Default::default() };
-        folder.save(&none, &none, &state).unwrap();
+        folder.save(&none, &none, &[], &state).unwrap();
 
         let status = read(&ws);
         let src = &status.sides[0];

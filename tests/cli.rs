@@ -55,6 +55,44 @@ fn help_documents_every_subcommand() {
     assert!(seen >= 10, "only {seen} subcommands found");
 }
 
+/// Every SAEHD option DFL lets a user change on resume has a `dfl train` flag named after it
+/// (`autobackup_hour` is `--backup-every`, `write_preview_history` `--preview-history`,
+/// `adabelief` `--optimizer`, `clipgrad` `--clip-grad`; `models_opt_on_gpu` has no meaning
+/// here: everything lives on the training device).
+#[test]
+fn train_help_lists_every_option_dfl_lets_a_user_change_on_resume() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = dfl(tmp.path(), &["train", "--help"]);
+    let help = String::from_utf8_lossy(&out.stdout);
+    for flag in [
+        "--backup-every",
+        "--preview-history",
+        "--target-iter",
+        "--random-src-flip",
+        "--random-dst-flip",
+        "--batch-size",
+        "--masked-training",
+        "--eyes-mouth-prio",
+        "--uniform-yaw",
+        "--blur-out-mask",
+        "--optimizer",
+        "--lr-dropout",
+        "--random-warp",
+        "--random-hsv-power",
+        "--gan-power",
+        "--gan-patch-size",
+        "--gan-dims",
+        "--true-face-power",
+        "--face-style-power",
+        "--bg-style-power",
+        "--ct-mode",
+        "--clip-grad",
+        "--pretrain",
+    ] {
+        assert!(help.contains(&format!("{flag} <")), "dfl train --help lacks {flag}:\n{help}");
+    }
+}
+
 #[test]
 fn status_in_an_empty_workspace_points_at_the_src_video() {
     let tmp = tempfile::tempdir().unwrap();
@@ -96,7 +134,7 @@ fn status_in_a_populated_workspace_counts_what_each_stage_made() {
     let folder = dfl::model::folder::ModelFolder::new(ws.join("model/df128"));
     let none: Vec<(String, tch::Tensor)> = Vec::new();
     let state = dfl::model::folder::TrainState { iteration: 42, ..Default::default() };
-    folder.save(&none, &none, &state).unwrap();
+    folder.save(&none, &none, &[], &state).unwrap();
 
     // The workspace comes from DFL_WORKSPACE here.
     let out = Command::new(env!("CARGO_BIN_EXE_dfl"))
@@ -171,6 +209,46 @@ fn train_dry_run_prints_the_layer_table_and_dfls_total() {
     let bad = dfl(tmp.path(), &["train", "--model", "df-d", "--resolution", "144", "--dry-run"]);
     assert_eq!(bad.status.code(), Some(2));
     assert!(stderr(&bad).contains("multiple of 32"), "{}", stderr(&bad));
+}
+
+/// DFL's discriminator sizes: code discriminator DF@128 6,949,633, DF@256 63,577,857,
+/// DF-UD@128 2,229,505; patch discriminator R=128 233,650, R=256 946,994.
+#[test]
+fn train_dry_run_counts_the_discriminators_the_options_turn_on() {
+    let tmp = tempfile::tempdir().unwrap();
+    let counts = |archi: &str, resolution: &str| -> Vec<i64> {
+        let args = [
+            "train",
+            "--model",
+            archi,
+            "--resolution",
+            resolution,
+            "--gan-power",
+            "0.1",
+            "--true-face-power",
+            "0.01",
+            "--dry-run",
+            "--json",
+        ];
+        let out = dfl(tmp.path(), &args);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        let json: Value = serde_json::from_slice(&out.stdout).unwrap();
+        json["discriminators"].as_array().unwrap().iter().map(|d| d[1].as_i64().unwrap()).collect()
+    };
+    assert_eq!(counts("df", "128"), [6_949_633, 233_650]);
+    assert_eq!(counts("df", "256"), [63_577_857, 946_994]);
+    assert_eq!(counts("df-ud", "128"), [2_229_505, 233_650]);
+    let plain = dfl(tmp.path(), &["train", "--model", "df", "--dry-run"]);
+    let text = String::from_utf8_lossy(&plain.stdout);
+    assert!(!text.contains("discriminator"), "none when both are off: {text}");
+    let liae =
+        dfl(tmp.path(), &["train", "--model", "liae-ud", "--true-face-power", "0.01", "--dry-run"]);
+    assert_eq!(liae.status.code(), Some(2));
+    assert!(
+        stderr(&liae).contains("true face") && stderr(&liae).contains("DF"),
+        "{}",
+        stderr(&liae)
+    );
 }
 
 #[test]

@@ -29,6 +29,7 @@ fn the_demo_runs_every_stage_and_resumes() {
     assert_eq!(report["faces"], 120);
     assert!(report["identity"]["swap_to_src"]["mean"].is_number(), "{report}");
     assert!(report["expression"]["nme"]["mean"].is_number(), "{report}");
+    assert!(report["expression"]["nme_inner"]["mean"].is_number(), "{report}");
     assert_eq!(report["model"]["name"], "demo");
 
     // A second run finds everything done: no new frames, no training.

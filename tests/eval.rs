@@ -81,6 +81,7 @@ fn the_dst_frames_themselves_score_as_a_perfect_no_op() {
         assert_eq!(f["identity_swap"], f["identity_dst"], "{f}");
         assert!((f["swap_vs_dst"].as_f64().unwrap() - 1.0).abs() < 1e-5, "{f}");
         assert_eq!(f["nme"], 0.0, "{f}");
+        assert_eq!(f["nme_inner"], 0.0, "{f}");
         assert_eq!(f["yaw_diff_deg"], 0.0, "{f}");
     }
     assert_eq!(r["identity"]["closer_to_src"], 0.0);
@@ -158,6 +159,7 @@ fn obama_pasted_onto_biden_moves_identity_toward_the_obama_faceset() {
     // A similarity paste of a differently turned face does not keep Biden's expression and pose,
     // and eval says so.
     assert!(f["nme"].as_f64().unwrap() > 0.05 && f["yaw_diff_deg"].as_f64().unwrap() > 5.0, "{f}");
+    assert!(f["nme_inner"].as_f64().unwrap() > 0.05, "{f}");
 }
 
 #[test]

@@ -8,7 +8,10 @@ use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use dfl::model::checkpoint::read_tensors;
-use dfl::model::folder::{ModelFolder, OPTIMIZER_FILE, TrainState, WEIGHTS_FILE};
+use dfl::model::folder::{
+    CODE_DISCRIMINATOR_FILE, CODE_DISCRIMINATOR_OPTIMIZER_FILE, GAN_FILE, GAN_OPTIMIZER_FILE,
+    ModelFolder, TrainState, WEIGHTS_FILE,
+};
 
 mod common;
 use common::{TINY, dfl, dfl_cmd, stderr, wait_for};
@@ -103,15 +106,31 @@ fn changing_the_architecture_on_resume_is_refused() {
     assert!(stderr(&out).contains("cannot change on resume"), "{}", stderr(&out));
 }
 
-/// Waits until `cond` holds (or panics after `secs`).
 #[test]
 fn kill_9_during_training_and_saves_leaves_a_checkpoint_that_resumes_exactly() {
+    kill_and_resume(&[], 20);
+}
+
+#[test]
+fn kill_9_with_gan_and_true_face_on_resumes_every_network_and_optimizer_exactly() {
+    let files = kill_and_resume(&["--gan-power", "0.1", "--true-face-power", "0.01"], 8);
+    for file in
+        [GAN_FILE, GAN_OPTIMIZER_FILE, CODE_DISCRIMINATOR_FILE, CODE_DISCRIMINATOR_OPTIMIZER_FILE]
+    {
+        assert!(files.contains(&file.to_owned()), "{file} is in the set: {files:?}");
+    }
+}
+
+/// Kills `dfl train` with `extra` options `rounds` times at random moments (in steps and in
+/// saves), then checks that the latest set always loads and that resuming it reproduces every
+/// tensor file of the set exactly. Returns the set's tensor files.
+fn kill_and_resume(extra: &[&str], rounds: usize) -> Vec<String> {
     let (_tmp, ws) = workspace();
     let pointer = ws.join("model/m/LATEST");
-    // Save about every 0.3 s, so kills land in training steps and in saves: 20 kills, each a
-    // random moment (fixed seed) after a save.
+    // Save about every 0.3 s, so kills land in training steps and in saves, each a random moment
+    // (fixed seed) after a save.
     let mut seed = 0x5eed_u64;
-    for round in 0..20 {
+    for round in 0..rounds {
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1_442_695_040_888_963_407);
         let delay_ms = (seed >> 33) % 600;
         let mut child = dfl_cmd(
@@ -120,6 +139,7 @@ fn kill_9_during_training_and_saves_leaves_a_checkpoint_that_resumes_exactly() {
                 &["train", "--name", "m"],
                 &TINY[..],
                 &["--iterations", "100000", "--save-every", "0.005"],
+                extra,
             ]
             .concat(),
         )
@@ -137,23 +157,108 @@ fn kill_9_during_training_and_saves_leaves_a_checkpoint_that_resumes_exactly() {
     }
     let folder = ModelFolder::new(ws.join("model/m"));
     let latest = folder.latest().unwrap().unwrap();
-    let (weights, optimizer) = (
-        read_tensors(&latest.join(WEIGHTS_FILE)).unwrap(),
-        read_tensors(&latest.join(OPTIMIZER_FILE)).unwrap(),
-    );
+    let files = tensor_files(&latest);
+    let saved: Vec<_> = files.iter().map(|f| read_tensors(&latest.join(f)).unwrap()).collect();
     let iteration = latest_state(&ws).iteration;
     // Resuming with no iterations to run loads and saves the same set again.
-    let out = dfl(&ws, &["train", "--name", "m", "--iterations", "0"]);
+    let out = dfl(&ws, &[&["train", "--name", "m", "--iterations", "0"][..], extra].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(latest_state(&ws).iteration, iteration);
     let resaved = folder.latest().unwrap().unwrap();
-    for (before, after) in [(weights, WEIGHTS_FILE), (optimizer, OPTIMIZER_FILE)] {
-        let after = read_tensors(&resaved.join(after)).unwrap();
-        assert_eq!(before.len(), after.len());
+    assert_eq!(tensor_files(&resaved), files);
+    for (file, before) in files.iter().zip(saved) {
+        let after = read_tensors(&resaved.join(file)).unwrap();
+        assert_eq!(before.len(), after.len(), "{file}");
         for ((name, a), (_, b)) in sorted(before).iter().zip(&sorted(after)) {
-            assert!(a.equal(b), "{name} changed across resume");
+            assert!(a.equal(b), "{file}: {name} changed across resume");
         }
     }
+    files
+}
+
+/// The tensor files of a checkpoint set, sorted.
+fn tensor_files(set: &Path) -> Vec<String> {
+    let mut files: Vec<String> = std::fs::read_dir(set)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|f| f.ends_with(".safetensors"))
+        .collect();
+    files.sort();
+    files
+}
+
+/// Reads one tensor file of the latest set of model `m`, sorted by name.
+fn latest_file(ws: &Path, file: &str) -> Option<Vec<(String, tch::Tensor)>> {
+    let latest = ModelFolder::new(ws.join("model/m")).latest().unwrap()?;
+    let path = latest.join(file);
+    path.is_file().then(|| sorted(read_tensors(&path).unwrap()))
+}
+
+fn all_equal(a: &[(String, tch::Tensor)], b: &[(String, tch::Tensor)]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).all(|((n, x), (m, y))| n == m && x.equal(y))
+}
+
+#[test]
+fn gan_turned_on_for_a_trained_model_resumes_restarts_on_a_new_shape_and_waits_while_off() {
+    let (_tmp, ws) = workspace();
+    assert_eq!(train(&ws, &["--iterations", "2"]).status.code(), Some(0));
+    assert!(latest_file(&ws, GAN_FILE).is_none(), "no GAN before it is turned on");
+
+    // The usual workflow: GAN on for a model that trained without it.
+    let on = dfl(&ws, &["train", "--name", "m", "--iterations", "2", "--gan-power", "0.1"]);
+    assert_eq!(on.status.code(), Some(0), "{}", stderr(&on));
+    let first = latest_file(&ws, GAN_FILE).expect("the GAN is saved with the set");
+    let opt = latest_file(&ws, GAN_OPTIMIZER_FILE).unwrap();
+    let iteration = |o: &[(String, tch::Tensor)]| {
+        o.iter().find(|(n, _)| n == "iteration").unwrap().1.int64_value(&[0])
+    };
+    assert_eq!(iteration(&opt), 2, "two discriminator steps");
+
+    // Resumed, it continues.
+    let more = dfl(&ws, &["train", "--name", "m", "--iterations", "1", "--gan-power", "0.1"]);
+    assert_eq!(more.status.code(), Some(0), "{}", stderr(&more));
+    assert_eq!(iteration(&latest_file(&ws, GAN_OPTIMIZER_FILE).unwrap()), 3);
+
+    // Off: its files wait, unchanged, in every new set.
+    let off = dfl(&ws, &["train", "--name", "m", "--iterations", "1", "--gan-power", "0"]);
+    assert_eq!(off.status.code(), Some(0), "{}", stderr(&off));
+    let kept = latest_file(&ws, GAN_FILE).expect("kept while off");
+    assert!(!all_equal(&kept, &first), "it trained one more step before");
+    let waiting = latest_file(&ws, GAN_OPTIMIZER_FILE).unwrap();
+    assert_eq!(iteration(&waiting), 3);
+
+    // New dims: a fresh discriminator, said so.
+    let wider = dfl(
+        &ws,
+        &["train", "--name", "m", "--iterations", "1", "--gan-power", "0.1", "--gan-dims", "8"],
+    );
+    assert_eq!(wider.status.code(), Some(0), "{}", stderr(&wider));
+    assert!(stderr(&wider).contains("starts fresh"), "{}", stderr(&wider));
+    assert_eq!(iteration(&latest_file(&ws, GAN_OPTIMIZER_FILE).unwrap()), 1);
+    let again = dfl(
+        &ws,
+        &[
+            "train",
+            "--name",
+            "m",
+            "--iterations",
+            "1",
+            "--gan-power",
+            "0.1",
+            "--gan-patch-size",
+            "4",
+        ],
+    );
+    assert_eq!(again.status.code(), Some(0), "{}", stderr(&again));
+    assert!(
+        stderr(&again).contains("GAN patch size and dims changed from 8 and 8 to 4 and 8"),
+        "{}",
+        stderr(&again)
+    );
+
+    // Merge never reads the discriminators.
+    let merged = dfl(&ws, &["merge", "--model", "m", "--no-video"]);
+    assert_eq!(merged.status.code(), Some(0), "{}", stderr(&merged));
 }
 
 fn sorted(mut v: Vec<(String, tch::Tensor)>) -> Vec<(String, tch::Tensor)> {
@@ -294,6 +399,10 @@ fn eval_every_measures_held_out_faces_and_plots_them() {
         assert!((-1.0..=1.0).contains(&p.src_ssim) && p.dst_psnr > 0.0, "{p:?}");
         let (swap, dst) = (p.swap_identity.unwrap(), p.dst_identity.unwrap());
         assert!((-1.0..=1.0).contains(&swap) && (-1.0..=1.0).contains(&dst), "{p:?}");
+        // A four-iteration model draws a smooth blob: far less detail than the faces.
+        let sharpness = p.src_sharpness.unwrap();
+        assert!(sharpness > 0.0 && sharpness < 0.5, "{p:?}");
     }
+    assert!(err.contains("sharpness vs the faces' own: src 0."), "{err}");
     assert!(ws.join("model/m/eval.png").is_file());
 }

@@ -237,3 +237,171 @@ class AdaBelief:
             m.mul_(self.b1).add_(g, alpha=1 - self.b1)
             v.mul_(self.b2).add_((g - m).square(), alpha=1 - self.b2)
             p.sub_(self.lr * m / (v.sqrt() + self.eps))
+
+
+# --- The discriminators, the style and adversarial terms, and the other optimizers -------------
+
+
+def up_conv(c_in, c_out, k, stride):
+    """A transposed conv with TensorFlow's SAME output size (H * stride): stride 1 pads k//2
+    on each side; stride 2 pads nothing and drops the last row and column."""
+    layer = nn.ConvTranspose2d(c_in, c_out, k, stride=stride, padding=k // 2 if stride == 1 else 0)
+    nn.init.xavier_uniform_(layer.weight)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class CodeDiscriminator(nn.Module):
+    """True face: 1 + code_res // 8 stride-2 convs (4x4 then 3x3) of base * min(2^i, 8)
+    channels (base 256 in SAEHD), LeakyReLU 0.1, then a 1x1 conv to one logit per position."""
+
+    def __init__(self, in_ch, code_res, base=256):
+        super().__init__()
+        chans = [base * min(2**i, 8) for i in range(1 + code_res // 8)]
+        ins = [in_ch] + chans[:-1]
+        self.convs = nn.ModuleList(conv(a, b, 4 if i == 0 else 3, 2) for i, (a, b) in enumerate(zip(ins, chans)))
+        self.out_conv = conv(chans[-1], 1, 1)
+
+    def forward(self, x):
+        for c in self.convs:
+            x = F.leaky_relu(c(x), 0.1)
+        return self.out_conv(x)
+
+
+def find_archi(patch_size, max_layers=9):
+    """The patch discriminator's encoder: for every stack of 3x3 layers (first stride 2, the
+    rest 1 or 2), keep per receptive field the fewest layers, then the most striding; take the
+    receptive field nearest patch_size (the smaller on a tie)."""
+    best = {}
+    for count in range(1, max_layers + 1):
+        for val in range(2 ** (count - 1) - 1, -1, -1):
+            layers = [(3, 2)] + [(3, 1 + ((val >> i) & 1)) for i in range(count - 1)]
+            rf, ts = 0, 1
+            for i, (k, s) in enumerate(layers):
+                rf = k if i == 0 else rf + (k - 1) * ts
+                ts *= s
+            strides = sum(s for _, s in layers)
+            if rf not in best or count < best[rf][0] or (count == best[rf][0] and strides > best[rf][1]):
+                best[rf] = (count, strides, layers)
+    rf = min(best, key=lambda r: (abs(r - patch_size), r))
+    return best[rf][2]
+
+
+class UNetPatchDiscriminator(nn.Module):
+    """GAN: a U-Net whose bottleneck gives one logit per patch (center) and whose full-size
+    head gives one per pixel. Level i has min(base * 2^(i+1), 512) channels, the 1x1 in_conv
+    min(base, 512); LeakyReLU 0.2; skips concatenated before the decoder output."""
+
+    def __init__(self, patch_size, in_ch, base):
+        super().__init__()
+        layers = find_archi(patch_size)
+        ch = lambda i: min(base * 2 ** (i + 1), 512)  # noqa: E731
+        n = len(layers)
+        self.in_conv = conv(in_ch, ch(-1), 1)
+        self.convs = nn.ModuleList(conv(ch(i - 1), ch(i), k, s) for i, (k, s) in enumerate(layers))
+        self.upconvs = nn.ModuleList(
+            up_conv(ch(i) * (1 if i == n - 1 else 2), ch(i - 1), k, s) for i, (k, s) in enumerate(layers)
+        )
+        self.center_out = conv(ch(n - 1), 1, 1)
+        self.center_conv = conv(ch(n - 1), ch(n - 1), 1)
+        self.out_conv = conv(ch(-1) * 2, 1, 1)
+
+    def forward(self, x):
+        x = F.leaky_relu(self.in_conv(x), 0.2)
+        skips = []
+        for c in self.convs:
+            skips.append(x)
+            x = F.leaky_relu(c(x), 0.2)
+        center = self.center_out(x)
+        x = F.leaky_relu(self.center_conv(x), 0.2)
+        for up, skip in zip(reversed(self.upconvs), reversed(skips)):
+            y = up(x)[:, :, : skip.shape[2], : skip.shape[3]]
+            x = torch.cat([skip, F.leaky_relu(y, 0.2)], 1)
+        return center, self.out_conv(x)
+
+
+def loss_mask(mask, resolution):
+    return torch.clamp(gaussian_blur(mask, max(1, resolution // 32)), 0.0, 0.5) * 2.0
+
+
+def style_loss(a, b, sigma, weight):
+    """nn.style_loss: blur both, then per channel (mean diff)^2 + (std diff)^2, std with
+    +1e-5 inside the root, population statistics; summed over channels, times weight / C."""
+    if sigma > 0:
+        a, b = gaussian_blur(a, sigma), gaussian_blur(b, sigma)
+    am, bm = a.mean((2, 3), keepdim=True), b.mean((2, 3), keepdim=True)
+    av = (a - am).square().mean((2, 3), keepdim=True)
+    bv = (b - bm).square().mean((2, 3), keepdim=True)
+    sd = ((am - bm).square().sum((1, 2, 3)) + ((av + 1e-5).sqrt() - (bv + 1e-5).sqrt()).square().sum((1, 2, 3)))
+    return sd * (weight / a.shape[1])
+
+
+def bg_style_loss(swap, target_dst, src_mask, resolution, power):
+    """Background style with DFL's mask: the src target's loss mask, applied to dst images."""
+    anti = 1.0 - torch.clamp(loss_mask(src_mask, resolution), 0.0, 1.0).detach()
+    p, t = swap * anti, target_dst * anti
+    return (dssim(p, t, int(resolution / 11.6)).mean(1) + (p - t).square().mean((1, 2, 3))) * (power / 10.0)
+
+
+def blur_out_mask(target, mask, resolution):
+    sigma = resolution / 128
+    anti = 1.0 - mask
+    x = gaussian_blur(target * anti, sigma)
+    y = 1.0 - gaussian_blur(mask, sigma)
+    y = torch.where(y == 0, torch.ones_like(y), y)
+    return target * mask + (x / y) * anti
+
+
+def bce(logits, label):
+    """Mean sigmoid cross-entropy against a constant label, per sample."""
+    return F.binary_cross_entropy_with_logits(logits, torch.full_like(logits, label), reduction="none").mean((1, 2, 3))
+
+
+def total_variation_mse(x):
+    return (x[:, :, 1:, :] - x[:, :, :-1, :]).square().sum((1, 2, 3)) + (x[:, :, :, 1:] - x[:, :, :, :-1]).square().sum((1, 2, 3))
+
+
+class Adam:
+    """torch.optim.Adam's update (bias-corrected), epsilon outside the root."""
+
+    def __init__(self, params, lr, b1=0.9, b2=0.999, eps=1e-6):
+        self.params = list(params)
+        self.lr, self.b1, self.b2, self.eps, self.t = lr, b1, b2, eps, 0
+        self.m = [torch.zeros_like(p) for p in self.params]
+        self.v = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self):
+        self.t += 1
+        c1, c2 = 1 - self.b1**self.t, 1 - self.b2**self.t
+        for p, m, v in zip(self.params, self.m, self.v):
+            g = p.grad
+            m.mul_(self.b1).add_(g, alpha=1 - self.b1)
+            v.mul_(self.b2).add_(g.square(), alpha=1 - self.b2)
+            p.sub_((self.lr / c1) * m / (v.sqrt() / math.sqrt(c2) + self.eps))
+
+
+class RmsProp:
+    """DFL's RMSprop: a <- rho a + (1 - rho) g^2; p <- p - lr g / (sqrt(a) + eps)."""
+
+    def __init__(self, params, lr, rho=0.9, eps=1e-6):
+        self.params = list(params)
+        self.lr, self.rho, self.eps = lr, rho, eps
+        self.a = [torch.zeros_like(p) for p in self.params]
+
+    @torch.no_grad()
+    def step(self):
+        for p, a in zip(self.params, self.a):
+            g = p.grad
+            a.mul_(self.rho).add_(g.square(), alpha=1 - self.rho)
+            p.sub_(self.lr * g / (a.sqrt() + self.eps))
+
+
+@torch.no_grad()
+def clip_global_norm(params, max_norm):
+    """Scales every gradient by max_norm / max(norm over all of them, max_norm)."""
+    grads = [p.grad for p in params]
+    norm = torch.sqrt(sum(g.square().sum() for g in grads))
+    scale = max_norm / torch.clamp(norm, min=max_norm)
+    for g in grads:
+        g.mul_(scale)

@@ -16,6 +16,7 @@ use crate::face::identity::SFaceModel;
 use crate::model::arch::{Arch, default_mask_dims};
 use crate::model::folder::config::MAX_BATCH_SIZE;
 use crate::model::folder::{ModelFolder, TrainConfig};
+use crate::model::optim::OptimizerKind;
 use crate::model::precision::Precision;
 use crate::model::saehd::Saehd;
 use crate::model::summary::summarize;
@@ -101,6 +102,51 @@ pub struct TrainArgs {
     /// Add 300·L1 over eyes and mouth [false].
     #[arg(long, value_name = "BOOL")]
     pub eyes_mouth_prio: Option<bool>,
+    /// Restrict the image losses to the blurred face mask [true].
+    #[arg(long, value_name = "BOOL")]
+    pub masked_training: Option<bool>,
+    /// Yaw-balanced sampling: profiles as often as frontal faces [false].
+    #[arg(long, value_name = "BOOL")]
+    pub uniform_yaw: Option<bool>,
+    /// Mirror 40 % of the src samples [false].
+    #[arg(long, value_name = "BOOL")]
+    pub random_src_flip: Option<bool>,
+    /// Mirror 40 % of the dst samples [true].
+    #[arg(long, value_name = "BOOL")]
+    pub random_dst_flip: Option<bool>,
+    /// Learning-rate dropout: 30 % of the weights move each step, with a 500-iteration cosine
+    /// (for sharpness late in training, before GAN) [false].
+    #[arg(long, value_name = "BOOL")]
+    pub lr_dropout: Option<bool>,
+    /// The update rule: adabelief (DFL's default), rmsprop (DFL's other choice) or adam.
+    #[arg(long, value_enum)]
+    pub optimizer: Option<OptimizerKind>,
+    /// GAN power, 0–5: a patch discriminator on the src reconstruction for skin texture and
+    /// sharp eyes; turn on (typical 0.1) once the model is trained, with random warp off [0].
+    #[arg(long, value_name = "P")]
+    pub gan_power: Option<f64>,
+    /// The GAN discriminator's patch size in pixels, 3–640 [resolution / 8].
+    #[arg(long, value_name = "PX")]
+    pub gan_patch_size: Option<i64>,
+    /// The GAN discriminator's width, 4–512 [16].
+    #[arg(long, value_name = "N")]
+    pub gan_dims: Option<i64>,
+    /// True face power, 0–1 (DF only): pull the swap toward src's likeness (typical 0.01) [0].
+    #[arg(long, value_name = "P")]
+    pub true_face_power: Option<f64>,
+    /// Face style power, 0–100: learn dst's lighting and colour inside the mask; start small
+    /// (0.001) after 10k iterations [0].
+    #[arg(long, value_name = "P")]
+    pub face_style_power: Option<f64>,
+    /// Background style power, 0–100: learn dst's background around the face [0].
+    #[arg(long, value_name = "P")]
+    pub bg_style_power: Option<f64>,
+    /// HSV jitter of the src input, 0–0.3 (typical 0.05) [0].
+    #[arg(long, value_name = "P")]
+    pub random_hsv_power: Option<f64>,
+    /// Blur the targets' background outside the mask (meant for exact XSeg masks) [false].
+    #[arg(long, value_name = "BOOL")]
+    pub blur_out_mask: Option<bool>,
     /// Recolour src samples toward random dst faces: none, rct, lct, mkl, idt, sot [none].
     #[arg(long, value_enum)]
     pub ct_mode: Option<ColorTransfer>,
@@ -155,6 +201,7 @@ impl TrainArgs {
         cfg.precision = self.precision.unwrap_or(cfg.precision);
         cfg.random_warp = self.random_warp.unwrap_or(cfg.random_warp);
         cfg.eyes_mouth_prio = self.eyes_mouth_prio.unwrap_or(cfg.eyes_mouth_prio);
+        self.apply_style(&mut cfg);
         cfg.ct_mode = self.ct_mode.unwrap_or(cfg.ct_mode);
         cfg.pretrain = self.pretrain.unwrap_or(cfg.pretrain);
         cfg.pretrain_faceset = self.pretrain_faceset.clone().or(cfg.pretrain_faceset);
@@ -234,6 +281,26 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     Ok(if skipped { Outcome::DoneWithSkips } else { Outcome::Done })
 }
 
+impl TrainArgs {
+    /// Applies the sampling, optimizer, GAN and style overrides.
+    fn apply_style(&self, cfg: &mut TrainConfig) {
+        cfg.masked_training = self.masked_training.unwrap_or(cfg.masked_training);
+        cfg.uniform_yaw = self.uniform_yaw.unwrap_or(cfg.uniform_yaw);
+        cfg.random_src_flip = self.random_src_flip.unwrap_or(cfg.random_src_flip);
+        cfg.random_dst_flip = self.random_dst_flip.unwrap_or(cfg.random_dst_flip);
+        cfg.optimizer.lr_dropout = self.lr_dropout.unwrap_or(cfg.optimizer.lr_dropout);
+        cfg.optimizer.kind = self.optimizer.unwrap_or(cfg.optimizer.kind);
+        cfg.gan_power = self.gan_power.unwrap_or(cfg.gan_power);
+        cfg.gan_patch_size = self.gan_patch_size.or(cfg.gan_patch_size);
+        cfg.gan_dims = self.gan_dims.unwrap_or(cfg.gan_dims);
+        cfg.true_face_power = self.true_face_power.unwrap_or(cfg.true_face_power);
+        cfg.face_style_power = self.face_style_power.unwrap_or(cfg.face_style_power);
+        cfg.bg_style_power = self.bg_style_power.unwrap_or(cfg.bg_style_power);
+        cfg.random_hsv_power = self.random_hsv_power.unwrap_or(cfg.random_hsv_power);
+        cfg.blur_out_mask = self.blur_out_mask.unwrap_or(cfg.blur_out_mask);
+    }
+}
+
 /// Loads SFace for the held-out identity of `--eval-every`; without it (with a warning) the
 /// evaluation measures reconstructions only.
 fn load_sface() -> Option<SFaceModel> {
@@ -256,11 +323,14 @@ fn dry_run(args: &TrainArgs) -> anyhow::Result<Outcome> {
         Some(file) => read_config(file)?,
         None => TrainConfig::default(),
     };
-    let cfg = args.apply(base).model;
+    let train_cfg = args.apply(base);
+    train_cfg.validate()?;
+    let cfg = train_cfg.model;
     cfg.validate()?;
     let vs = nn::VarStore::new(Device::Cpu);
     let _model = tch::no_grad(|| Saehd::new(&vs.root(), &cfg));
-    let summary = summarize(&vs, &cfg);
+    let mut summary = summarize(&vs, &cfg);
+    summary.discriminators = crate::model::discriminator::parameter_counts(&train_cfg);
     if args.json {
         println!("{}", serde_json::to_string_pretty(&summary)?);
     } else {

@@ -4,7 +4,7 @@
 //! and 45), the convention of 300-W's NME, so they do not depend on the face's size.
 
 pub use crate::face::align::inter_ocular;
-use crate::face::landmarks::Landmarks68;
+use crate::face::landmarks::{INNER, LANDMARK_COUNT, Landmarks68};
 
 fn distance(a: [f32; 2], b: [f32; 2]) -> f64 {
     f64::from(a[0] - b[0]).hypot(f64::from(a[1] - b[1]))
@@ -13,9 +13,26 @@ fn distance(a: [f32; 2], b: [f32; 2]) -> f64 {
 /// Normalised mean error: the mean distance between corresponding points of `found` and
 /// `reference`, over the inter-ocular distance of `reference`. `None` unless the eyes are apart.
 pub fn nme(found: &Landmarks68, reference: &Landmarks68) -> Option<f64> {
+    nme_over(found, reference, 0..LANDMARK_COUNT)
+}
+
+/// [`nme`] over the 51 inner points only (brows, eyes, nose, mouth): the expression without the
+/// jaw line, which follows the identity (a bearded or broader-chinned src moves it in a good
+/// swap).
+pub fn nme_inner(found: &Landmarks68, reference: &Landmarks68) -> Option<f64> {
+    nme_over(found, reference, INNER)
+}
+
+fn nme_over(
+    found: &Landmarks68,
+    reference: &Landmarks68,
+    points: std::ops::Range<usize>,
+) -> Option<f64> {
     let iod = Some(inter_ocular(reference)).filter(|&d| d > 1e-6)?;
-    let sum: f64 = found.iter().zip(reference.iter()).map(|(&a, &b)| distance(a, b)).sum();
-    Some(sum / found.len() as f64 / iod)
+    let n = points.len();
+    let (found, reference) = (&found.points()[points.clone()], &reference.points()[points]);
+    let sum: f64 = found.iter().zip(reference).map(|(&a, &b)| distance(a, b)).sum();
+    Some(sum / n as f64 / iod)
 }
 
 /// Landmark jitter of a track (consecutive frames of one face): the mean over frames and
@@ -110,6 +127,26 @@ mod tests {
         assert!((nme(&b, &a).unwrap() - 0.1).abs() < 1e-12, "5 px off at an eye distance of 50");
         // (Point sets of another size no longer reach `nme`: `Landmarks68` holds 68.)
         assert_eq!(nme(&a, &face([0.0, 0.0], 0.0)), None, "no eye distance to divide by");
+    }
+
+    #[test]
+    fn the_inner_nme_ignores_the_jaw_line() {
+        let a = face([0.0, 0.0], 50.0);
+        // A chin 10 px lower (the 17 jaw points): the 68-point NME blames it, the inner one not.
+        let mut chin = *a.points();
+        for p in &mut chin[0..17] {
+            p[1] += 10.0;
+        }
+        let b = Landmarks68::new(chin);
+        assert!((nme(&b, &a).unwrap() - 17.0 * 10.0 / 68.0 / 50.0).abs() < 1e-12);
+        assert_eq!(nme_inner(&b, &a), Some(0.0));
+        // A mouth 5 px off (20 of the 51 inner points) counts in both.
+        let mut mouth = *a.points();
+        for p in &mut mouth[48..68] {
+            p[1] += 5.0;
+        }
+        let c = Landmarks68::new(mouth);
+        assert!((nme_inner(&c, &a).unwrap() - 20.0 * 5.0 / 51.0 / 50.0).abs() < 1e-12);
     }
 
     #[test]

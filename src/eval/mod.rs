@@ -140,6 +140,8 @@ pub struct FaceEval {
     pub swap_vs_dst: f64,
     /// NME of the landmarks found on the swap against those found on the dst face.
     pub nme: Option<f64>,
+    /// The same over the 51 inner landmarks (no jaw line).
+    pub nme_inner: Option<f64>,
     /// |yaw(swap) − yaw(dst)| in degrees.
     pub yaw_diff_deg: Option<f64>,
     /// |pitch(swap) − pitch(dst)| in degrees.
@@ -164,8 +166,10 @@ pub struct IdentityReport {
 /// Expression and pose numbers.
 #[derive(Debug, Clone, Serialize)]
 pub struct ExpressionReport {
-    /// Landmark NME, swap against dst.
+    /// Landmark NME, swap against dst, over all 68 points.
     pub nme: Option<Summary>,
+    /// Landmark NME over the 51 inner points (brows, eyes, nose, mouth).
+    pub nme_inner: Option<Summary>,
     /// Yaw differences in degrees.
     pub yaw_diff_deg: Option<Summary>,
     /// Pitch differences in degrees.
@@ -433,6 +437,7 @@ impl FrameEvaluator<'_> {
                 identity_dst: e_dst.cosine(&self.src_mean),
                 swap_vs_dst: e_swap.cosine(&e_dst),
                 nme: metrics::nme(&l_swap, &l_dst),
+                nme_inner: metrics::nme_inner(&l_swap, &l_dst),
                 yaw_diff_deg: diff(|p| p.yaw),
                 pitch_diff_deg: diff(|p| p.pitch),
             });
@@ -551,6 +556,7 @@ fn summarise(results: &[FrameResult], src_faces: usize, src_to_src: Option<Summa
         },
         expression: ExpressionReport {
             nme: Summary::of(faces.iter().filter_map(|f| f.nme)),
+            nme_inner: Summary::of(faces.iter().filter_map(|f| f.nme_inner)),
             yaw_diff_deg: Summary::of(faces.iter().filter_map(|f| f.yaw_diff_deg)),
             pitch_diff_deg: Summary::of(faces.iter().filter_map(|f| f.pitch_diff_deg)),
         },

@@ -182,8 +182,9 @@ pub fn summary_lines(r: &EvalReport) -> Vec<String> {
             mean(&i.swap_to_dst)
         ),
         format!(
-            "expression: landmark NME (swap vs dst, / inter-ocular) {}  |yaw diff| {} deg  |pitch diff| {} deg",
+            "expression: landmark NME (swap vs dst, / inter-ocular) {} (51 inner points {})  |yaw diff| {} deg  |pitch diff| {} deg",
             mean(&e.nme),
+            mean(&e.nme_inner),
             e.yaw_diff_deg.map_or("-".into(), |s| format!("{:.1}", s.mean)),
             e.pitch_diff_deg.map_or("-".into(), |s| format!("{:.1}", s.mean))
         ),
@@ -196,8 +197,14 @@ pub fn summary_lines(r: &EvalReport) -> Vec<String> {
         ),
         match &r.model {
             Some(super::ModelReport { name, held_out: Some(p), .. }) => format!(
-                "model {name}, held-out faces at iteration {}: SSIM src {:.3} dst {:.3}, PSNR src {:.1} dst {:.1} dB",
-                p.iteration, p.src_ssim, p.dst_ssim, p.src_psnr, p.dst_psnr
+                "model {name}, held-out faces at iteration {}: SSIM src {:.3} dst {:.3}, PSNR src {:.1} dst {:.1} dB, sharpness src {} swap {}",
+                p.iteration,
+                p.src_ssim,
+                p.dst_ssim,
+                p.src_psnr,
+                p.dst_psnr,
+                opt(p.src_sharpness, 2),
+                opt(p.swap_sharpness, 2)
             ),
             Some(m) => format!(
                 "model {}: no held-out measurement (train with --eval-every N to get SSIM/PSNR)",

@@ -8,6 +8,10 @@ use super::align::{Affine, apply};
 
 /// How many points a face has (the iBUG 300-W scheme, dlib's 68-point predictor).
 pub const LANDMARK_COUNT: usize = 68;
+/// The 17 jaw-line points (iBUG 0–16): the face's outline, which belongs to the identity.
+pub const JAW: std::ops::Range<usize> = 0..17;
+/// The 51 inner points (iBUG 17–67: brows, nose, eyes, mouth), which carry the expression.
+pub const INNER: std::ops::Range<usize> = 17..LANDMARK_COUNT;
 
 /// The subject's right eye (image-left).
 const RIGHT_EYE: std::ops::Range<usize> = 36..42;

@@ -13,21 +13,24 @@
 use tch::Tensor;
 use tch::nn::{self, Module};
 
+use super::arch::ModelConfig;
 use super::blocks::{LeakyRelu, conv, glorot};
+use super::folder::TrainConfig;
 
 /// LeakyReLU slope in the code discriminator.
 const CODE_LRELU_SLOPE: f64 = 0.1;
 /// LeakyReLU slope in the patch discriminator.
 const PATCH_LRELU_SLOPE: f64 = 0.2;
-/// Base width of the code discriminator's convs (each level doubles it, up to 8×).
-const CODE_BASE_CHANNELS: i64 = 256;
+/// Base width of SAEHD's code discriminator's convs (each level doubles it, up to 8×).
+pub const CODE_BASE_CHANNELS: i64 = 256;
 /// Largest width of a patch-discriminator level.
 const PATCH_MAX_CHANNELS: i64 = 512;
 /// Most 3×3 layers the patch discriminator's search tries.
 const PATCH_MAX_LAYERS: usize = 9;
 
-/// The code discriminator: `1 + code_res/8` stride-2 convs (4×4, then 3×3), widths 256·2ⁱ up to
-/// 2048, LeakyReLU 0.1, then a 1×1 conv to one logit per position.
+/// The code discriminator: `1 + code_res/8` stride-2 convs (4×4, then 3×3), widths
+/// `base_ch`·2ⁱ up to 8·`base_ch` (SAEHD: [`CODE_BASE_CHANNELS`]), LeakyReLU 0.1, then a 1×1
+/// conv to one logit per position.
 #[derive(Debug)]
 pub struct CodeDiscriminator {
     convs: Vec<nn::Conv2D>,
@@ -36,13 +39,14 @@ pub struct CodeDiscriminator {
 }
 
 impl CodeDiscriminator {
-    /// Builds it for a code of `in_ch` channels and `code_res`² positions under `p`.
-    pub fn new(p: &nn::Path, in_ch: i64, code_res: i64) -> Self {
+    /// Builds it for a code of `in_ch` channels and `code_res`² positions under `p`, with
+    /// `base_ch` channels in its first conv.
+    pub fn new(p: &nn::Path, in_ch: i64, code_res: i64, base_ch: i64) -> Self {
         let n = 1 + code_res / 8;
         let mut convs = Vec::new();
         let mut prev = in_ch;
         for i in 0..n {
-            let cur = CODE_BASE_CHANNELS * (1 << i.min(3));
+            let cur = base_ch * (1 << i.min(3));
             let k = if i == 0 { 4 } else { 3 };
             convs.push(conv(p / "convs" / i, prev, cur, k, 2));
             prev = cur;
@@ -62,6 +66,36 @@ impl Module for CodeDiscriminator {
         let xs = self.convs.iter().fold(xs.shallow_clone(), |x, c| x.apply(c).apply(&self.act));
         xs.apply(&self.out_conv)
     }
+}
+
+/// Returns the side of the code the code discriminator reads: the inter's output, twice the
+/// lowest dense resolution.
+pub fn code_res(cfg: &ModelConfig) -> i64 {
+    cfg.lowest_dense_res() * 2
+}
+
+/// Counts the parameters of the discriminators `cfg`'s options turn on: `(name, params)` for
+/// `dfl train --dry-run`.
+pub fn parameter_counts(cfg: &TrainConfig) -> Vec<(String, i64)> {
+    let count = |build: &dyn Fn(&nn::Path)| {
+        let vs = nn::VarStore::new(tch::Device::Cpu);
+        tch::no_grad(|| build(&vs.root()));
+        vs.variables().values().map(|t| t.numel() as i64).sum::<i64>()
+    };
+    let mut out = Vec::new();
+    if cfg.true_face_power > 0.0 {
+        let (a, res) = (cfg.model.ae_dims, code_res(&cfg.model));
+        let n = count(&|p| drop(CodeDiscriminator::new(p, a, res, CODE_BASE_CHANNELS)));
+        out.push((format!("code discriminator (true face), code {res}×{res}"), n));
+    }
+    if cfg.gan_power > 0.0 {
+        let patch = cfg.gan_patch_px();
+        let layers = find_archi(patch);
+        let n = count(&|p| drop(UNetPatchDiscriminator::new(p, patch, 3, cfg.gan_dims)));
+        let rf = receptive_field(&layers);
+        out.push((format!("patch discriminator (GAN), patch {patch} → receptive field {rf}"), n));
+    }
+    out
 }
 
 /// A 3×3 layer of the patch discriminator's encoder: (kernel, stride).
@@ -240,7 +274,7 @@ mod tests {
     fn parameter_counts_equal_dfls() {
         for (code_res, want) in [(16, 6_949_633), (32, 63_577_857), (8, 2_229_505)] {
             let vs = nn::VarStore::new(Device::Cpu);
-            let _d = CodeDiscriminator::new(&vs.root(), 256, code_res);
+            let _d = CodeDiscriminator::new(&vs.root(), 256, code_res, CODE_BASE_CHANNELS);
             assert_eq!(params(&vs), want, "code discriminator, code {code_res}");
         }
         for (r, want) in [(128, 233_650), (256, 946_994)] {
@@ -258,7 +292,7 @@ mod tests {
         assert_eq!(out.pixel.size(), [2, 1, 64, 64]);
         assert_eq!(out.center.size(), [2, 1, 16, 16], "find_archi(8): two stride-2 layers");
         let vs = nn::VarStore::new(Device::Cpu);
-        let c = CodeDiscriminator::new(&vs.root(), 16, 16);
+        let c = CodeDiscriminator::new(&vs.root(), 16, 16, 8);
         let logits = c.forward(&Tensor::rand([2, 16, 16, 16], (Kind::Float, Device::Cpu)));
         assert_eq!(logits.size()[..2], [2, 1]);
     }

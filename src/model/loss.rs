@@ -1,5 +1,6 @@
-//! SAEHD's reconstruction losses: masked DSSIM + pixel MSE, eyes/mouth priority, mask MSE and the
-//! background-style term, plus the Gaussian blur and DSSIM they are built from.
+//! SAEHD's reconstruction losses: masked DSSIM + pixel MSE, eyes/mouth priority, mask MSE, the
+//! face- and background-style terms and `blur_out_mask`'s target preparation, plus the Gaussian
+//! blur and DSSIM they are built from. The adversarial terms are in [`super::adversarial`].
 //!
 //! DFL: `models/Model_SAEHD/Model.py` (the loss graph) and `core/leras/ops/__init__.py`
 //! (`gaussian_blur`, `dssim`); formulas in `docs/dfl-parity.md`, "Losses".
@@ -49,6 +50,17 @@ const BLUR_MIN_KERNEL: i64 = 3;
 /// DFL: `Model_SAEHD/Model.py`, `bg_style_power = options['bg_style_power'] / 100.0` and
 /// `(10*bg_style_power)*...`.
 pub const BG_STYLE_WEIGHT_PER_POWER: f64 = 0.1;
+/// Face-style weight per unit of `face_style_power` (0–100): 10000·p/100.
+/// DFL: `face_style_power = options['face_style_power'] / 100.0`, `loss_weight=10000*...`.
+pub const FACE_STYLE_WEIGHT_PER_POWER: f64 = 100.0;
+/// Both face-style images are blurred with σ = R / 8 (integer division).
+/// DFL: `nn.style_loss(..., gaussian_blur_radius=resolution//8, ...)`.
+pub const FACE_STYLE_BLUR_DIVISOR: i64 = 8;
+/// Added to the variance before its square root in the style statistics. DFL: `nn.style_loss`.
+const STYLE_VARIANCE_EPS: f64 = 1e-5;
+/// `blur_out_mask` blurs the background with σ = R / 128 (real division).
+/// DFL: `sigma = resolution / 128`.
+pub const BLUR_OUT_MASK_DIVISOR: f64 = 128.0;
 
 /// Switches of the per-side loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -211,6 +223,68 @@ pub fn background_style_loss(
     (structural + per_sample_mean(&(pred - target).square())) * (BG_STYLE_WEIGHT_PER_POWER * power)
 }
 
+/// Compares the colour statistics of two images per sample (DFL's `nn.style_loss`): both are
+/// blurred with σ `blur_sigma` (none when 0), then Σ over channels of (μ_a − μ_b)² + (σ_a − σ_b)²,
+/// with population statistics over H×W and σ = √(var + 1e-5), times `weight` / C.
+///
+/// # Shapes
+/// `a`, `b`: `[N, C, H, W]` f32; returns `[N]`.
+pub fn style_loss(a: &Tensor, b: &Tensor, blur_sigma: f64, weight: f64) -> Tensor {
+    let blurred = |x: &Tensor| {
+        if blur_sigma > 0.0 { gaussian_blur(x, blur_sigma) } else { x.shallow_clone() }
+    };
+    let moments = |x: &Tensor| {
+        let mean = x.mean_dim(&[2i64, 3][..], true, Kind::Float); // [N, C, 1, 1]
+        let var = (x - &mean).square().mean_dim(&[2i64, 3][..], true, Kind::Float);
+        (mean, (var + STYLE_VARIANCE_EPS).sqrt())
+    };
+    let ((mean_a, std_a), (mean_b, std_b)) = (moments(&blurred(a)), moments(&blurred(b)));
+    let per_sample = |x: Tensor| x.sum_dim_intlist(&[1i64, 2, 3][..], false, Kind::Float);
+    let channels = a.size()[1] as f64;
+    (per_sample((mean_a - mean_b).square()) + per_sample((std_a - std_b).square()))
+        * (weight / channels)
+}
+
+/// Computes SAEHD's face-style term per sample (`docs/dfl-parity.md`, "Losses"): the style
+/// of the swap inside its own predicted mask against the dst reconstruction inside its mask,
+/// [`style_loss`] with blur σ = R//8 and weight 100·p, p = `face_style_power` in [0, 100].
+///
+/// Only the decoder learns from it: the caller decodes `swap` from a code with its gradient
+/// stopped, and the masks and the dst side are constants here.
+///
+/// # Shapes
+/// `swap`, `dst_dst`: `[N, 3, R, R]` f32 in [0, 1]; `swap_mask`, `dst_dst_mask`:
+/// `[N, 1, R, R]`; returns `[N]`.
+pub fn face_style_loss(
+    swap: &Tensor,
+    swap_mask: &Tensor,
+    dst_dst: &Tensor,
+    dst_dst_mask: &Tensor,
+    resolution: i64,
+    power: f64,
+) -> Tensor {
+    let content = swap * swap_mask.detach();
+    let style = (dst_dst * dst_dst_mask).detach();
+    let sigma = (resolution / FACE_STYLE_BLUR_DIVISOR) as f64;
+    style_loss(&content, &style, sigma, FACE_STYLE_WEIGHT_PER_POWER * power)
+}
+
+/// Prepares a target for `blur_out_mask` (`docs/dfl-parity.md`, "Losses"): inside the mask the
+/// target stays; outside, each pixel becomes the blur of the background alone, normalised by
+/// how much background the blur saw: t·m + G(t·(1−m)) / (1 − G(m))·(1−m), σ = R/128, the
+/// divisor taken as 1 where it is 0.
+///
+/// # Shapes
+/// `target`: `[N, 3, R, R]`, `mask`: `[N, 1, R, R]` in [0, 1]; returns `[N, 3, R, R]`.
+pub fn blur_out_mask(target: &Tensor, mask: &Tensor, resolution: i64) -> Tensor {
+    let sigma = resolution as f64 / BLUR_OUT_MASK_DIVISOR;
+    let anti = 1.0 - mask;
+    let background = gaussian_blur(&(target * &anti), sigma);
+    let seen: Tensor = 1.0 - gaussian_blur(mask, sigma);
+    let seen = seen.where_self(&seen.ne(0.0), &seen.ones_like());
+    target * mask + background / seen * anti
+}
+
 /// Sums the weighted, channel-averaged DSSIM terms of [`dssim_terms`]: `[N, C, R, R]` → `[N]`.
 fn structural_loss(target: &Tensor, pred: &Tensor, resolution: i64) -> Tensor {
     dssim_terms(resolution)
@@ -223,7 +297,7 @@ fn structural_loss(target: &Tensor, pred: &Tensor, resolution: i64) -> Tensor {
 }
 
 /// Averages over everything but the batch axis: `[N, C, H, W]` → `[N]`.
-fn per_sample_mean(xs: &Tensor) -> Tensor {
+pub(crate) fn per_sample_mean(xs: &Tensor) -> Tensor {
     xs.mean_dim(&[1i64, 2, 3][..], false, Kind::Float)
 }
 
@@ -508,5 +582,76 @@ mod tests {
         p40.sum(Kind::Float).backward();
         assert!(pred.grad().defined());
         assert!(!mask.grad().defined(), "the style mask is a stop_gradient");
+    }
+
+    #[test]
+    fn style_loss_compares_channel_means_and_spreads() {
+        tch::manual_seed(3);
+        let a = Tensor::rand([2, 3, 16, 16], CPU);
+        assert!(style_loss(&a, &a, 2.0, 100.0).abs().max().double_value(&[]) < 1e-6);
+        // A constant offset δ in one channel moves only its mean: δ²·w/C.
+        let offset = Tensor::from_slice(&[0.0f32, 0.2, 0.0]).view([1, 3, 1, 1]);
+        let loss = style_loss(&(&a + &offset), &a, 0.0, 30.0);
+        assert!(max_abs_diff(&loss, &Tensor::full([2], 0.04 * 30.0 / 3.0, CPU)) < 1e-5, "{loss}");
+        // Scaling a zero-mean channel by 2 moves only its spread.
+        let centred = &a - a.mean_dim(&[2i64, 3][..], true, Kind::Float);
+        let loss = style_loss(&(&centred * 2.0), &centred, 0.0, 3.0).double_value(&[0]);
+        let std = |x: &Tensor| {
+            (x.square().mean_dim(&[2i64, 3][..], false, Kind::Float) + STYLE_VARIANCE_EPS).sqrt()
+        };
+        let want = (std(&(&centred * 2.0)) - std(&centred))
+            .square()
+            .sum_dim_intlist(&[1i64][..], false, Kind::Float)
+            .double_value(&[0]);
+        assert!((loss - want).abs() < 1e-5, "{loss} vs {want}");
+    }
+
+    #[test]
+    fn face_style_teaches_only_the_swap_image() {
+        let r = 32;
+        tch::manual_seed(4);
+        let leaf = |t: Tensor| t.detach().set_requires_grad(true);
+        let swap = leaf(Tensor::rand([2, 3, r, r], CPU));
+        let swap_mask = leaf(Tensor::rand([2, 1, r, r], CPU));
+        let dst = leaf(Tensor::rand([2, 3, r, r], CPU));
+        let dst_mask = leaf(Tensor::rand([2, 1, r, r], CPU));
+        let loss = face_style_loss(&swap, &swap_mask, &dst, &dst_mask, r, 10.0);
+        assert!(loss.min().double_value(&[]) > 0.0);
+        loss.sum(Kind::Float).backward();
+        assert!(swap.grad().defined());
+        for (name, t) in [("swap mask", &swap_mask), ("dst", &dst), ("dst mask", &dst_mask)] {
+            assert!(!t.grad().defined(), "{name} must be a constant");
+        }
+        // The weight is 100·p.
+        let (a, b) = (swap.detach(), dst.detach());
+        let (am, bm) = (swap_mask.detach(), dst_mask.detach());
+        let p10 = face_style_loss(&a, &am, &b, &bm, r, 10.0);
+        let direct = style_loss(&(&a * &am), &(&b * &bm), (r / 8) as f64, 1000.0);
+        assert!(max_abs_diff(&p10, &direct) < 1e-6);
+    }
+
+    #[test]
+    fn blur_out_mask_keeps_the_face_and_smooths_only_the_background() {
+        let r = 64; // σ 0.5, kernel 3
+        let mask = square_mask(r, 16, 48);
+        // A flat background stays flat (the blur is normalised by the background it sees).
+        let flat = Tensor::full([1, 3, r, r], 0.25, CPU);
+        let face = &flat * (1.0 - &mask) + &mask * 0.9;
+        let out = blur_out_mask(&face, &mask, r);
+        // (Away from the image border, where the zero padding darkens it, as DFL's does.)
+        let inner = |t: &Tensor| t.narrow(2, 1, r - 2).narrow(3, 1, r - 2);
+        assert!(max_abs_diff(&inner(&out), &inner(&face)) < 1e-6, "no face leaks out");
+        // A checkerboard background is smoothed; the face under the mask is untouched.
+        let checks = Tensor::arange(r, CPU).remainder(2.0);
+        let board = (checks.view([1, 1, r, 1]) + checks.view([1, 1, 1, r]))
+            .remainder(2.0)
+            .repeat([1, 3, 1, 1]);
+        let out = blur_out_mask(&board, &mask, r);
+        assert!(max_abs_diff(&(&out * &mask), &(&board * &mask)) < 1e-6);
+        let background: Tensor = 1.0 - &mask;
+        let before = (&board * &background - 0.5).abs().mean(Kind::Float).double_value(&[]);
+        let after =
+            (&out * &background - &background * 0.5).abs().mean(Kind::Float).double_value(&[]);
+        assert!(after < 0.5 * before, "smoothed: {before} → {after}");
     }
 }

@@ -1,5 +1,6 @@
 //! The SAEHD models, their losses and the optimizer.
 
+pub mod adversarial;
 pub mod arch;
 pub mod blocks;
 pub mod checkpoint;

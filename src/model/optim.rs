@@ -19,6 +19,8 @@ use flat::FlatParams;
 pub const DEFAULT_LR: f64 = 5e-5;
 /// First-moment decay. DFL: `AdaBelief.py`, `beta_1=0.9`.
 pub const DEFAULT_BETA1: f64 = 0.9;
+/// RMSprop's decay ρ of the squared-gradient average. DFL: `RMSprop.py`, `rho=0.9`.
+pub const RMSPROP_RHO: f64 = 0.9;
 /// Second-moment decay. DFL: `AdaBelief.py`, `beta_2=0.999`.
 pub const DEFAULT_BETA2: f64 = 0.999;
 /// Denominator guard, float32 "resolution": SAEHD's AdaBelief ε.
@@ -50,6 +52,10 @@ pub enum OptimizerKind {
     AdaBelief,
     /// Standard Adam with bias correction (Kingma & Ba; as `torch.optim.Adam`).
     Adam,
+    /// DFL's RMSprop (SAEHD with `adabelief` off): ρ 0.9, ε outside the square root.
+    #[serde(rename = "rmsprop")]
+    #[value(name = "rmsprop")]
+    RmsProp,
 }
 
 /// Hyper-parameters of an [`Optimizer`]; saved with the training config.
@@ -289,6 +295,7 @@ impl Optimizer {
             match self.cfg.kind {
                 OptimizerKind::AdaBelief => self.adabelief_update()?,
                 OptimizerKind::Adam => self.adam_update()?,
+                OptimizerKind::RmsProp => self.rmsprop_update()?,
             }
             if self.cfg.lr_dropout {
                 self.drop_update()?;
@@ -367,6 +374,19 @@ impl Optimizer {
         let _ = v.f_lerp_(work, 1.0 - beta2)?;
         let _ = v.f_sqrt_out(work)?.f_mul_scalar_(1.0 / correction2.sqrt())?.f_add_scalar_(eps)?;
         let _ = m.f_div_out(work, work)?.f_mul_scalar_(lr / correction1)?;
+        Ok(())
+    }
+
+    /// DFL's RMSprop into `work`: v ← ρv + (1−ρ)g²; work = lr_t·g/(√v + ε). The first moment
+    /// is not used (it stays zero). DFL: `core/leras/optimizers/RMSprop.py`.
+    fn rmsprop_update(&mut self) -> Result<(), TchError> {
+        let eps = self.cfg.eps;
+        let lr = self.learning_rate();
+        let (grads, v, work) = (self.flat.grads(), &mut self.v, &mut self.work);
+        let _ = grads.f_mul_out(work, grads)?; // g²
+        let _ = v.f_lerp_(work, 1.0 - RMSPROP_RHO)?;
+        let _ = v.f_sqrt_out(work)?.f_add_scalar_(eps)?; // √v + ε
+        let _ = grads.f_div_out(work, work)?.f_mul_scalar_(lr)?;
         Ok(())
     }
 
@@ -487,6 +507,17 @@ mod tests {
         let expected = [
             [0.990_000_004_999_997_5, -1.990_000_002_499_999_3, 0.509_999_990_000_01, 0.0],
             [0.980_002_755_918_171_7, -1.980_001_342_959_471_2, 0.519_994_204_244_859_5, 0.0],
+        ];
+        assert_trajectory(&run_quadratic(cfg, 2), &expected);
+    }
+
+    #[test]
+    fn rmsprop_matches_a_hand_computed_two_step_trajectory() {
+        // DFL's RMSprop, ρ 0.9, ε outside the root, lr 0.01 (f64 evaluation).
+        let cfg = OptimizerConfig { kind: OptimizerKind::RmsProp, lr: 0.01, ..Default::default() };
+        let expected = [
+            [0.968_377_273_398_237_2, -1.968_377_248_398_296_4, 0.531_622_676_602, 0.0],
+            [0.945_788_100_505_798_2, -1.945_609_674_699_769_5, 0.553_841_389_082_946_9, 0.0],
         ];
         assert_trajectory(&run_quadratic(cfg, 2), &expected);
     }

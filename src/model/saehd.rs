@@ -31,6 +31,23 @@ pub struct TrainPredictions {
     pub src_src: Prediction,
     /// dst reconstructed through dst's path.
     pub dst_dst: Prediction,
+    /// The codes the decoders read, still attached to the encoder's graph.
+    pub codes: Codes,
+}
+
+/// The codes of one training batch: what the decoder(s) read for each path.
+///
+/// # Shapes
+/// DF: `[N, A, 2L, 2L]` each (the inter's output, L the lowest dense resolution); LIAE:
+/// `[N, 4A, 2L, 2L]` (the two inter halves side by side).
+#[derive(Debug)]
+pub struct Codes {
+    /// The src code (DF: what the true-face discriminator judges as fake).
+    pub src: Tensor,
+    /// The dst code (DF: what it judges as real).
+    pub dst: Tensor,
+    /// The code the swap is decoded from (DF: the dst code; LIAE: dst's `inter_ab` half twice).
+    pub swap: Tensor,
 }
 
 /// What merging needs for one batch of dst faces (DFL's `AE_merge`).
@@ -106,30 +123,41 @@ impl Saehd {
     /// `src`, `dst`: `[N, 3, R, R]` f32 in [0,1], BGR (the warped inputs).
     pub fn train_forward(&self, src: &Tensor, dst: &Tensor) -> TrainPredictions {
         let n = src.size()[0];
-        let (src_src, dst_dst) = match &self.net {
+        let split = |t: &Tensor| (t.narrow(0, 0, n), t.narrow(0, n, t.size()[0] - n));
+        let (src_src, dst_dst, codes) = match &self.net {
             Net::Df(df) => {
                 let codes = Tensor::cat(&[src, dst], 0).apply(&df.encoder).apply(&df.inter);
-                let (src_code, dst_code) =
-                    (codes.narrow(0, 0, n), codes.narrow(0, n, codes.size()[0] - n));
-                (df.decoder_src.forward(&src_code), df.decoder_dst.forward(&dst_code))
+                let (src_code, dst_code) = split(&codes);
+                let (ss, dd) =
+                    (df.decoder_src.forward(&src_code), df.decoder_dst.forward(&dst_code));
+                let swap = dst_code.shallow_clone();
+                (ss, dd, Codes { src: src_code, dst: dst_code, swap })
             }
             Net::Liae(liae) => {
                 let encoded = Tensor::cat(&[src, dst], 0).apply(&liae.encoder);
-                let (src_enc, dst_enc) =
-                    (encoded.narrow(0, 0, n), encoded.narrow(0, n, encoded.size()[0] - n));
+                let (src_enc, dst_enc) = split(&encoded);
                 let src_ab = src_enc.apply(&liae.inter_ab);
                 let src_code = Tensor::cat(&[&src_ab, &src_ab], 1);
-                let dst_code =
-                    Tensor::cat(&[dst_enc.apply(&liae.inter_b), dst_enc.apply(&liae.inter_ab)], 1);
+                let dst_ab = dst_enc.apply(&liae.inter_ab);
+                let dst_code = Tensor::cat(&[&dst_enc.apply(&liae.inter_b), &dst_ab], 1);
                 // One decoder pass for both codes.
-                let (image, mask) = liae.decoder.forward(&Tensor::cat(&[src_code, dst_code], 0));
-                let split = |t: &Tensor| (t.narrow(0, 0, n), t.narrow(0, n, t.size()[0] - n));
+                let (image, mask) = liae.decoder.forward(&Tensor::cat(&[&src_code, &dst_code], 0));
                 let ((si, di), (sm, dm)) = (split(&image), split(&mask));
-                ((si, sm), (di, dm))
+                let swap = Tensor::cat(&[&dst_ab, &dst_ab], 1);
+                ((si, sm), (di, dm), Codes { src: src_code, dst: dst_code, swap })
             }
         };
         let pred = |(image, mask)| Prediction { image, mask };
-        TrainPredictions { src_src: pred(src_src), dst_dst: pred(dst_dst) }
+        TrainPredictions { src_src: pred(src_src), dst_dst: pred(dst_dst), codes }
+    }
+
+    /// Decodes the swap from a swap code ([`Codes::swap`]): DF's src decoder, LIAE's decoder.
+    pub fn decode_swap(&self, swap_code: &Tensor) -> Prediction {
+        let (image, mask) = match &self.net {
+            Net::Df(df) => df.decoder_src.forward(swap_code),
+            Net::Liae(liae) => liae.decoder.forward(swap_code),
+        };
+        Prediction { image, mask }
     }
 
     /// Reconstructs src faces through src's path.

@@ -32,6 +32,9 @@ pub struct Summary {
     pub parts: Vec<(String, i64)>,
     /// All parameters.
     pub total: i64,
+    /// `(discriminator, params)` for each discriminator the options turn on (not in `total`:
+    /// they judge the model, they are not part of it).
+    pub discriminators: Vec<(String, i64)>,
 }
 
 /// Compares dotted names segment by segment, numbers as numbers (`upscale.2` < `upscale.10`).
@@ -84,7 +87,7 @@ pub fn summarize(vs: &VarStore, config: &ModelConfig) -> Summary {
         row.tensors.sort_by(|a, b| b.0.cmp(&a.0)); // weight before bias
     }
     let total = layers.iter().map(|l| l.params).sum();
-    Summary { config: *config, layers, parts, total }
+    Summary { config: *config, layers, parts, total, discriminators: Vec::new() }
 }
 
 /// Formats a count with thousands separators: 57,538,432.
@@ -127,6 +130,10 @@ impl fmt::Display for Summary {
         for (part, params) in &self.parts {
             writeln!(f, "{part:<71} {:>12}", with_commas(*params))?;
         }
-        writeln!(f, "{:<71} {:>12}", "total", with_commas(self.total))
+        writeln!(f, "{:<71} {:>12}", "total", with_commas(self.total))?;
+        for (name, params) in &self.discriminators {
+            writeln!(f, "{name:<71} {:>12}", with_commas(*params))?;
+        }
+        Ok(())
     }
 }

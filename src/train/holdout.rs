@@ -2,8 +2,9 @@
 //!
 //! With evaluation on, every 10th face of each faceset (at most 16) is kept out of training.
 //! Every N iterations the model reconstructs those faces (src → src, dst → dst) and swaps the
-//! dst ones; the run records SSIM and PSNR of the reconstructions and the SFace identity of the
-//! swaps against the src faceset's mean, so a user sees likeness grow, not just loss fall.
+//! dst ones; the run records SSIM and PSNR of the reconstructions, their sharpness against the
+//! faces' own, and the SFace identity of the swaps against the src faceset's mean, so a user
+//! sees likeness and detail grow, not just loss fall.
 
 use opencv::core::Mat;
 use tch::{Device, Kind, Tensor};
@@ -46,6 +47,9 @@ pub enum HoldoutError {
 pub struct HeldOut {
     src: Tensor,
     dst: Tensor,
+    /// The faces' landmark-hull masks: `[N, 1, R, R]`.
+    src_mask: Tensor,
+    dst_mask: Tensor,
     /// Five points per held-out dst face, in model-crop pixels.
     dst_five: Vec<[[f32; 2]; 5]>,
     /// What identity needs, when SFace is available.
@@ -72,14 +76,17 @@ impl HeldOut {
         cfg: &SampleConfig,
         identity: Option<(Embedding, RecognizerPool)>,
     ) -> Result<Self, HoldoutError> {
-        let stack = |set: &SampleSet| -> Result<Tensor, SampleError> {
+        let stack = |set: &SampleSet| -> Result<(Tensor, Tensor), SampleError> {
             let cache = FaceCache::default();
-            let r = i64::from(cfg.resolution_px);
-            let mut flat = Vec::new();
+            let (n, r) = (set.len() as i64, i64::from(cfg.resolution_px));
+            let (mut images, mut masks) = (Vec::new(), Vec::new());
             for i in 0..set.len() {
-                flat.extend(still_sample(set, &cache, i, cfg)?.target);
+                let sample = still_sample(set, &cache, i, cfg)?;
+                images.extend(sample.target);
+                masks.extend(sample.mask);
             }
-            Ok(Tensor::from_slice(&flat).view([set.len() as i64, 3, r, r]))
+            let images = Tensor::from_slice(&images).view([n, 3, r, r]);
+            Ok((images, Tensor::from_slice(&masks).view([n, 1, r, r])))
         };
         let dst_five = dst
             .faces()
@@ -89,7 +96,7 @@ impl HeldOut {
                     .map_or([[0.0; 2]; 5], |l| l.five_points())
             })
             .collect::<Vec<_>>();
-        let dst_tensor = stack(dst)?;
+        let (dst_tensor, dst_mask) = stack(dst)?;
         let identity = match identity {
             Some((mean, pool)) => {
                 let dst = mean_identity(&dst_tensor, &dst_five, &mean, &pool)?;
@@ -97,7 +104,8 @@ impl HeldOut {
             }
             None => None,
         };
-        Ok(Self { src: stack(src)?, dst: dst_tensor, dst_five, identity })
+        let (src, src_mask) = stack(src)?;
+        Ok(Self { src, dst: dst_tensor, src_mask, dst_mask, dst_five, identity })
     }
 
     /// Measures `model` at `iteration`.
@@ -116,9 +124,14 @@ impl HeldOut {
         let dd = model.dst_dst(&dst).image;
         let (src_ssim, src_psnr) = ssim_psnr(&ss, &src);
         let (dst_ssim, dst_psnr) = ssim_psnr(&dd, &dst);
+        let swap = model.swap(&dst).image;
+        let (src_mask, dst_mask) =
+            (self.src_mask.to_device(device), self.dst_mask.to_device(device));
+        let finite = |x: f64| Some(x).filter(|x| x.is_finite());
+        let src_sharpness = finite(sharpness_ratio(&ss, &src, &src_mask));
+        let swap_sharpness = finite(sharpness_ratio(&swap, &dst, &dst_mask));
         let (swap_identity, dst_identity) = match &self.identity {
             Some(id) => {
-                let swap = model.swap(&dst).image;
                 (Some(mean_identity(&swap, &self.dst_five, &id.mean, &id.pool)?), Some(id.dst))
             }
             None => (None, None),
@@ -129,6 +142,8 @@ impl HeldOut {
             src_psnr,
             dst_ssim,
             dst_psnr,
+            src_sharpness,
+            swap_sharpness,
             swap_identity,
             dst_identity,
         })
@@ -190,6 +205,41 @@ pub fn ssim_psnr(a: &Tensor, b: &Tensor) -> (f64, f64) {
     (ssim, psnr)
 }
 
+/// BGR → gray weights (ITU-R BT.601, as OpenCV's).
+const GRAY_BGR: [f32; 3] = [0.114, 0.587, 0.299];
+
+/// High-frequency energy per face: the mean squared 4-neighbour Laplacian of the gray image
+/// over the mask (where the Laplacian's 3×3 window fits in the image).
+///
+/// # Shapes
+/// `images`: `[N, 3, R, R]` in [0, 1]; `masks`: `[N, 1, R, R]` in [0, 1]; returns `[N]` f64.
+pub fn laplacian_energy(images: &Tensor, masks: &Tensor) -> Tensor {
+    let (device, r) = (images.device(), images.size()[2]);
+    let weights = Tensor::from_slice(&GRAY_BGR).to_device(device).view([1, 3, 1, 1]);
+    let gray = (images.to_kind(Kind::Float) * weights).sum_dim_intlist(1, true, Kind::Float);
+    let kernel = Tensor::from_slice(&[0.0f32, 1.0, 0.0, 1.0, -4.0, 1.0, 0.0, 1.0, 0.0])
+        .to_device(device)
+        .view([1, 1, 3, 3]);
+    let lap = gray.conv2d(&kernel, None::<Tensor>, [1, 1], [0, 0], [1, 1], 1); // [N, 1, R-2, R-2]
+    let inside = masks.to_kind(Kind::Float).narrow(2, 1, r - 2).narrow(3, 1, r - 2);
+    let dims = &[1i64, 2, 3][..];
+    let energy = (lap.square() * &inside).sum_dim_intlist(dims, false, Kind::Double);
+    energy / inside.sum_dim_intlist(dims, false, Kind::Double).clamp_min(1.0)
+}
+
+/// How sharp `pred` is against `target`: the Laplacian energy of the predictions over that of
+/// the targets, summed over the faces, inside `masks`. Below 1 the model draws less fine
+/// detail than the faces have (blur); above 1, more (noise, GAN artefacts).
+///
+/// # Shapes
+/// `pred`, `target`: `[N, 3, R, R]`; `masks`: `[N, 1, R, R]`.
+pub fn sharpness_ratio(pred: &Tensor, target: &Tensor, masks: &Tensor) -> f64 {
+    let pred = pred.to_kind(Kind::Float).clamp(0.0, 1.0);
+    let sum = |x: &Tensor| laplacian_energy(x, masks).sum(Kind::Double).double_value(&[]);
+    let (p, t) = (sum(&pred), sum(target));
+    if t > 0.0 { p / t } else { f64::NAN }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -211,5 +261,34 @@ mod tests {
         let b = Tensor::ones([1, 3, 16, 16], (Kind::Float, Device::Cpu)) * 0.1;
         let (_, psnr) = ssim_psnr(&b, &a);
         assert!((psnr - 20.0).abs() < 1e-4, "MSE 0.01 is 20 dB: {psnr}");
+    }
+
+    #[test]
+    fn a_blurred_face_is_less_sharp_than_itself_and_noise_is_more() {
+        let cpu = (Kind::Float, Device::Cpu);
+        tch::manual_seed(5);
+        let face = Tensor::rand([2, 3, 32, 32], cpu);
+        let mask = Tensor::zeros([2, 1, 32, 32], cpu);
+        let _ = mask.narrow(2, 8, 16).narrow(3, 8, 16).fill_(1.0);
+        assert!((sharpness_ratio(&face, &face, &mask) - 1.0).abs() < 1e-9);
+        let blurred = crate::model::loss::gaussian_blur(&face, 1.0);
+        let r = sharpness_ratio(&blurred, &face, &mask);
+        assert!(r < 0.2, "blur removes most of the high frequencies: {r}");
+        let noisy = (&face + Tensor::randn([2, 3, 32, 32], cpu) * 0.2).clamp(0.0, 1.0);
+        assert!(sharpness_ratio(&noisy, &face, &mask) > 1.0);
+    }
+
+    #[test]
+    fn laplacian_energy_counts_only_the_mask() {
+        let cpu = (Kind::Float, Device::Cpu);
+        // A single bright pixel at (4, 4): gray 1, Laplacian −4 there and 1 at its 4 neighbours.
+        let image = Tensor::zeros([1, 3, 16, 16], cpu);
+        let _ = image.narrow(2, 4, 1).narrow(3, 4, 1).fill_(1.0);
+        let everywhere = Tensor::ones([1, 1, 16, 16], cpu);
+        let e = laplacian_energy(&image, &everywhere).double_value(&[0]);
+        assert!((e - 20.0 / 196.0).abs() < 1e-5, "(16 + 4) / 14²: {e}");
+        let elsewhere = Tensor::zeros([1, 1, 16, 16], cpu);
+        let _ = elsewhere.narrow(2, 10, 4).narrow(3, 10, 4).fill_(1.0);
+        assert_eq!(laplacian_energy(&image, &elsewhere).double_value(&[0]), 0.0);
     }
 }

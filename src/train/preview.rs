@@ -161,11 +161,13 @@ pub fn write_eval_plot(path: &Path, history: &[EvalPoint]) -> Result<(), ImageWr
     .map_err(err)?;
     let identity = Scalar::new(60.0, 170.0, 40.0, 0.0);
     let dst_identity = Scalar::new(50.0, 50.0, 220.0, 0.0);
-    let series: [(EvalValue, Scalar, &str); 4] = [
+    let sharpness = Scalar::new(160.0, 60.0, 160.0, 0.0);
+    let series: [(EvalValue, Scalar, &str); 5] = [
         (|p| Some(p.src_ssim), SRC_COLOUR, "src SSIM"),
         (|p| Some(p.dst_ssim), DST_COLOUR, "dst SSIM"),
         (|p| p.swap_identity, identity, "swap identity"),
         (|p| p.dst_identity, dst_identity, "dst identity"),
+        (|p| p.src_sharpness, sharpness, "src sharpness"),
     ];
     let font = imgproc::FONT_HERSHEY_SIMPLEX;
     for (k, (value, colour, name)) in series.iter().enumerate() {

@@ -183,7 +183,7 @@ fn train(
     let (stored, cfg) = (cfg.clone(), cfg.effective());
     let mut trainer = Trainer::new(&cfg, opts.device)?;
     check_memory(&cfg, &trainer, opts.device)?;
-    let (mut state, resumed) = load_latest(folder, &mut trainer)?;
+    let (mut state, resumed) = load_latest(folder, &mut trainer, gan_change(saved.as_ref(), &cfg))?;
     adapt_start(&stored, saved.as_ref(), ws, opts, &mut trainer, &mut state, resumed)?;
     let (feeds, held_out) = Feeds::start(&cfg, ws, state.iteration, opts)?;
     let skipped_faces = feeds.skipped_faces;
@@ -254,7 +254,8 @@ fn train(
 fn check_memory(cfg: &TrainConfig, trainer: &Trainer, device: Device) -> Result<(), RunError> {
     let Some(available) = memory::available_host_bytes() else { return Ok(()) };
     let params: i64 =
-        trainer.var_store().variables().values().map(Tensor::numel).map(|n| n as i64).sum();
+        trainer.var_store().variables().values().map(Tensor::numel).map(|n| n as i64).sum::<i64>()
+            + trainer.discriminators().num_parameters();
     let need =
         memory::Need::of(cfg, params.unsigned_abs(), device, SamplerOptions::default().queue_depth);
     need.check(cfg, available)?;
@@ -373,10 +374,25 @@ fn adapt_start(
     Ok(())
 }
 
-/// Loads the latest checkpoint set into the trainer; a new model starts at iteration 0.
+/// Says how the GAN's discriminator changed since the last run trained it (patch size or dims),
+/// if it did: DFL starts it fresh then.
+fn gan_change(saved: Option<&TrainConfig>, cfg: &TrainConfig) -> Option<String> {
+    let saved = saved.filter(|s| s.gan_power > 0.0 && cfg.gan_power > 0.0)?;
+    let (was, now) = ((saved.gan_patch_px(), saved.gan_dims), (cfg.gan_patch_px(), cfg.gan_dims));
+    (was != now).then(|| {
+        format!(
+            "GAN patch size and dims changed from {} and {} to {} and {}",
+            was.0, was.1, now.0, now.1
+        )
+    })
+}
+
+/// Loads the latest checkpoint set into the trainer (with the discriminators it saved); a new
+/// model starts at iteration 0.
 fn load_latest(
     folder: &ModelFolder,
     trainer: &mut Trainer,
+    gan_changed: Option<String>,
 ) -> Result<(TrainState, bool), RunError> {
     let Some(ck) = folder.load()? else {
         log::info!("new model in {}", folder.dir().display());
@@ -385,6 +401,10 @@ fn load_latest(
     let weights_path = ck.dir.join(WEIGHTS_FILE);
     copy_named(&weights_path, ck.weights, &trainer.var_store().variables())?;
     trainer.optimizer_mut().load_state(&ck.optimizer)?;
+    trainer.discriminators_mut().load(ck.discriminators, gan_changed).map_err(|e| {
+        // Name the set: the discriminator files are in it.
+        RunError::Config { path: ck.dir.clone(), reason: e.to_string() }
+    })?;
     trainer.mark_good();
     log::info!("resuming {} at iteration {}", folder.dir().display(), ck.state.iteration);
     Ok((ck.state, true))
@@ -430,7 +450,8 @@ fn save(
     // The options first: a crash between the two leaves only overridable options ahead of the
     // checkpoint (frozen ones cannot change).
     folder.write_config(cfg)?;
-    folder.save(&weights, &trainer.optimizer().state(), state)?;
+    let discriminators = trainer.discriminators().files();
+    folder.save(&weights, &trainer.optimizer().state(), &discriminators, state)?;
     if cfg.backup_every_hours > 0.0
         && clock.last_backup.elapsed().as_secs_f64() >= cfg.backup_every_hours * 3600.0
     {
@@ -480,8 +501,12 @@ fn describe_eval(p: &EvalPoint) -> String {
         (Some(s), Some(d)) => format!("; identity to src: swap {s:.3} (dst itself {d:.3})"),
         _ => String::new(),
     };
+    let sharpness = match (p.src_sharpness, p.swap_sharpness) {
+        (Some(s), Some(w)) => format!("; sharpness vs the faces' own: src {s:.2}, swap {w:.2}"),
+        _ => String::new(),
+    };
     format!(
-        "held-out faces at iteration {}: src SSIM {:.3} PSNR {:.1} dB, dst SSIM {:.3} PSNR {:.1} dB{identity}",
+        "held-out faces at iteration {}: src SSIM {:.3} PSNR {:.1} dB, dst SSIM {:.3} PSNR {:.1} dB{sharpness}{identity}",
         p.iteration, p.src_ssim, p.src_psnr, p.dst_ssim, p.dst_psnr
     )
 }
@@ -523,7 +548,10 @@ impl Feeds {
             ColorReference { faceset: Arc::clone(&dst_faces), cache: Arc::clone(&dst_cache) };
         let src_faces = Arc::new(src_loaded.recolor_toward(reference));
         let seed = cfg.seed.wrapping_mul(2);
-        let src_sample = sample_config(cfg, cfg.random_src_flip, seed, cfg.ct_mode);
+        let src_sample = SampleConfig {
+            random_hsv_power: cfg.random_hsv_power as f32,
+            ..sample_config(cfg, cfg.random_src_flip, seed, cfg.ct_mode)
+        };
         let src_set = (src_faces, Arc::new(FaceCache::default()), src_sample);
         let dst_sample = sample_config(cfg, cfg.random_dst_flip, seed + 1, ColorTransfer::None);
         let dst_set = (dst_faces, dst_cache, dst_sample);
@@ -546,7 +574,12 @@ impl Feeds {
 
     fn preview_batches(&self, keep_history: bool) -> Result<PreviewBatches, RunError> {
         let still = |(f, c, s): &SideFeed| {
-            let s = SampleConfig { random_warp: false, random_flip: false, ..*s };
+            let s = SampleConfig {
+                random_warp: false,
+                random_flip: false,
+                random_hsv_power: 0.0,
+                ..*s
+            };
             make_batch(f, c, &s, 0, PREVIEW_ROWS)
         };
         Ok(PreviewBatches { src: still(&self.src_set)?, dst: still(&self.dst_set)?, keep_history })
@@ -583,6 +616,7 @@ fn sample_config(cfg: &TrainConfig, flip: bool, seed: u64, ct_mode: ColorTransfe
         uniform_yaw: cfg.uniform_yaw,
         seed,
         ct_mode,
+        random_hsv_power: 0.0,
     }
 }
 

@@ -1,6 +1,6 @@
 //! The runtime side of training (never saved as such; options and counters live in the model
-//! folder): the network, its optimizer and one SAEHD step,
-//! plus the divergence guard that rolls back to the last good weights in memory.
+//! folder): the network, its optimizer, the discriminators its options turn on and one SAEHD
+//! step, plus the divergence guard that rolls back to the last good weights in memory.
 //!
 //! Losses stay on the device between checks: [`Trainer::step`] only queues work, and
 //! [`Trainer::check`] (called every few iterations) reads the accumulated losses back once.
@@ -8,8 +8,12 @@
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use super::discriminators::{DiscriminatorError, Discriminators, Judged, UnitState};
 use crate::model::folder::TrainConfig;
-use crate::model::loss::{LossOptions, SideBatch, background_style_loss, side_loss};
+use crate::model::loss::{
+    LossOptions, SideBatch, background_style_loss, blur_out_mask, face_style_loss, loss_mask,
+    side_loss,
+};
 use crate::model::optim::{OptimError, Optimizer, trainable_variables};
 use crate::model::precision::{AutocastError, run_at};
 use crate::model::saehd::{Part, Prediction, Saehd};
@@ -46,6 +50,9 @@ pub enum TrainError {
     /// bf16 autocast failed.
     #[error(transparent)]
     Autocast(#[from] AutocastError),
+    /// A discriminator failed.
+    #[error(transparent)]
+    Discriminator(#[from] DiscriminatorError),
     /// The loss kept diverging after rollbacks.
     #[error(
         "the loss diverged {0} checks in a row even after rolling back; lower the learning rate (--lr), pass --clip-grad true, or resume from a backup"
@@ -80,17 +87,20 @@ pub enum Check {
     Idle,
 }
 
-/// A snapshot of weights and optimizer state, kept on the device.
+/// A snapshot of weights and optimizer state, kept on the device: the autoencoder's, then each
+/// discriminator's.
 struct Snapshot {
     weights: Vec<(String, Tensor)>,
     optimizer: Vec<(String, Tensor)>,
+    discriminators: Vec<UnitState>,
 }
 
-/// The network, its optimizer and the divergence guard.
+/// The network, its optimizer, the discriminators and the divergence guard.
 pub struct Trainer {
     vs: VarStore,
     model: Saehd,
     optimizer: Optimizer,
+    discriminators: Discriminators,
     cfg: TrainConfig,
     loss_sum: Option<(Tensor, Tensor)>,
     steps_since_check: u64,
@@ -100,20 +110,24 @@ pub struct Trainer {
 }
 
 impl Trainer {
-    /// Builds a fresh network and optimizer on `device` (seeded from `cfg.seed`).
+    /// Builds a fresh network, its optimizer and the discriminators `cfg` turns on, on
+    /// `device` (seeded from `cfg.seed`).
     ///
     /// # Errors
-    /// `Optimizer` when the optimizer cannot be set up.
+    /// `Optimizer` when an optimizer cannot be set up.
     pub fn new(cfg: &TrainConfig, device: Device) -> Result<Self, TrainError> {
         tch::manual_seed(i64::from_ne_bytes(cfg.seed.to_ne_bytes()));
         let vs = VarStore::new(device);
         let model = Saehd::new(&vs.root(), &cfg.model);
         let optimizer = Optimizer::new(trainable_variables(&vs), cfg.optimizer.clone())?;
-        let last_good = Snapshot { weights: Vec::new(), optimizer: Vec::new() };
+        let discriminators = Discriminators::new(cfg, device)?;
+        let last_good =
+            Snapshot { weights: Vec::new(), optimizer: Vec::new(), discriminators: Vec::new() };
         let mut trainer = Self {
             vs,
             model,
             optimizer,
+            discriminators,
             cfg: cfg.clone(),
             loss_sum: None,
             steps_since_check: 0,
@@ -143,6 +157,16 @@ impl Trainer {
     /// Returns the optimizer.
     pub fn optimizer(&self) -> &Optimizer {
         &self.optimizer
+    }
+
+    /// Returns the discriminators (their files are saved with each checkpoint set).
+    pub fn discriminators(&self) -> &Discriminators {
+        &self.discriminators
+    }
+
+    /// Returns the discriminators, to load saved ones.
+    pub fn discriminators_mut(&mut self) -> &mut Discriminators {
+        &mut self.discriminators
     }
 
     /// Gives every weight under the top-level `parts` (e.g. `inter`, `decoder_dst`) fresh
@@ -176,36 +200,85 @@ impl Trainer {
         self.save_good();
     }
 
-    /// Runs one SAEHD iteration: forward both sides, DFL's losses, backward of their sum over
-    /// the batch, optimizer step. Queues work only; nothing is read back.
+    /// Runs one SAEHD iteration: forward both sides, DFL's losses (with the style and
+    /// adversarial terms the options turn on), backward of their sum over the batch, an
+    /// optimizer step; then one step of each discriminator. Queues work only; nothing is read
+    /// back.
     ///
     /// # Errors
-    /// `Optimizer` or `Autocast`.
+    /// `Optimizer`, `Autocast` or `Discriminator`.
     pub fn step(&mut self, src: &SideTensors, dst: &SideTensors) -> Result<(), TrainError> {
         self.optimizer.zero_grad();
-        let device = self.vs.device();
+        let (device, r) = (self.vs.device(), self.cfg.model.resolution);
+        let (src_target, dst_target) = if self.cfg.blur_out_mask {
+            (blur_out_mask(&src.target, &src.mask, r), blur_out_mask(&dst.target, &dst.mask, r))
+        } else {
+            (src.target.shallow_clone(), dst.target.shallow_clone())
+        };
         let pred = run_at(self.cfg.precision, device, || {
             self.model.train_forward(&src.warped, &dst.warped)
         })?;
-        let (src_loss, dst_loss) =
-            (self.side_loss(src, &pred.src_src), self.side_loss(dst, &pred.dst_dst));
-        let mut total = &src_loss + &dst_loss;
+        let (src_src, dst_dst) =
+            (as_f32_prediction(&pred.src_src), as_f32_prediction(&pred.dst_dst));
+        let mut src_loss = self.side_loss(src, &src_target, &src_src);
+        let dst_loss = self.side_loss(dst, &dst_target, &dst_dst);
+        if self.cfg.face_style_power > 0.0 {
+            // The decoder alone learns the style: its code carries no gradient.
+            let swap = run_at(self.cfg.precision, device, || {
+                self.model.decode_swap(&pred.codes.swap.detach())
+            })?;
+            let swap = as_f32_prediction(&swap);
+            src_loss += face_style_loss(
+                &swap.image,
+                &swap.mask,
+                &dst_dst.image,
+                &dst_dst.mask,
+                r,
+                self.cfg.face_style_power,
+            );
+        }
         if self.cfg.bg_style_power > 0.0 {
-            let swap = run_at(self.cfg.precision, device, || self.model.swap(&dst.warped))?;
-            let r = self.cfg.model.resolution;
-            let bg = background_style_loss(
+            let swap =
+                run_at(self.cfg.precision, device, || self.model.decode_swap(&pred.codes.swap))?;
+            src_loss += background_style_loss(
                 &as_f32(&swap.image),
-                &dst.target,
+                &dst_target,
                 &src.mask,
                 r,
                 self.cfg.bg_style_power,
             );
-            total += bg;
         }
-        // DFL differentiates the per-sample losses' sum over the batch (`docs/dfl-parity.md`,
-        // "Quirks").
-        total.sum(Kind::Float).backward();
+        let mut total = &src_loss + &dst_loss;
+        // What the GAN compares: the images as the reconstruction losses see them.
+        let (target_src_seen, src_src_seen) = if self.cfg.masked_training {
+            let weight = loss_mask(&src.mask, r);
+            (&src_target * &weight, &src_src.image * &weight)
+        } else {
+            (src_target.shallow_clone(), src_src.image.shallow_clone())
+        };
+        let judged = Judged {
+            src_code: &pred.codes.src,
+            dst_code: &pred.codes.dst,
+            src_src: &src_src_seen,
+            target_src: &target_src_seen,
+            src_src_raw: &src_src.image,
+            target_src_raw: &src_target,
+            target_src_mask: &src.mask,
+        };
+        // The discriminators judge but do not learn from the autoencoder's objective.
+        self.discriminators.set_learning(false);
+        let backward = self.discriminators.generator_loss(&judged).map(|adversarial| {
+            if let Some(term) = adversarial {
+                total += term;
+            }
+            // DFL differentiates the per-sample losses' sum over the batch
+            // (`docs/dfl-parity.md`, "Quirks").
+            total.sum(Kind::Float).backward();
+        });
+        self.discriminators.set_learning(true);
+        backward?;
         self.optimizer.step()?;
+        self.discriminators.step(&judged)?;
         let (s, d) = (src_loss.detach().mean(Kind::Float), dst_loss.detach().mean(Kind::Float));
         self.loss_sum = Some(match self.loss_sum.take() {
             Some((acc_s, acc_d)) => (acc_s + s, acc_d + d),
@@ -215,18 +288,17 @@ impl Trainer {
         Ok(())
     }
 
-    fn side_loss(&self, side: &SideTensors, pred: &Prediction) -> Tensor {
+    fn side_loss(&self, side: &SideTensors, target: &Tensor, pred: &Prediction) -> Tensor {
         let opts = LossOptions {
             masked_training: self.cfg.masked_training,
             eyes_mouth_prio: self.cfg.eyes_mouth_prio,
         };
-        let (image, mask) = (as_f32(&pred.image), as_f32(&pred.mask));
         let batch = SideBatch {
-            target: &side.target,
+            target,
             target_mask: &side.mask,
             target_eyes_mouth: Some(&side.eyes_mouth),
-            pred: &image,
-            pred_mask: &mask,
+            pred: &pred.image,
+            pred_mask: &pred.mask,
         };
         side_loss(&batch, self.cfg.model.resolution, &opts)
     }
@@ -265,6 +337,13 @@ impl Trainer {
         weights.sort_by(|a, b| a.0.cmp(&b.0));
         fill_snapshot(&mut self.last_good.weights, weights);
         fill_snapshot(&mut self.last_good.optimizer, self.optimizer.state());
+        let sources = self.discriminators.snapshot_sources();
+        let buffers = &mut self.last_good.discriminators;
+        buffers.resize_with(sources.len(), || (Vec::new(), Vec::new()));
+        for ((weights, optimizer), (live_w, live_o)) in buffers.iter_mut().zip(sources) {
+            fill_snapshot(weights, live_w);
+            fill_snapshot(optimizer, live_o);
+        }
     }
 
     fn restore(&mut self) -> Result<(), TrainError> {
@@ -277,6 +356,7 @@ impl Trainer {
             }
         });
         self.optimizer.load_state(&self.last_good.optimizer)?;
+        self.discriminators.restore(&self.last_good.discriminators)?;
         Ok(())
     }
 }
@@ -301,6 +381,10 @@ fn fill_snapshot(buf: &mut Vec<(String, Tensor)>, live: Vec<(String, Tensor)>) {
 /// Returns `xs` in float32 (bf16 autocast outputs are bfloat16; losses run in fp32).
 fn as_f32(xs: &Tensor) -> Tensor {
     if xs.kind() == Kind::Float { xs.shallow_clone() } else { xs.to_kind(Kind::Float) }
+}
+
+fn as_f32_prediction(p: &Prediction) -> Prediction {
+    Prediction { image: as_f32(&p.image), mask: as_f32(&p.mask) }
 }
 
 #[cfg(test)]
@@ -424,5 +508,286 @@ mod tests {
             outcome = t.check();
         }
         assert!(matches!(outcome, Err(TrainError::Diverged(3))), "{outcome:?}");
+    }
+
+    /// The discriminators' weights and optimizer states, by file.
+    fn discriminator_files(t: &Trainer) -> Vec<(String, Vec<(String, Tensor)>)> {
+        t.discriminators()
+            .files()
+            .into_iter()
+            .map(|(f, v)| (f, v.into_iter().map(|(n, t)| (n, t.copy())).collect()))
+            .collect()
+    }
+
+    fn adversarial() -> TrainConfig {
+        let mut cfg = TrainConfig { gan_power: 0.1, true_face_power: 0.01, ..config() };
+        cfg.model.arch = "df".parse().unwrap();
+        cfg
+    }
+
+    #[test]
+    fn gan_and_true_face_train_their_discriminators_beside_the_autoencoder() {
+        let mut t = Trainer::new(&adversarial(), Device::Cpu).unwrap();
+        let before = discriminator_files(&t);
+        let names: Vec<&str> = before.iter().map(|(f, _)| f.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "code_discriminator.safetensors",
+                "code_discriminator_optimizer.safetensors",
+                "gan.safetensors",
+                "gan_optimizer.safetensors"
+            ]
+        );
+        let g_before = weights(&t);
+        t.step(&side(1), &side(2)).unwrap();
+        assert!(matches!(t.check().unwrap(), Check::Good { .. }));
+        for ((file, was), (_, now)) in before.iter().zip(&discriminator_files(&t)) {
+            let moved = was.iter().zip(now).filter(|((_, a), (_, b))| !a.equal(b)).count();
+            assert!(moved * 2 > was.len(), "{file}: only {moved} of {} tensors moved", was.len());
+        }
+        let g_after = weights(&t);
+        let g_moved = g_before.iter().zip(&g_after).filter(|((_, a), (_, b))| !a.equal(b));
+        assert!(g_moved.count() > g_before.len() / 2);
+    }
+
+    #[test]
+    fn the_generator_terms_change_the_autoencoders_step() {
+        // Same seed, same batch: with GAN and true face on, the autoencoder's update differs.
+        let (src, dst) = (side(1), side(2));
+        let mut plain =
+            Trainer::new(&TrainConfig { model: adversarial().model, ..config() }, Device::Cpu)
+                .unwrap();
+        let mut adv = Trainer::new(&adversarial(), Device::Cpu).unwrap();
+        let start = weights(&plain);
+        for ((name, a), (_, b)) in start.iter().zip(&weights(&adv)) {
+            assert!(a.equal(b), "{name}: both start from the same weights");
+        }
+        plain.step(&src, &dst).unwrap();
+        adv.step(&src, &dst).unwrap();
+        let differ = weights(&plain)
+            .iter()
+            .zip(&weights(&adv))
+            .filter(|((_, a), (_, b))| !a.equal(b))
+            .count();
+        assert!(differ > 0, "the adversarial terms reached the autoencoder");
+    }
+
+    #[test]
+    fn a_rollback_restores_the_discriminators_too() {
+        let mut t = Trainer::new(&adversarial(), Device::Cpu).unwrap();
+        let (src, dst) = (side(1), side(2));
+        t.step(&src, &dst).unwrap();
+        assert!(matches!(t.check().unwrap(), Check::Good { .. }));
+        let good = discriminator_files(&t);
+        let poisoned = SideTensors { target: src.target.full_like(f64::NAN), ..side(1) };
+        t.step(&poisoned, &dst).unwrap();
+        assert!(matches!(t.check().unwrap(), Check::RolledBack { undone: 1 }));
+        for ((file, was), (_, now)) in good.iter().zip(&discriminator_files(&t)) {
+            for ((name, a), (_, b)) in was.iter().zip(now) {
+                assert!(a.equal(b), "{file}: {name} not restored");
+            }
+        }
+    }
+
+    #[test]
+    fn face_style_and_blur_out_mask_train() {
+        let cfg = TrainConfig { face_style_power: 10.0, blur_out_mask: true, ..config() };
+        let mut t = Trainer::new(&cfg, Device::Cpu).unwrap();
+        t.step(&side(1), &side(2)).unwrap();
+        assert!(matches!(t.check().unwrap(), Check::Good { .. }));
+    }
+
+    /// One whole step with GAN, true face, face and background style (and blur-out-mask or
+    /// clipping) against the PyTorch reference (`scripts/golden/saehd_gan_reference.py`), for
+    /// each optimizer: every weight of the autoencoder and of both discriminators after the
+    /// step, to 1e-5.
+    #[test]
+    fn a_step_with_every_adversarial_and_style_term_matches_pytorch_for_each_optimizer() {
+        use crate::model::checkpoint::{copy_named, read_tensors};
+        use crate::model::optim::OptimizerKind;
+        use std::collections::HashMap;
+
+        let cases = [
+            ("adabelief", OptimizerKind::AdaBelief, true, true, None, 4),
+            ("rmsprop", OptimizerKind::RmsProp, true, false, Some(1.0), 11),
+            ("adam", OptimizerKind::Adam, false, true, None, 4),
+        ];
+        for (case, kind, masked_training, blur_out_mask, clip, patch) in cases {
+            let path = std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join(format!("tests/data/golden/saehd_gan/{case}.safetensors"));
+            let g: HashMap<String, Tensor> = read_tensors(&path).unwrap().into_iter().collect();
+            let prefixed = |prefix: &str| -> Vec<(String, Tensor)> {
+                let mut v: Vec<(String, Tensor)> = g
+                    .iter()
+                    .filter_map(|(k, t)| {
+                        k.strip_prefix(prefix).map(|n| (n.to_owned(), t.shallow_clone()))
+                    })
+                    .collect();
+                v.sort_by(|a, b| a.0.cmp(&b.0));
+                v
+            };
+            let mut cfg = TrainConfig {
+                model: crate::model::arch::ModelConfig {
+                    arch: "df".parse().unwrap(),
+                    resolution: R,
+                    ae_dims: 16,
+                    e_dims: 4,
+                    d_dims: 2,
+                    d_mask_dims: 2,
+                },
+                batch_size: 2,
+                eyes_mouth_prio: true,
+                masked_training,
+                blur_out_mask,
+                gan_power: 0.1,
+                gan_patch_size: Some(patch),
+                gan_dims: 4,
+                true_face_power: 0.01,
+                face_style_power: 5.0,
+                bg_style_power: 10.0,
+                ..Default::default()
+            };
+            cfg.optimizer.kind = kind;
+            cfg.optimizer.lr = 1e-3;
+            cfg.optimizer.clip_grad_norm = clip;
+            let mut t = Trainer::new(&cfg, Device::Cpu).unwrap();
+            copy_named(&path, prefixed("w."), &t.var_store().variables()).unwrap();
+            // The reference's discriminator weights, with this trainer's fresh optimizer states.
+            let files: Vec<(String, Vec<(String, Tensor)>)> = t
+                .discriminators()
+                .files()
+                .into_iter()
+                .map(|(file, tensors)| match file.as_str() {
+                    "gan.safetensors" => (file, prefixed("gan.")),
+                    "code_discriminator.safetensors" => (file, prefixed("code.")),
+                    _ => (file, tensors.into_iter().map(|(n, t)| (n, t.copy())).collect()),
+                })
+                .collect();
+            t.discriminators_mut().load(files, None).unwrap();
+            let input = |name: &str| g[&format!("in.{name}")].shallow_clone();
+            let side = |s: &str| SideTensors {
+                warped: input(&format!("warped_{s}")),
+                target: input(&format!("target_{s}")),
+                mask: input(&format!("mask_{s}")),
+                eyes_mouth: input(&format!("em_{s}")),
+            };
+            t.step(&side("src"), &side("dst")).unwrap();
+            let Check::Good { src, dst } = t.check().unwrap() else {
+                panic!("{case}: a sane step")
+            };
+            let mean = |name: &str| g[name].mean(Kind::Float).double_value(&[]);
+            assert!((src - mean("loss.src")).abs() < 1e-4, "{case}: src loss {src}");
+            assert!((dst - mean("loss.dst")).abs() < 1e-4, "{case}: dst loss {dst}");
+            // Gradients to 1e-5 relative to their largest value (they are sums over the batch),
+            // weights to 1e-5.
+            let check = |what: &str, live: &[(String, Tensor)], want: Vec<(String, Tensor)>| {
+                assert_eq!(live.len(), want.len(), "{case} {what}");
+                let live: HashMap<&str, &Tensor> =
+                    live.iter().map(|(n, t)| (n.as_str(), t)).collect();
+                for (name, w) in want {
+                    let scale = w.abs().max().double_value(&[]).max(1.0);
+                    let diff = (live[name.as_str()] - &w).abs().max().double_value(&[]);
+                    assert!(diff <= 1e-5 * scale, "{case} {what} {name}: max |Δ| {diff:e}");
+                }
+            };
+            let grads = |named: &[(String, Tensor)]| -> Vec<(String, Tensor)> {
+                named.iter().map(|(n, t)| (n.clone(), t.grad())).collect()
+            };
+            let g_weights: Vec<(String, Tensor)> = t.var_store().variables().into_iter().collect();
+            let by_file: HashMap<String, Vec<(String, Tensor)>> =
+                t.discriminators().files().into_iter().collect();
+            let (gan, code) =
+                (&by_file["gan.safetensors"], &by_file["code_discriminator.safetensors"]);
+            check("autoencoder gradient", &grads(&g_weights), prefixed("grad."));
+            check("patch discriminator gradient", &grads(gan), prefixed("grad_gan."));
+            check("code discriminator gradient", &grads(code), prefixed("grad_code."));
+            check("autoencoder", &g_weights, prefixed("step."));
+            check("patch discriminator", gan, prefixed("step_gan."));
+            check("code discriminator", code, prefixed("step_code."));
+            // The step moved the discriminators (so the comparison is not vacuous).
+            let moved = (&by_file["gan.safetensors"][0].1
+                - &g[&format!("gan.{}", by_file["gan.safetensors"][0].0)])
+                .abs()
+                .max()
+                .double_value(&[]);
+            assert!(moved > 1e-4, "{case}: the patch discriminator moved only {moved:e}");
+        }
+    }
+
+    /// Step time with GAN and true face off and on, interleaved so the machine's drift hits
+    /// both alike; `DFL_BENCH_MODEL=df128|demo`, `DFL_BENCH_ROUNDS` (default 3). Run by
+    /// `scripts/bench/gan_step.sh`:
+    /// `cargo test --release --lib bench_adversarial_step -- --ignored --nocapture`
+    #[test]
+    #[ignore = "benchmark; run by hand"]
+    fn bench_adversarial_step() {
+        use crate::model::arch::ModelConfig;
+        let model = std::env::var("DFL_BENCH_MODEL").unwrap_or_else(|_| "df128".into());
+        let rounds: usize =
+            std::env::var("DFL_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+        let model_cfg = match model.as_str() {
+            "demo" => ModelConfig {
+                arch: "df".parse().unwrap(),
+                resolution: 64,
+                ae_dims: 64,
+                e_dims: 16,
+                d_dims: 16,
+                d_mask_dims: 16,
+            },
+            _ => ModelConfig { arch: "df".parse().unwrap(), resolution: 128, ..Default::default() },
+        };
+        let r = model_cfg.resolution;
+        let off = TrainConfig {
+            model: model_cfg,
+            batch_size: 8,
+            eyes_mouth_prio: true,
+            ..Default::default()
+        };
+        let configs = [
+            ("off", off.clone()),
+            ("GAN 0.1", TrainConfig { gan_power: 0.1, ..off.clone() }),
+            (
+                "GAN 0.1 + true face 0.01",
+                TrainConfig { gan_power: 0.1, true_face_power: 0.01, ..off.clone() },
+            ),
+        ];
+        let opts = (Kind::Float, Device::Cpu);
+        tch::manual_seed(0);
+        let batch = || {
+            let image = Tensor::rand([8, 3, r, r], opts);
+            let mask = Tensor::rand([8, 1, r, r], opts).gt(0.3).to_kind(Kind::Float);
+            let em = Tensor::rand([8, 1, r, r], opts).gt(0.9).to_kind(Kind::Float);
+            SideTensors { warped: image.shallow_clone(), target: image, mask, eyes_mouth: em }
+        };
+        let (src, dst) = (batch(), batch());
+        let mut trainers: Vec<Trainer> =
+            configs.iter().map(|(_, c)| Trainer::new(c, Device::Cpu).unwrap()).collect();
+        for t in &mut trainers {
+            t.step(&src, &dst).unwrap(); // warm-up: allocators, first binding of the gradients
+            t.check().unwrap();
+        }
+        let mut times = vec![Vec::new(); trainers.len()];
+        for _ in 0..rounds {
+            for (t, times) in trainers.iter_mut().zip(&mut times) {
+                let start = std::time::Instant::now();
+                t.step(&src, &dst).unwrap();
+                t.check().unwrap(); // reads the loss back: the step's work is done
+                times.push(start.elapsed().as_secs_f64());
+            }
+        }
+        let median = |v: &mut Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let base = median(&mut times[0].clone());
+        for ((name, _), times) in configs.iter().zip(&mut times) {
+            let t = median(times);
+            eprintln!(
+                "dfl (tch) {model} batch 8, {name}: {t:.3} s/step (median of {rounds}), {:.2}x off ({} threads)",
+                t / base,
+                tch::get_num_threads()
+            );
+        }
     }
 }

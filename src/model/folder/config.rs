@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::color::ColorTransfer;
 use crate::face::align::FaceType;
-use crate::model::arch::{ConfigError, ModelConfig};
+use crate::model::arch::{ArchKind, ConfigError, ModelConfig};
 use crate::model::optim::OptimizerConfig;
 use crate::model::precision::Precision;
 
@@ -33,6 +33,25 @@ pub struct TrainConfig {
     pub eyes_mouth_prio: bool,
     /// Weight p/10 on the swap's background versus dst's (0 = off).
     pub bg_style_power: f64,
+    /// Weight 100·p on the style of the masked swap versus the masked dst reconstruction
+    /// (DFL's `face_style_power`, 0–100; 0 = off).
+    pub face_style_power: f64,
+    /// Weight of the patch-GAN loss on the src→src reconstruction (DFL's `gan_power`, 0–5,
+    /// typical 0.1; 0 = off).
+    pub gan_power: f64,
+    /// The patch discriminator's target receptive field in pixels (DFL's `gan_patch_size`,
+    /// 3–640); `None` takes the resolution / 8.
+    pub gan_patch_size: Option<i64>,
+    /// The patch discriminator's base width (DFL's `gan_dims`, 4–512).
+    pub gan_dims: i64,
+    /// Weight of the code discriminator that pulls src codes toward dst's (DFL's
+    /// `true_face_power`, 0–1, typical 0.01; DF only; 0 = off).
+    pub true_face_power: f64,
+    /// HSV jitter of the src network input (DFL's `random_hsv_power`, 0–0.3; 0 = off).
+    pub random_hsv_power: f64,
+    /// Blur the targets' background outside the mask before the losses (DFL's
+    /// `blur_out_mask`; meant for exact XSeg masks).
+    pub blur_out_mask: bool,
     /// Random warp of the network inputs (off late in training for sharpness). DFL then also
     /// stops training LIAE's inter_ab; dfl trains it (`docs/dfl-parity.md`, "Quirks").
     pub random_warp: bool,
@@ -77,6 +96,13 @@ impl Default for TrainConfig {
             masked_training: true,
             eyes_mouth_prio: false,
             bg_style_power: 0.0,
+            face_style_power: 0.0,
+            gan_power: 0.0,
+            gan_patch_size: None,
+            gan_dims: DEFAULT_GAN_DIMS,
+            true_face_power: 0.0,
+            random_hsv_power: 0.0,
+            blur_out_mask: false,
             random_warp: true,
             random_src_flip: false,
             random_dst_flip: true,
@@ -96,9 +122,16 @@ impl Default for TrainConfig {
 }
 
 impl TrainConfig {
+    /// Returns the patch discriminator's target receptive field: `gan_patch_size`, else
+    /// DFL's default of the resolution / 8.
+    pub fn gan_patch_px(&self) -> i64 {
+        self.gan_patch_size.unwrap_or(self.model.resolution / 8)
+    }
+
     /// Returns the options a run actually uses: pretraining forces random warp off, flips on
-    /// for both sides, yaw-balanced sampling, no colour transfer, no lr dropout and no
-    /// background style (DFL: `models/Model_SAEHD/Model.py`; `docs/dfl-parity.md`, "Pretraining").
+    /// for both sides, yaw-balanced sampling, no colour transfer or HSV jitter, no lr dropout,
+    /// no face or background style, no GAN and no true face (DFL: `models/Model_SAEHD/Model.py`;
+    /// `docs/dfl-parity.md`, "Pretraining").
     pub fn effective(&self) -> TrainConfig {
         if !self.pretrain {
             return self.clone();
@@ -111,9 +144,20 @@ impl TrainConfig {
         cfg.ct_mode = ColorTransfer::None;
         cfg.optimizer.lr_dropout = false;
         cfg.bg_style_power = 0.0;
+        cfg.face_style_power = 0.0;
+        cfg.gan_power = 0.0;
+        cfg.true_face_power = 0.0;
+        cfg.random_hsv_power = 0.0;
         cfg
     }
 }
+
+/// DFL's default width of the patch discriminator.
+pub const DEFAULT_GAN_DIMS: i64 = 16;
+/// The largest GAN power DFL allows.
+const MAX_GAN_POWER: f64 = 5.0;
+/// The largest HSV jitter DFL allows.
+const MAX_RANDOM_HSV_POWER: f64 = 0.3;
 
 /// The largest batch any run takes (far beyond what fits a GPU at any SAEHD resolution; the
 /// memory check sets the real limit).
@@ -146,8 +190,28 @@ impl TrainConfig {
         if let Some(c) = o.clip_grad_norm.filter(|c| !(c.is_finite() && *c > 0.0)) {
             return bad(format!("clip_grad_norm {c} is not a positive number"));
         }
-        if !(0.0..=100.0).contains(&self.bg_style_power) {
-            return bad(format!("bg_style_power {} is outside 0–100", self.bg_style_power));
+        for (name, v, max) in [
+            ("bg_style_power", self.bg_style_power, 100.0),
+            ("face_style_power", self.face_style_power, 100.0),
+            ("gan_power", self.gan_power, MAX_GAN_POWER),
+            ("true_face_power", self.true_face_power, 1.0),
+            ("random_hsv_power", self.random_hsv_power, MAX_RANDOM_HSV_POWER),
+        ] {
+            if !(0.0..=max).contains(&v) {
+                return bad(format!("{name} {v} is outside 0–{max}"));
+            }
+        }
+        if let Some(p) = self.gan_patch_size.filter(|p| !(3..=640).contains(p)) {
+            return bad(format!("gan_patch_size {p} is outside 3–640"));
+        }
+        if !(4..=512).contains(&self.gan_dims) {
+            return bad(format!("gan_dims {} is outside 4–512", self.gan_dims));
+        }
+        if self.true_face_power > 0.0 && self.model.arch.kind == ArchKind::Liae {
+            return bad(
+                "true face (--true-face-power) is for DF models only: LIAE has no shared inter code to judge; set it to 0"
+                    .to_owned(),
+            );
         }
         for (name, v) in [
             ("save_every_min", self.save_every_min),
@@ -199,6 +263,13 @@ pub fn compare(saved: &TrainConfig, now: &TrainConfig) -> Result<Vec<String>, Fr
         masked_training,
         eyes_mouth_prio,
         bg_style_power,
+        face_style_power,
+        gan_power,
+        gan_patch_size,
+        gan_dims,
+        true_face_power,
+        random_hsv_power,
+        blur_out_mask,
         random_warp,
         random_src_flip,
         random_dst_flip,
@@ -232,6 +303,13 @@ pub fn compare(saved: &TrainConfig, now: &TrainConfig) -> Result<Vec<String>, Fr
         change("masked_training", &saved.masked_training, masked_training),
         change("eyes_mouth_prio", &saved.eyes_mouth_prio, eyes_mouth_prio),
         change("bg_style_power", &saved.bg_style_power, bg_style_power),
+        change("face_style_power", &saved.face_style_power, face_style_power),
+        change("gan_power", &saved.gan_power, gan_power),
+        change("gan_patch_size", &saved.gan_patch_size, gan_patch_size),
+        change("gan_dims", &saved.gan_dims, gan_dims),
+        change("true_face_power", &saved.true_face_power, true_face_power),
+        change("random_hsv_power", &saved.random_hsv_power, random_hsv_power),
+        change("blur_out_mask", &saved.blur_out_mask, blur_out_mask),
         change("random_warp", &saved.random_warp, random_warp),
         change("random_src_flip", &saved.random_src_flip, random_src_flip),
         change("random_dst_flip", &saved.random_dst_flip, random_dst_flip),

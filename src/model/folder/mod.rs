@@ -6,7 +6,9 @@
 //! ```text
 //! model/<name>/
 //!   config.json                  the options (frozen ones fixed by the first run)
-//!   checkpoints/<iteration>-<t>/ weights.safetensors, optimizer.safetensors, state.json
+//!   checkpoints/<iteration>-<t>/ weights.safetensors, optimizer.safetensors, state.json,
+//!                                and, once a run trained them, the discriminators' weights and
+//!                                optimizer states (gan*.safetensors, code_discriminator*…)
 //!   LATEST                       the name of the newest complete checkpoint folder
 //!   backups/<iteration>-<t>/     rolling copies of older checkpoints
 //!   preview.png, loss.png, eval.png, previews/
@@ -39,6 +41,19 @@ pub const WEIGHTS_FILE: &str = "weights.safetensors";
 pub const OPTIMIZER_FILE: &str = "optimizer.safetensors";
 /// The counters and history in a checkpoint folder.
 pub const STATE_FILE: &str = "state.json";
+/// The GAN's patch discriminator in a checkpoint folder.
+pub const GAN_FILE: &str = "gan.safetensors";
+/// The GAN discriminator's optimizer state.
+pub const GAN_OPTIMIZER_FILE: &str = "gan_optimizer.safetensors";
+/// True face's code discriminator in a checkpoint folder.
+pub const CODE_DISCRIMINATOR_FILE: &str = "code_discriminator.safetensors";
+/// The code discriminator's optimizer state.
+pub const CODE_DISCRIMINATOR_OPTIMIZER_FILE: &str = "code_discriminator_optimizer.safetensors";
+/// The optional files of a set: present once a run trained the discriminator they belong to
+/// (and carried from set to set while it is off, so turning it on again resumes it). Inference
+/// never reads them.
+pub const DISCRIMINATOR_FILES: [&str; 4] =
+    [GAN_FILE, GAN_OPTIMIZER_FILE, CODE_DISCRIMINATOR_FILE, CODE_DISCRIMINATOR_OPTIMIZER_FILE];
 /// The pointer to the newest complete checkpoint folder.
 const LATEST_FILE: &str = "LATEST";
 /// The lock a training run holds.
@@ -101,9 +116,14 @@ pub struct Checkpoint {
     pub weights: Vec<(String, Tensor)>,
     /// Optimizer state by name.
     pub optimizer: Vec<(String, Tensor)>,
+    /// The discriminator files the set holds ([`DISCRIMINATOR_FILES`]), by file name.
+    pub discriminators: Vec<(String, Vec<(String, Tensor)>)>,
     /// Counters and history (`state.json`).
     pub state: TrainState,
 }
+
+/// Tensor files of a set beside the weights and optimizer: (file name, tensors by name).
+pub type ExtraFiles = [(String, Vec<(String, Tensor)>)];
 
 /// A checkpoint set's weights and state, without the optimizer (for inference).
 #[derive(Debug)]
@@ -318,10 +338,12 @@ impl ModelFolder {
     ///
     /// # Errors
     /// `Tensors` or `Io`; the previous checkpoint then stays the latest.
+    /// `discriminators` names files of [`DISCRIMINATOR_FILES`].
     pub fn save(
         &self,
         weights: &[(String, Tensor)],
         optimizer: &[(String, Tensor)],
+        discriminators: &ExtraFiles,
         state: &TrainState,
     ) -> Result<PathBuf, FolderError> {
         // A fresh folder name even when the iteration repeats (a save right after a resume), so
@@ -331,10 +353,11 @@ impl ModelFolder {
             .map_or(0, |d| d.as_nanos());
         let name = format!("{:012}-{nanos}", state.iteration);
         let dir = self.checkpoints_dir().join(&name);
-        let written = self.write_set(&dir, weights, optimizer, state).and_then(|()| {
-            let pointer = self.dir.join(LATEST_FILE);
-            write_atomic(&pointer, name.as_bytes()).map_err(io_err(&pointer))
-        });
+        let written =
+            self.write_set(&dir, weights, optimizer, discriminators, state).and_then(|()| {
+                let pointer = self.dir.join(LATEST_FILE);
+                write_atomic(&pointer, name.as_bytes()).map_err(io_err(&pointer))
+            });
         if let Err(e) = written {
             // A failed save (a full disk) leaves no partial folder behind to pile up.
             let _ = std::fs::remove_dir_all(&dir);
@@ -344,17 +367,22 @@ impl ModelFolder {
         Ok(dir)
     }
 
-    /// Writes the three files of a set into `dir` and makes them durable.
+    /// Writes the files of a set into `dir` and makes them durable.
     fn write_set(
         &self,
         dir: &Path,
         weights: &[(String, Tensor)],
         optimizer: &[(String, Tensor)],
+        discriminators: &ExtraFiles,
         state: &TrainState,
     ) -> Result<(), FolderError> {
         std::fs::create_dir_all(dir).map_err(io_err(dir))?;
         save_tensors(&dir.join(WEIGHTS_FILE), weights)?;
         save_tensors(&dir.join(OPTIMIZER_FILE), optimizer)?;
+        for (file, tensors) in discriminators {
+            debug_assert!(DISCRIMINATOR_FILES.contains(&file.as_str()), "{file}");
+            save_tensors(&dir.join(file), tensors)?;
+        }
         let state_path = dir.join(STATE_FILE);
         write_json_atomic(&state_path, state).map_err(io_err(&state_path))?;
         sync_dir(dir);
@@ -377,7 +405,15 @@ impl ModelFolder {
     pub fn load_dir(&self, dir: &Path) -> Result<Checkpoint, FolderError> {
         let (weights, state) = self.read_weights_and_state(dir)?;
         let optimizer = read_tensors(&dir.join(OPTIMIZER_FILE)).map_err(self.with_backup())?;
-        Ok(Checkpoint { dir: dir.to_owned(), weights, optimizer, state })
+        let mut discriminators = Vec::new();
+        for file in DISCRIMINATOR_FILES {
+            let path = dir.join(file);
+            if path.exists() {
+                let tensors = read_tensors(&path).map_err(self.with_backup())?;
+                discriminators.push((file.to_owned(), tensors));
+            }
+        }
+        Ok(Checkpoint { dir: dir.to_owned(), weights, optimizer, discriminators, state })
     }
 
     /// Loads the latest set without its optimizer state (for inference), or `None` when no
@@ -429,7 +465,8 @@ impl ModelFolder {
         let target = self.backups_dir().join(&name);
         let partial = self.backups_dir().join(format!("{}.partial", name.to_string_lossy()));
         std::fs::create_dir_all(&partial).map_err(io_err(&partial))?;
-        for file in [WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE] {
+        let optional = DISCRIMINATOR_FILES.iter().filter(|f| latest.join(f).exists());
+        for file in [WEIGHTS_FILE, OPTIMIZER_FILE, STATE_FILE].iter().chain(optional) {
             std::fs::copy(latest.join(file), partial.join(file)).map_err(io_err(&partial))?;
         }
         sync_dir(&partial);
@@ -504,8 +541,8 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let folder = ModelFolder::new(tmp.path().join("model/m"));
         assert!(folder.load().unwrap().is_none(), "a new model has no checkpoint");
-        folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
-        folder.save(&tensors(3.0), &tensors(4.0), &state(20)).unwrap();
+        folder.save(&tensors(1.0), &tensors(2.0), &[], &state(10)).unwrap();
+        folder.save(&tensors(3.0), &tensors(4.0), &[], &state(20)).unwrap();
         let ck = folder.load().unwrap().unwrap();
         assert_eq!(ck.state, state(20));
         assert_eq!(ck.weights[0].1.double_value(&[0, 0]), 3.0);
@@ -520,7 +557,7 @@ mod tests {
     fn a_save_killed_before_the_pointer_moves_leaves_the_previous_set() {
         let tmp = tempfile::tempdir().unwrap();
         let folder = ModelFolder::new(tmp.path());
-        folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        folder.save(&tensors(1.0), &tensors(2.0), &[], &state(10)).unwrap();
         // A crash mid-save: a new folder with only part of its files, LATEST untouched.
         let partial = folder.checkpoints_dir().join(format!("{:012}-1", 20));
         std::fs::create_dir_all(&partial).unwrap();
@@ -528,7 +565,7 @@ mod tests {
         let ck = folder.load().unwrap().unwrap();
         assert_eq!(ck.state.iteration, 10);
         // The next save cleans the debris.
-        folder.save(&tensors(5.0), &tensors(6.0), &state(30)).unwrap();
+        folder.save(&tensors(5.0), &tensors(6.0), &[], &state(30)).unwrap();
         assert!(!partial.exists());
     }
 
@@ -536,7 +573,7 @@ mod tests {
     fn a_corrupt_set_names_the_file_and_the_backup() {
         let tmp = tempfile::tempdir().unwrap();
         let folder = ModelFolder::new(tmp.path());
-        folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        folder.save(&tensors(1.0), &tensors(2.0), &[], &state(10)).unwrap();
         let backup = folder.backup(3).unwrap().unwrap();
         let latest = folder.latest().unwrap().unwrap();
         let bytes = std::fs::read(latest.join(WEIGHTS_FILE)).unwrap();
@@ -551,7 +588,7 @@ mod tests {
     fn a_damaged_latest_pointer_falls_back_to_the_newest_complete_set() {
         let tmp = tempfile::tempdir().unwrap();
         let folder = ModelFolder::new(tmp.path());
-        folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        folder.save(&tensors(1.0), &tensors(2.0), &[], &state(10)).unwrap();
         let set = folder.latest().unwrap().unwrap();
         // A half-written newer set, as a kill mid-save leaves it.
         let partial = folder.checkpoints_dir().join(format!("{:012}-1", 99));
@@ -576,11 +613,11 @@ mod tests {
     fn a_failed_save_leaves_no_partial_folder_and_the_previous_set_current() {
         let tmp = tempfile::tempdir().unwrap();
         let folder = ModelFolder::new(tmp.path());
-        let first = folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        let first = folder.save(&tensors(1.0), &tensors(2.0), &[], &state(10)).unwrap();
         // safetensors has no complex dtype: writing the weights fails after the folder exists.
         let unsaveable =
             vec![("w".to_owned(), Tensor::zeros([2], (Kind::ComplexFloat, Device::Cpu)))];
-        assert!(folder.save(&unsaveable, &tensors(2.0), &state(20)).is_err());
+        assert!(folder.save(&unsaveable, &tensors(2.0), &[], &state(20)).is_err());
         assert_eq!(folder.checkpoint_sets(), std::slice::from_ref(&first), "nothing left behind");
         assert_eq!(folder.latest().unwrap(), Some(first));
     }
@@ -589,8 +626,8 @@ mod tests {
     fn saving_the_same_iteration_again_never_touches_the_current_set() {
         let tmp = tempfile::tempdir().unwrap();
         let folder = ModelFolder::new(tmp.path());
-        let first = folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
-        let second = folder.save(&tensors(1.0), &tensors(2.0), &state(10)).unwrap();
+        let first = folder.save(&tensors(1.0), &tensors(2.0), &[], &state(10)).unwrap();
+        let second = folder.save(&tensors(1.0), &tensors(2.0), &[], &state(10)).unwrap();
         assert_ne!(first, second);
         assert_eq!(folder.latest().unwrap().unwrap(), second);
         assert!(!first.exists());
@@ -601,7 +638,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let folder = ModelFolder::new(tmp.path());
         for it in 1..=5 {
-            folder.save(&tensors(it as f32), &tensors(0.0), &state(it)).unwrap();
+            folder.save(&tensors(it as f32), &tensors(0.0), &[], &state(it)).unwrap();
             folder.backup(2).unwrap();
         }
         let names: Vec<String> = folder
@@ -612,5 +649,25 @@ mod tests {
         assert_eq!(names.len(), 2);
         assert!(names[0].starts_with(&format!("{:012}-", 4)), "{names:?}");
         assert!(names[1].starts_with(&format!("{:012}-", 5)), "{names:?}");
+    }
+
+    #[test]
+    fn discriminator_files_travel_with_their_set_and_its_backups() {
+        let tmp = tempfile::tempdir().unwrap();
+        let folder = ModelFolder::new(tmp.path());
+        let gan = vec![(GAN_FILE.to_owned(), tensors(7.0))];
+        folder.save(&tensors(1.0), &tensors(2.0), &gan, &state(10)).unwrap();
+        let ck = folder.load().unwrap().unwrap();
+        assert_eq!(ck.discriminators.len(), 1, "only the file that was saved");
+        assert_eq!(ck.discriminators[0].0, GAN_FILE);
+        assert_eq!(ck.discriminators[0].1[0].1.double_value(&[0, 0]), 7.0);
+        let backup = folder.backup(1).unwrap().unwrap();
+        assert!(backup.join(GAN_FILE).is_file());
+        assert!(!backup.join(CODE_DISCRIMINATOR_FILE).exists());
+        let restored = folder.load_dir(&backup).unwrap();
+        assert_eq!(restored.discriminators.len(), 1);
+        // A set saved without them has none.
+        folder.save(&tensors(1.0), &tensors(2.0), &[], &state(20)).unwrap();
+        assert!(folder.load().unwrap().unwrap().discriminators.is_empty());
     }
 }

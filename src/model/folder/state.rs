@@ -43,6 +43,14 @@ pub struct EvalPoint {
     pub dst_ssim: f64,
     /// Mean PSNR (dB) of dst → dst.
     pub dst_psnr: f64,
+    /// Sharpness of src → src against the src faces' own (Laplacian energy inside the face
+    /// mask; 1 = as much fine detail as the faces, below 1 = blurrier). Absent in states saved
+    /// before it was measured.
+    #[serde(default)]
+    pub src_sharpness: Option<f64>,
+    /// The same for the swapped held-out dst faces against the dst faces' own.
+    #[serde(default)]
+    pub swap_sharpness: Option<f64>,
     /// Mean SFace cosine of the swapped held-out dst faces with the src mean, if measured.
     pub swap_identity: Option<f64>,
     /// The same for the held-out dst faces themselves: where the swap starts from.

@@ -11,6 +11,7 @@
 pub mod augment;
 mod batch;
 pub mod cache;
+pub mod hsv;
 pub mod order;
 mod prefetch;
 pub mod recolor;
@@ -55,6 +56,10 @@ pub struct SampleConfig {
     pub seed: u64,
     /// Recolour samples toward the faceset's colour reference (DFL's `ct_mode`; src only).
     pub ct_mode: ColorTransfer,
+    /// Jitter the network input's hue, saturation and value by up to this much (DFL's
+    /// `random_hsv_power`, 0–0.3; src only; see [`hsv`]).
+    #[serde(default)]
+    pub random_hsv_power: f32,
 }
 
 impl Default for SampleConfig {
@@ -68,6 +73,7 @@ impl Default for SampleConfig {
             uniform_yaw: false,
             seed: 42,
             ct_mode: ColorTransfer::None,
+            random_hsv_power: 0.0,
         }
     }
 }
@@ -199,7 +205,13 @@ pub fn make_sample(
             Layers { image: recolor::recolor(&fitted.image, mode, reference, rng)?, ..fitted }
         }
     };
-    warp_layers(&fitted, &params, resolution_px).map_err(cv)
+    // Then the input alone gets its colour jitter; the target keeps the true colours.
+    let input = if cfg.random_hsv_power > 0.0 {
+        Some(hsv::HsvShift::draw(rng, cfg.random_hsv_power).apply(&fitted.image).map_err(cv)?)
+    } else {
+        None
+    };
+    warp_layers(&fitted, input.as_ref(), &params, resolution_px).map_err(cv)
 }
 
 /// Returns face `face_index` fitted to the model's crop with no augmentation at all (no
@@ -221,7 +233,7 @@ pub fn still_sample(
     let cv = |source| SampleError::OpenCv { path: face.path.clone(), source };
     let fitted = fitted_layers(face, cache, cfg, false)?;
     let resolution_px = cfg.resolution_px as i32;
-    warp_layers(&fitted, &WarpParams::identity(resolution_px), resolution_px).map_err(cv)
+    warp_layers(&fitted, None, &WarpParams::identity(resolution_px), resolution_px).map_err(cv)
 }
 
 /// Reads a face (through the cache), checks it and fits it with its masks to the model's crop.
@@ -318,8 +330,14 @@ fn fit_layers(src: &Layers, fit: &Fit<'_>) -> opencv::Result<Option<Layers>> {
     Ok(Some(Layers { image, mask, eyes_mouth }))
 }
 
-/// Warps every layer with the same `params` (the grid only on `warped`) and flattens them.
-fn warp_layers(fitted: &Layers, params: &WarpParams, resolution_px: i32) -> opencv::Result<Sample> {
+/// Warps every layer with the same `params` (the grid only on `warped`, made from `input` when
+/// given, else from the image) and flattens them.
+fn warp_layers(
+    fitted: &Layers,
+    input: Option<&Mat>,
+    params: &WarpParams,
+    resolution_px: i32,
+) -> opencv::Result<Sample> {
     let plane = (resolution_px * resolution_px) as usize;
     let mut sample = Sample {
         warped: Vec::with_capacity(3 * plane),
@@ -328,7 +346,8 @@ fn warp_layers(fitted: &Layers, params: &WarpParams, resolution_px: i32) -> open
         eyes_mouth: Vec::with_capacity(plane),
     };
     let warp = augment::apply_warp;
-    augment::push_chw(&warp(&fitted.image, params, true, Layer::Image)?, &mut sample.warped)?;
+    let input = input.unwrap_or(&fitted.image);
+    augment::push_chw(&warp(input, params, true, Layer::Image)?, &mut sample.warped)?;
     augment::push_chw(&warp(&fitted.image, params, false, Layer::Image)?, &mut sample.target)?;
     augment::push_chw(&warp(&fitted.mask, params, false, Layer::Mask)?, &mut sample.mask)?;
     match &fitted.eyes_mouth {
@@ -443,7 +462,7 @@ mod tests {
         };
         let layers = source_layers(face, &bgr, true).unwrap();
         let fitted = fit_layers(&layers, &fit).unwrap().unwrap();
-        let s = warp_layers(&fitted, &WarpParams::identity(64), 64).unwrap();
+        let s = warp_layers(&fitted, None, &WarpParams::identity(64), 64).unwrap();
         assert_eq!(s.warped, s.target, "no grid without random warp");
         let mut resized = Mat::default();
         let img = augment::to_unit_float(&bgr).unwrap();
