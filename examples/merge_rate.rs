@@ -54,7 +54,7 @@ fn main() -> anyhow::Result<()> {
             faces
                 .of(name)
                 .iter()
-                .filter_map(|i| dst_face(img, i, r, ft, scale).ok().flatten())
+                .filter_map(|i| dst_face(img, i, r, ft, scale, false).ok().flatten())
                 .collect()
         })
         .collect();

@@ -7,6 +7,7 @@
 
 pub mod assets;
 pub mod atomic;
+pub mod augment;
 pub mod cli;
 pub mod color;
 pub mod detect;
@@ -20,6 +21,7 @@ pub mod img;
 pub mod lock;
 pub mod merge;
 pub mod model;
+pub mod occlude;
 pub mod onnx;
 pub mod progress;
 pub mod report;
@@ -30,3 +32,4 @@ pub mod status;
 pub mod synth;
 pub mod train;
 pub mod workspace;
+pub mod xseg;

@@ -337,20 +337,36 @@ impl Workspace {
     /// # Errors
     /// `BadModelName` for an empty name, a name with a path separator, or `.`/`..`.
     pub fn model_dir(&self, name: &str) -> Result<PathBuf, WorkspaceError> {
-        let is_plain = !name.is_empty()
-            && name != "."
-            && name != ".."
-            && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
-        if !is_plain {
-            return Err(WorkspaceError::BadModelName { name: name.to_owned() });
-        }
-        Ok(self.models_dir().join(name))
+        Ok(self.models_dir().join(plain_name(name)?))
+    }
+
+    /// Returns `xseg`: the folder holding every XSeg model.
+    pub fn xseg_models_dir(&self) -> PathBuf {
+        self.root.join("xseg")
+    }
+
+    /// Returns `xseg/<name>` for an XSeg model name that is a plain folder name.
+    ///
+    /// # Errors
+    /// As [`Workspace::model_dir`].
+    pub fn xseg_dir(&self, name: &str) -> Result<PathBuf, WorkspaceError> {
+        Ok(self.xseg_models_dir().join(plain_name(name)?))
     }
 
     /// Returns `result.mp4`: the merged video with dst's sound.
     pub fn result_video(&self) -> PathBuf {
         self.root.join("result.mp4")
     }
+}
+
+/// Returns `name` when it is a plain folder name: not empty, not `.`/`..`, only ASCII letters,
+/// digits and `-_.`.
+fn plain_name(name: &str) -> Result<&str, WorkspaceError> {
+    let is_plain = !name.is_empty()
+        && name != "."
+        && name != ".."
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c));
+    if is_plain { Ok(name) } else { Err(WorkspaceError::BadModelName { name: name.to_owned() }) }
 }
 
 /// Returns whether `path` has one of `extensions` (compared in lower case).

@@ -6,7 +6,8 @@
 use std::path::{Path, PathBuf};
 
 /// The stage modules: one per subcommand (and `status`, which reads them all).
-const STAGES: [&str; 7] = ["extract", "sort", "train", "merge", "eval", "synth", "status"];
+const STAGES: [&str; 9] =
+    ["extract", "sort", "train", "merge", "eval", "synth", "status", "xseg", "occlude"];
 
 /// Words that cite reference notes kept outside the repository (their section numbers mean
 /// nothing to someone with only the repository).

@@ -1,5 +1,8 @@
 //! `dfl faceset`: tools for face files (`info` prints the metadata inside them) and for demo
-//! footage (`synth` animates still portraits with a video's landmark motion).
+//! footage (`synth` animates still portraits with a video's landmark motion; `occlude` paints
+//! occluders with exact masks over a clip, for measuring XSeg).
+
+mod occlude;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -42,6 +45,21 @@ pub enum FacesetCommand {
     /// portraits, the driver's frames are split into equal consecutive runs, one per portrait.
     /// Writes 00001.png, 00002.png, … into --out, ready for `dfl extract src --input DIR`.
     Synth(SynthArgs),
+    /// Test bed for XSeg: paint moving occluders (hands, bars, blobs) over a clip, with masks.
+    ///
+    /// Writes DIR/frames/<frame>.png (the occluded frames, named like the input's frames),
+    /// DIR/masks/<frame>.png (255 exactly where an occluder was painted, hard-edged) and
+    /// DIR/occlude.json. Deterministic for a seed; a rerun resumes.
+    Occlude(occlude::OccludeArgs),
+    /// Make every face's true mask (landmark hull minus occluder) and polygon labels for some.
+    ///
+    /// For faces extracted from `occlude` frames: writes the true masks in aligned-face space
+    /// to --out-truth and include/exclude polygons of --count faces (mostly occluded ones,
+    /// spread over the clip) to --out-labels, for `dfl xseg labels import`.
+    OccludeLabels(occlude::OccludeLabelsArgs),
+    /// Score face masks against the true masks (mean IoU), and optionally a merge: the share of
+    /// occluder pixels it kept.
+    OccludeScore(occlude::OccludeScoreArgs),
 }
 
 /// Widest frames `dfl faceset synth` writes (8K): beyond that a typo, not a demo.
@@ -85,12 +103,54 @@ impl SynthArgs {
     }
 }
 
-/// One line of `dfl faceset info`.
+/// One line of `dfl faceset info`: the metadata, with the XSeg labels counted and the applied
+/// mask described (`{model, iteration, size, bytes}`) instead of its base64 PNG.
 #[derive(Serialize)]
 struct InfoLine<'a> {
     file: &'a std::path::Path,
+    /// The metadata without its labels and mask (empty, so not printed).
     #[serde(flatten)]
-    meta: &'a FaceMetadata,
+    meta: FaceMetadata,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    seg_ie_polys: Option<LabelsInfo>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xseg_mask: Option<MaskInfo>,
+}
+
+/// A face's XSeg labels in `dfl faceset info`: counts, then the polygons themselves.
+#[derive(Serialize)]
+struct LabelsInfo {
+    polygons: usize,
+    include: usize,
+    exclude: usize,
+    points: usize,
+    polys: Vec<crate::face::seg::SegPoly>,
+}
+
+/// A face's applied XSeg mask in `dfl faceset info`; `size` is null when the PNG is broken.
+#[derive(Serialize)]
+struct MaskInfo {
+    model: String,
+    iteration: u64,
+    size: Option<u32>,
+    bytes: usize,
+}
+
+impl<'a> InfoLine<'a> {
+    fn new(file: &'a std::path::Path, mut meta: FaceMetadata) -> Self {
+        let polys = std::mem::take(&mut meta.seg_ie_polys);
+        let seg_ie_polys = (!polys.is_empty()).then(|| {
+            let (include, exclude, points) = crate::face::seg::counts(&polys);
+            LabelsInfo { polygons: polys.len(), include, exclude, points, polys }
+        });
+        let xseg_mask = meta.xseg_mask.take().map(|m| MaskInfo {
+            size: m.size().ok(),
+            bytes: m.png.len(),
+            model: m.model,
+            iteration: m.iteration,
+        });
+        InfoLine { file, meta, seg_ie_polys, xseg_mask }
+    }
 }
 
 /// Runs `dfl faceset`.
@@ -98,6 +158,9 @@ pub fn run(args: &FacesetArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> 
     match &args.command {
         FacesetCommand::Info { files } => info(files),
         FacesetCommand::Synth(synth) => run_synth(synth, bars),
+        FacesetCommand::Occlude(args) => occlude::run_occlude(args, bars),
+        FacesetCommand::OccludeLabels(args) => occlude::run_labels(args, bars),
+        FacesetCommand::OccludeScore(args) => occlude::run_score(args, bars),
     }
 }
 
@@ -139,7 +202,7 @@ fn info(files: &[PathBuf]) -> anyhow::Result<Outcome> {
     for file in files {
         match read_metadata(file) {
             Ok(meta) => {
-                serde_json::to_writer(&mut out, &InfoLine { file, meta: &meta })
+                serde_json::to_writer(&mut out, &InfoLine::new(file, meta))
                     .context("writing to stdout")?;
                 writeln!(out).context("writing to stdout")?;
             }

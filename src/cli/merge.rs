@@ -24,6 +24,10 @@ pub struct MergeArgs {
     /// The trained model to merge with (its folder under workspace/model/) [the only model].
     #[arg(long, short = 'm', value_name = "NAME")]
     pub model: Option<String>,
+    /// The XSeg model of the XSeg mask modes (its folder under workspace/xseg/): it segments
+    /// the swap (xseg-prd) and the dst faces that have no applied mask (xseg-dst).
+    #[arg(long, value_name = "NAME")]
+    pub xseg: Option<String>,
     /// How the face goes into the frame [overlay].
     #[arg(long, value_enum)]
     pub mode: Option<BlendMode>,
@@ -195,7 +199,8 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     let device = device::resolve(global.device)?.device;
     let input = args.input.as_deref().map(Input::from_path).transpose()?;
     if let Some(frame) = &args.preview {
-        let files = write_preview(&cfg, &ws, &model, device, frame, input.as_ref())?;
+        let xseg = args.xseg.as_deref();
+        let files = write_preview(&cfg, &ws, &model, xseg, device, frame, input.as_ref())?;
         log::info!("preview: {} and {}", files.frame.display(), files.grid.display());
         return Ok(Outcome::Done);
     }
@@ -203,6 +208,7 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     let bar = Bar::new(bars, "frames");
     let opts = MergeOptions {
         model: &model,
+        xseg: args.xseg.as_deref(),
         device,
         batch_size: args.batch_size as usize,
         frames: args.frames.unwrap_or_default(),

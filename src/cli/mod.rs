@@ -12,6 +12,7 @@ mod merge;
 mod sort;
 mod status;
 mod train;
+mod xseg;
 
 use std::path::PathBuf;
 
@@ -79,6 +80,8 @@ pub enum Command {
     Status(status::StatusArgs),
     /// Run the whole pipeline on the bundled samples (resumable): the place to start.
     Demo(demo::DemoArgs),
+    /// XSeg face segmentation: export and import the polygons drawn on faces.
+    Xseg(xseg::XsegArgs),
 }
 
 /// Runs the parsed command; progress bars draw into `bars`.
@@ -100,6 +103,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Eval(args) => eval::run(args, &cli.global, bars),
         Command::Status(args) => status::run(args, &cli.global),
         Command::Demo(args) => demo::run(args, &cli.global),
+        Command::Xseg(args) => xseg::run(args, &cli.global, bars),
     }
 }
 

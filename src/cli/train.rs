@@ -105,6 +105,11 @@ pub struct TrainArgs {
     /// Restrict the image losses to the blurred face mask [true].
     #[arg(long, value_name = "BOOL")]
     pub masked_training: Option<bool>,
+    /// The face mask of the losses, masked training and background style: auto (a face's
+    /// applied XSeg mask where it has one, the landmark hull elsewhere), xseg (every face must
+    /// have one: `dfl xseg apply`) or hull [auto].
+    #[arg(long, value_enum)]
+    pub mask: Option<crate::model::folder::TrainMask>,
     /// Yaw-balanced sampling: profiles as often as frontal faces [false].
     #[arg(long, value_name = "BOOL")]
     pub uniform_yaw: Option<bool>,
@@ -285,6 +290,7 @@ impl TrainArgs {
     /// Applies the sampling, optimizer, GAN and style overrides.
     fn apply_style(&self, cfg: &mut TrainConfig) {
         cfg.masked_training = self.masked_training.unwrap_or(cfg.masked_training);
+        cfg.mask = self.mask.unwrap_or(cfg.mask);
         cfg.uniform_yaw = self.uniform_yaw.unwrap_or(cfg.uniform_yaw);
         cfg.random_src_flip = self.random_src_flip.unwrap_or(cfg.random_src_flip);
         cfg.random_dst_flip = self.random_dst_flip.unwrap_or(cfg.random_dst_flip);

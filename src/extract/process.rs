@@ -109,6 +109,8 @@ impl FrameContext<'_> {
             image_to_face_mat: face.to_face,
             source_rect: face.rect,
             detector_score: face.score,
+            seg_ie_polys: Vec::new(),
+            xseg_mask: None,
         };
         write_face(&path, &aligned, &meta, cfg.format, cfg.jpeg_quality)?;
         Ok(name)

@@ -2,15 +2,34 @@
 //! copies it. DFL embeds a pickle in a JPEG APP15 segment (`DFLIMG/DFLJPG.py`);
 //! we embed JSON, readable by any tool:
 //!
-//! - JPEG: an APP15 segment right after SOI, payload `DFLJSON\0` + UTF-8 JSON.
+//! - JPEG: APP15 segments right after SOI. The first one's payload is `DFLJSON\0` + the
+//!   first (up to 65525) bytes of the UTF-8 JSON. JSON that does not fit one segment (labels
+//!   and an applied XSeg mask can make it larger) goes on in continuation segments, payload
+//!   `DFLJSN+\0` + part number (u16, big-endian, from 1) + part count (u16, big-endian) + the
+//!   next bytes. A reader concatenates the parts in order; a missing, repeated or reordered
+//!   part is an error. A file written before continuation segments existed has the first
+//!   segment only and reads as before. The JSON is at most [`MAX_JSON`] bytes.
 //! - PNG: an `iTXt` chunk with keyword `dfl` (uncompressed), right before `IEND`.
+//!
+//! Embedding replaces every earlier segment or chunk of ours.
 
-/// The JPEG marker of our segment: APP15, as DFL uses.
+/// The JPEG marker of our segments: APP15, as DFL uses.
 const JPEG_APP15: u8 = 0xEF;
-/// Our APP15 payloads start with this, to tell them from DFL's pickles.
+/// Our first APP15 payload starts with this, to tell it from DFL's pickles.
 const JPEG_SIGNATURE: &[u8] = b"DFLJSON\0";
+/// Our continuation APP15 payloads start with this, then part number and part count.
+const JPEG_CONTINUATION: &[u8] = b"DFLJSN+\0";
+/// The bytes after [`JPEG_CONTINUATION`] before the JSON: part number and count, u16 each.
+const JPEG_PART_HEADER: usize = 4;
 /// A JPEG segment's length field counts itself (2 bytes) and allows at most 65535.
 const JPEG_MAX_PAYLOAD: usize = 65535 - 2;
+/// JSON bytes in the first segment at most.
+const JPEG_FIRST_CHUNK: usize = JPEG_MAX_PAYLOAD - JPEG_SIGNATURE.len();
+/// JSON bytes in a continuation segment at most.
+const JPEG_NEXT_CHUNK: usize = JPEG_MAX_PAYLOAD - JPEG_CONTINUATION.len() - JPEG_PART_HEADER;
+/// The largest metadata embedded or read, in bytes (JPEG and PNG): a hostile file cannot make
+/// a reader hold more.
+pub const MAX_JSON: usize = 16 << 20;
 /// The PNG file signature.
 const PNG_SIGNATURE: &[u8] = b"\x89PNG\r\n\x1a\n";
 /// The iTXt keyword of our chunk.
@@ -34,16 +53,28 @@ pub enum DflImgError {
     /// The file ends before its image does (a copy or a write cut short).
     #[error("truncated {0}: the file ends before its image does")]
     Truncated(&'static str),
-    /// The metadata does not fit one JPEG segment.
-    #[error("metadata of {0} bytes does not fit a JPEG segment (64 KiB at most)")]
+    /// The metadata is larger than [`MAX_JSON`].
+    #[error("metadata of {0} bytes is over the limit of 16 MiB")]
     TooLarge(usize),
+    /// Parts of JPEG metadata split over several segments are missing (another tool dropped
+    /// segments it did not know).
+    #[error("the metadata has {found} of its {expected} JPEG segments")]
+    Incomplete {
+        /// Parts found, the first segment included.
+        found: usize,
+        /// Parts the segments announce.
+        expected: usize,
+    },
 }
 
 /// Returns `image` (JPEG or PNG bytes) with `json` embedded, replacing earlier dfl metadata.
 ///
 /// # Errors
-/// `UnknownFormat`, `Malformed`, or `TooLarge` for JPEG metadata over 64 KiB.
+/// `UnknownFormat`, `Malformed`, or `TooLarge` for metadata over [`MAX_JSON`].
 pub fn embed(image: &[u8], json: &[u8]) -> Result<Vec<u8>, DflImgError> {
+    if json.len() > MAX_JSON {
+        return Err(DflImgError::TooLarge(json.len()));
+    }
     if image.starts_with(&[0xFF, 0xD8]) {
         embed_jpeg(image, json)
     } else if image.starts_with(PNG_SIGNATURE) {
@@ -57,53 +88,92 @@ pub fn embed(image: &[u8], json: &[u8]) -> Result<Vec<u8>, DflImgError> {
 ///
 /// # Errors
 /// `UnknownFormat`, `Malformed`, or `Truncated` for a file cut short (a JPEG without its
-/// end-of-image marker, a PNG without its `IEND` chunk).
+/// end-of-image marker, a PNG without its `IEND` chunk); `Incomplete` for JPEG metadata that
+/// lost some of its segments; `TooLarge` for metadata over [`MAX_JSON`].
 pub fn read(image: &[u8]) -> Result<Option<Vec<u8>>, DflImgError> {
     if image.starts_with(&[0xFF, 0xD8]) {
-        let found = jpeg_segment(image)?;
+        let found = jpeg_segments(image)?;
         if !image.ends_with(&[0xFF, 0xD9]) {
             return Err(DflImgError::Truncated("JPEG"));
         }
-        Ok(found.map(|(start, end)| image[start + JPEG_SIGNATURE.len()..end].to_vec()))
+        Ok(found.json)
     } else if image.starts_with(PNG_SIGNATURE) {
         if !png_chunks(image)?.iter().any(|(kind, ..)| kind == b"IEND") {
             return Err(DflImgError::Truncated("PNG"));
         }
-        Ok(png_chunk(image)?.map(|c| c.text.to_vec()))
+        match png_chunk(image)? {
+            Some(c) if c.text.len() > MAX_JSON => Err(DflImgError::TooLarge(c.text.len())),
+            found => Ok(found.map(|c| c.text.to_vec())),
+        }
     } else {
         Err(DflImgError::UnknownFormat)
     }
 }
 
 fn embed_jpeg(jpeg: &[u8], json: &[u8]) -> Result<Vec<u8>, DflImgError> {
-    let payload_len = JPEG_SIGNATURE.len() + json.len();
-    if payload_len > JPEG_MAX_PAYLOAD {
-        return Err(DflImgError::TooLarge(json.len()));
+    // Drop every earlier segment of ours, wherever it sits.
+    let old = jpeg_segments(jpeg)?;
+    let mut body = Vec::with_capacity(jpeg.len());
+    let mut pos = 0;
+    for &(start, end) in &old.ranges {
+        body.extend_from_slice(&jpeg[pos..start]);
+        pos = end;
     }
-    // Drop an earlier segment of ours, wherever it sits.
-    let (head, tail) = match jpeg_segment(jpeg)? {
-        Some((start, end)) => (&jpeg[..start - 4], &jpeg[end..]),
-        None => (jpeg, &jpeg[jpeg.len()..]),
-    };
-    let mut out = Vec::with_capacity(head.len() + tail.len() + payload_len + 4);
-    out.extend_from_slice(&head[..2]); // SOI
-    out.extend_from_slice(&[0xFF, JPEG_APP15]);
-    let len = u16::try_from(payload_len + 2).expect("invariant: checked against the maximum");
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(JPEG_SIGNATURE);
-    out.extend_from_slice(json);
-    out.extend_from_slice(&head[2..]);
-    out.extend_from_slice(tail);
+    body.extend_from_slice(&jpeg[pos..]);
+
+    let first_len = json.len().min(JPEG_FIRST_CHUNK);
+    let (first, rest) = json.split_at(first_len);
+    let parts: Vec<&[u8]> = rest.chunks(JPEG_NEXT_CHUNK).collect();
+    let count = u16::try_from(parts.len()).map_err(|_| DflImgError::TooLarge(json.len()))?;
+    let mut out = Vec::with_capacity(body.len() + json.len() + 16 * (parts.len() + 1));
+    out.extend_from_slice(&body[..2]); // SOI
+    push_segment(&mut out, &[JPEG_SIGNATURE, first]);
+    for (i, part) in parts.iter().enumerate() {
+        let number = u16::try_from(i + 1).map_err(|_| DflImgError::TooLarge(json.len()))?;
+        let (n, c) = (number.to_be_bytes(), count.to_be_bytes());
+        push_segment(&mut out, &[JPEG_CONTINUATION, &n, &c, part]);
+    }
+    out.extend_from_slice(&body[2..]);
     Ok(out)
 }
 
-/// Finds our APP15 segment: the byte range of its payload (after the length field). Every
-/// header segment is walked, so a file whose headers are broken after ours is refused as a
-/// whole (it would not survive being written back).
-fn jpeg_segment(jpeg: &[u8]) -> Result<Option<(usize, usize)>, DflImgError> {
+/// Appends an APP15 segment whose payload is `pieces` one after the other (at most
+/// [`JPEG_MAX_PAYLOAD`] bytes, as the callers split them).
+fn push_segment(out: &mut Vec<u8>, pieces: &[&[u8]]) {
+    let payload: usize = pieces.iter().map(|p| p.len()).sum();
+    debug_assert!(payload <= JPEG_MAX_PAYLOAD);
+    out.extend_from_slice(&[0xFF, JPEG_APP15]);
+    // The length field counts itself; the callers keep the payload within 65533 bytes.
+    let len = u16::try_from(payload + 2).unwrap_or(u16::MAX);
+    out.extend_from_slice(&len.to_be_bytes());
+    for piece in pieces {
+        out.extend_from_slice(piece);
+    }
+}
+
+/// Our segments of a JPEG: where they sit, and the JSON they carry.
+#[derive(Debug, Default)]
+struct JpegSegments {
+    /// Every segment of ours (first and continuation), marker included, end exclusive.
+    ranges: Vec<(usize, usize)>,
+    /// The JSON of the first segment and its continuations, if there is a first segment.
+    json: Option<Vec<u8>>,
+}
+
+/// Finds our APP15 segments. Every header segment is walked, so a file whose headers are
+/// broken after ours is refused as a whole (it would not survive being written back).
+///
+/// The metadata is the first `DFLJSON` segment and the continuation segments after it, whose
+/// part numbers must count 1, 2, … up to the count they all announce. Later `DFLJSON`
+/// segments are ignored (and replaced by [`embed`]); a continuation before any `DFLJSON`
+/// segment, out of order or with a different count is `Malformed`.
+fn jpeg_segments(jpeg: &[u8]) -> Result<JpegSegments, DflImgError> {
     let bad = |offset| DflImgError::Malformed { format: "JPEG", offset };
     let mut pos = 2;
-    let mut found = None;
+    let mut found = JpegSegments::default();
+    // Parts read after the first segment, and the count they announce.
+    let mut parts = 0usize;
+    let mut expected: Option<usize> = None;
     loop {
         let marker = *jpeg.get(pos + 1).ok_or(bad(pos))?;
         if jpeg[pos] != 0xFF {
@@ -111,7 +181,7 @@ fn jpeg_segment(jpeg: &[u8]) -> Result<Option<(usize, usize)>, DflImgError> {
         }
         // Start of scan or end of image: the headers are over.
         if marker == 0xDA || marker == 0xD9 {
-            return Ok(found);
+            break;
         }
         let len_bytes = jpeg.get(pos + 2..pos + 4).ok_or(bad(pos + 2))?;
         let len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
@@ -122,11 +192,37 @@ fn jpeg_segment(jpeg: &[u8]) -> Result<Option<(usize, usize)>, DflImgError> {
         if end > jpeg.len() {
             return Err(DflImgError::Truncated("JPEG"));
         }
-        if found.is_none() && marker == JPEG_APP15 && jpeg[start..end].starts_with(JPEG_SIGNATURE) {
-            found = Some((start, end));
+        let payload = &jpeg[start..end];
+        if marker == JPEG_APP15 && payload.starts_with(JPEG_SIGNATURE) {
+            found.ranges.push((pos, end));
+            if found.json.is_none() {
+                found.json = Some(payload[JPEG_SIGNATURE.len()..].to_vec());
+            }
+        } else if marker == JPEG_APP15 && payload.starts_with(JPEG_CONTINUATION) {
+            found.ranges.push((pos, end));
+            let header = payload
+                .get(JPEG_CONTINUATION.len()..JPEG_CONTINUATION.len() + JPEG_PART_HEADER)
+                .ok_or(bad(start))?;
+            let number = usize::from(u16::from_be_bytes([header[0], header[1]]));
+            let count = usize::from(u16::from_be_bytes([header[2], header[3]]));
+            let Some(json) = found.json.as_mut() else { return Err(bad(start)) };
+            if number != parts + 1 || expected.is_some_and(|e| e != count) || number > count {
+                return Err(bad(start));
+            }
+            let part = &payload[JPEG_CONTINUATION.len() + JPEG_PART_HEADER..];
+            if json.len() + part.len() > MAX_JSON {
+                return Err(DflImgError::TooLarge(json.len() + part.len()));
+            }
+            json.extend_from_slice(part);
+            parts = number;
+            expected = Some(count);
         }
         pos = end;
     }
+    if let Some(expected) = expected.filter(|&e| e != parts) {
+        return Err(DflImgError::Incomplete { found: parts + 1, expected: expected + 1 });
+    }
+    Ok(found)
 }
 
 /// One PNG chunk of ours: where it sits and its text.
@@ -279,8 +375,93 @@ mod tests {
             assert!(read(&png[..cut]).is_err() || read(&png[..cut]).unwrap().is_none());
         }
         assert!(matches!(
-            embed(&encoded(".jpg"), &vec![b' '; 70_000]),
+            embed(&encoded(".jpg"), &vec![b' '; MAX_JSON + 1]),
             Err(DflImgError::TooLarge(_))
         ));
+    }
+
+    /// JSON of `len` bytes: a string of varied text, so misplaced parts would show.
+    fn long_json(len: usize) -> Vec<u8> {
+        let mut json = b"{\"a\":\"".to_vec();
+        json.extend((0..len - 8).map(|i| b'a' + (i % 26) as u8));
+        json.extend_from_slice(b"\"}");
+        json
+    }
+
+    /// Our segments of `jpeg` as (start, end) byte ranges, marker included.
+    fn ours(jpeg: &[u8]) -> Vec<(usize, usize)> {
+        jpeg_segments(jpeg).unwrap().ranges
+    }
+
+    #[test]
+    fn large_metadata_splits_over_segments_and_reads_back_whole() {
+        let jpeg = encoded(".jpg");
+        let json = long_json(300_000);
+        let with = embed(&jpeg, &json).unwrap();
+        assert_eq!(ours(&with).len(), 5, "300 000 bytes take a first segment and 4 more");
+        assert_eq!(read(&with).unwrap().as_deref(), Some(&json[..]));
+        assert!(decodes_to_same_pixels(&jpeg, &with));
+        // Replacing removes every old segment: a small JSON leaves one.
+        let small = embed(&with, br#"{"b":2}"#).unwrap();
+        assert_eq!(ours(&small).len(), 1);
+        assert_eq!(read(&small).unwrap().as_deref(), Some(&br#"{"b":2}"#[..]));
+        assert_eq!(small, embed(&jpeg, br#"{"b":2}"#).unwrap());
+        // Exactly one full first segment has no continuation; one byte more has one.
+        for (len, segments) in [(JPEG_FIRST_CHUNK, 1), (JPEG_FIRST_CHUNK + 1, 2)] {
+            let json = long_json(len);
+            let with = embed(&jpeg, &json).unwrap();
+            assert_eq!(ours(&with).len(), segments, "{len}");
+            assert_eq!(read(&with).unwrap().as_deref(), Some(&json[..]), "{len}");
+        }
+    }
+
+    #[test]
+    fn a_file_of_the_single_segment_format_still_reads() {
+        // Written by hand as the first format did: SOI, APP15 `DFLJSON\0` + JSON, the rest.
+        let jpeg = encoded(".jpg");
+        let json = br#"{"face_index":3}"#;
+        let mut old = jpeg[..2].to_vec();
+        old.extend_from_slice(&[0xFF, 0xEF]);
+        old.extend_from_slice(&u16::try_from(2 + 8 + json.len()).unwrap().to_be_bytes());
+        old.extend_from_slice(b"DFLJSON\0");
+        old.extend_from_slice(json);
+        old.extend_from_slice(&jpeg[2..]);
+        assert_eq!(read(&old).unwrap().as_deref(), Some(&json[..]));
+        assert_eq!(embed(&old, json).unwrap(), old, "written back byte for byte");
+    }
+
+    #[test]
+    fn lost_or_cut_continuation_segments_are_errors_not_panics() {
+        let with = embed(&encoded(".jpg"), &long_json(200_000)).unwrap();
+        let segments = ours(&with);
+        assert_eq!(segments.len(), 4);
+        // Cut inside the last continuation segment.
+        let (start, end) = segments[3];
+        let cut = &with[..start + (end - start) / 2];
+        assert_eq!(read(cut), Err(DflImgError::Truncated("JPEG")));
+        // A continuation dropped by another tool: the middle one, then the last one.
+        for (dropped, expect_incomplete) in [(2, false), (3, true)] {
+            let (start, end) = segments[dropped];
+            let mut lost = with[..start].to_vec();
+            lost.extend_from_slice(&with[end..]);
+            match read(&lost) {
+                Err(DflImgError::Incomplete { found: 3, expected: 4 }) => {
+                    assert!(expect_incomplete)
+                }
+                Err(DflImgError::Malformed { .. }) => assert!(!expect_incomplete),
+                other => panic!("segment {dropped} dropped: {other:?}"),
+            }
+        }
+        // A continuation without its first segment.
+        let (start, end) = segments[0];
+        let mut headless = with[..start].to_vec();
+        headless.extend_from_slice(&with[end..]);
+        assert!(matches!(read(&headless), Err(DflImgError::Malformed { .. })));
+        // A continuation too short for its part header.
+        let mut short = with[..2].to_vec();
+        short.extend_from_slice(&[0xFF, 0xEF, 0, 12]);
+        short.extend_from_slice(b"DFLJSN+\0\0\x01");
+        short.extend_from_slice(&with[2..]);
+        assert!(matches!(read(&short), Err(DflImgError::Malformed { .. })));
     }
 }

@@ -114,5 +114,7 @@ fn meta(size_px: u32, landmarks: Landmarks68) -> FaceMetadata {
         image_to_face_mat: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
         source_rect: [0.0, 0.0, 1.0, 1.0],
         detector_score: 1.0,
+        seg_ie_polys: Vec::new(),
+        xseg_mask: None,
     }
 }

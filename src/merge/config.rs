@@ -70,6 +70,36 @@ pub enum MaskMode {
     #[serde(rename = "learned-prd+learned-dst")]
     #[value(name = "learned-prd+learned-dst")]
     LearnedPrdPlusDst,
+    /// XSeg run on the swapped face (needs `--xseg NAME`).
+    #[serde(rename = "xseg-prd")]
+    #[value(name = "xseg-prd")]
+    XsegPrd,
+    /// The dst face's XSeg mask: the one `dfl xseg apply` wrote into its file, else XSeg run
+    /// on the dst face (needs `--xseg NAME`). Keeps hands, hair and objects in front of the
+    /// face.
+    #[serde(rename = "xseg-dst")]
+    #[value(name = "xseg-dst")]
+    XsegDst,
+    /// The product of xseg-prd and xseg-dst.
+    #[serde(rename = "xseg-prd*xseg-dst")]
+    #[value(name = "xseg-prd*xseg-dst")]
+    XsegPrdTimesDst,
+    /// The product of both learned masks and both XSeg masks.
+    #[serde(rename = "learned-prd*learned-dst*xseg-prd*xseg-dst")]
+    #[value(name = "learned-prd*learned-dst*xseg-prd*xseg-dst")]
+    LearnedTimesXseg,
+}
+
+impl MaskMode {
+    /// Whether the mode reads XSeg run on the swapped face.
+    pub fn needs_xseg_prd(self) -> bool {
+        matches!(self, MaskMode::XsegPrd | MaskMode::XsegPrdTimesDst | MaskMode::LearnedTimesXseg)
+    }
+
+    /// Whether the mode reads the dst face's XSeg mask.
+    pub fn needs_xseg_dst(self) -> bool {
+        matches!(self, MaskMode::XsegDst | MaskMode::XsegPrdTimesDst | MaskMode::LearnedTimesXseg)
+    }
 }
 
 /// The filter of the optional sharpening (DFL's `sharpen_mode`).

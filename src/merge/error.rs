@@ -31,6 +31,22 @@ pub enum MergeError {
     /// The model cannot be loaded or run.
     #[error(transparent)]
     Predict(#[from] PredictError),
+    /// A model name is not a plain folder name.
+    #[error(transparent)]
+    Workspace(#[from] crate::workspace::WorkspaceError),
+    /// The XSeg model cannot be loaded or run.
+    #[error(transparent)]
+    XSeg(#[from] crate::model::xseg::XSegError),
+    /// The mask mode needs an XSeg model and none was given.
+    #[error(
+        "--mask-mode {mode} needs an XSeg model{why}: pass --xseg NAME (a model trained with `dfl xseg train`)"
+    )]
+    NeedsXSeg {
+        /// The mask mode.
+        mode: String,
+        /// Why (which faces lack an applied mask).
+        why: String,
+    },
     /// A setting is out of range.
     #[error(transparent)]
     Config(#[from] OutOfRange),

@@ -26,6 +26,19 @@ pub struct DstFaceInfo {
     pub landmarks: Landmarks68,
     /// The detector's box `[x, y, w, h]` in the frame.
     pub rect: [f32; 4],
+    /// The mask `dfl xseg apply` wrote into the face file, if any.
+    pub xseg: Option<AppliedXSeg>,
+}
+
+/// An applied XSeg mask and where its face file sits in the frame.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppliedXSeg {
+    /// The mask as stored.
+    pub mask: std::sync::Arc<crate::face::seg::XSegMask>,
+    /// Frame → the face file's pixels.
+    pub image_to_face_mat: crate::face::align::Affine,
+    /// The face file's side in pixels.
+    pub size_px: u32,
 }
 
 /// The dst faces by frame name.
@@ -70,6 +83,11 @@ impl DstFaces {
             source_size: meta.source_size,
             landmarks: meta.source_landmarks,
             rect: meta.source_rect,
+            xseg: meta.xseg_mask.clone().map(|m| AppliedXSeg {
+                mask: std::sync::Arc::new(m),
+                image_to_face_mat: meta.image_to_face_mat,
+                size_px: meta.size_px,
+            }),
         });
         list.sort_by_key(|f| f.face_index);
     }
@@ -96,6 +114,10 @@ impl DstFaces {
             for v in f.rect.iter().chain(f.landmarks.iter().flatten()) {
                 hasher.update(&v.to_le_bytes());
             }
+            // The applied mask belongs to what a frame is merged from (the XSeg modes read it).
+            if let Some(x) = &f.xseg {
+                hasher.update(&x.mask.png);
+            }
         }
         hasher.finalize().to_hex()[..FACES_KEY_LEN].to_owned()
     }
@@ -103,6 +125,11 @@ impl DstFaces {
     /// Returns the number of faces.
     pub fn len(&self) -> usize {
         self.frames.values().map(Vec::len).sum()
+    }
+
+    /// Returns how many faces have no applied XSeg mask.
+    pub fn without_xseg(&self) -> usize {
+        self.frames.values().flatten().filter(|f| f.xseg.is_none()).count()
     }
 
     /// Returns whether there are no faces.
@@ -198,6 +225,7 @@ mod tests {
 
     fn face(index: usize, x: f32, jitter: f32) -> DstFaceInfo {
         DstFaceInfo {
+            xseg: None,
             face_index: index,
             source_size: [640, 480],
             landmarks: Landmarks68::new(std::array::from_fn(|i| {

@@ -25,6 +25,10 @@ pub struct MaskSources<'a> {
     pub dst: &'a Mat,
     /// The 68 dst landmarks in the R×R crop (for the hull mask).
     pub landmarks: &'a Landmarks68,
+    /// XSeg on the swapped face, when the mode needs it.
+    pub xseg_prd: Option<&'a Mat>,
+    /// The dst face's XSeg mask, when the mode needs it.
+    pub xseg_dst: Option<&'a Mat>,
 }
 
 /// Returns the working mask of `mode`, R×R `CV_32FC1` in [0, 1].
@@ -45,8 +49,31 @@ pub fn working_mask(mode: MaskMode, sources: &MaskSources<'_>) -> opencv::Result
         MaskMode::LearnedPrdPlusDst => {
             core::add(sources.prd, sources.dst, &mut out, &core::no_array(), -1)?;
         }
+        MaskMode::XsegPrd => return need(sources.xseg_prd, "xseg-prd")?.try_clone(),
+        MaskMode::XsegDst => return need(sources.xseg_dst, "xseg-dst")?.try_clone(),
+        MaskMode::XsegPrdTimesDst => {
+            let (prd, dst) =
+                (need(sources.xseg_prd, "xseg-prd")?, need(sources.xseg_dst, "xseg-dst")?);
+            core::multiply(prd, dst, &mut out, 1.0, -1)?;
+        }
+        MaskMode::LearnedTimesXseg => {
+            let (prd, dst) =
+                (need(sources.xseg_prd, "xseg-prd")?, need(sources.xseg_dst, "xseg-dst")?);
+            let (mut learned, mut xseg) = (Mat::default(), Mat::default());
+            core::multiply(sources.prd, sources.dst, &mut learned, 1.0, -1)?;
+            core::multiply(prd, dst, &mut xseg, 1.0, -1)?;
+            core::multiply(&learned, &xseg, &mut out, 1.0, -1)?;
+        }
     }
     clip_unit(&out)
+}
+
+/// The XSeg mask a mode reads; the run computes every mask its mode needs, so a missing one is
+/// a bug, reported rather than replaced.
+fn need<'a>(mask: Option<&'a Mat>, name: &str) -> opencv::Result<&'a Mat> {
+    mask.ok_or_else(|| {
+        opencv::Error::new(core::StsError, format!("the {name} mask was not computed"))
+    })
 }
 
 /// DFL steps 9–10: zeroes noise, resizes the R×R working mask to 4R (cubic) and, unless
@@ -157,7 +184,15 @@ pub(crate) mod tests {
         let prd = Mat::new_rows_cols_with_default(16, 16, CV_32FC1, Scalar::all(0.5)).unwrap();
         let dst = disc(16, 5.0);
         let landmarks = Landmarks68::new([[8.0f32, 8.0]; 68]);
-        let s = MaskSources { prd: &prd, dst: &dst, landmarks: &landmarks };
+        let xseg_prd = Mat::new_rows_cols_with_default(16, 16, CV_32FC1, Scalar::all(0.8)).unwrap();
+        let xseg_dst = disc(16, 3.0);
+        let s = MaskSources {
+            prd: &prd,
+            dst: &dst,
+            landmarks: &landmarks,
+            xseg_prd: Some(&xseg_prd),
+            xseg_dst: Some(&xseg_dst),
+        };
         let value = |mode, y, x| at(&working_mask(mode, &s).unwrap(), y, x);
         assert_eq!(value(MaskMode::Full, 0, 0), 1.0);
         assert_eq!(value(MaskMode::LearnedPrd, 0, 0), 0.5);
@@ -167,6 +202,14 @@ pub(crate) mod tests {
         assert_eq!(value(MaskMode::LearnedPrdTimesDst, 0, 0), 0.0);
         assert_eq!(value(MaskMode::LearnedPrdPlusDst, 8, 8), 1.0);
         assert_eq!(value(MaskMode::LearnedPrdPlusDst, 0, 0), 0.5);
+        assert_eq!(value(MaskMode::XsegPrd, 0, 0), 0.8);
+        assert_eq!(value(MaskMode::XsegDst, 8, 8), 1.0);
+        assert_eq!(value(MaskMode::XsegDst, 8, 12), 0.0, "outside the smaller xseg disc");
+        assert_eq!(value(MaskMode::XsegPrdTimesDst, 8, 8), 0.8);
+        assert_eq!(value(MaskMode::LearnedTimesXseg, 8, 8), 0.5 * 0.8);
+        assert_eq!(value(MaskMode::LearnedTimesXseg, 8, 12), 0.0);
+        let without = MaskSources { xseg_prd: None, xseg_dst: None, ..s };
+        assert!(working_mask(MaskMode::XsegDst, &without).is_err(), "never a silent stand-in");
     }
 
     /// 68 points laid out like a frontal face of "radius" `r` centred at (cx, cy): jaw from
@@ -205,7 +248,13 @@ pub(crate) mod tests {
         let landmarks = synthetic_landmarks(32.0, 32.0, 20.0);
         assert_eq!(landmarks.len(), 68);
         let zero = Mat::zeros(64, 64, CV_32FC1).unwrap().to_mat().unwrap();
-        let s = MaskSources { prd: &zero, dst: &zero, landmarks: &landmarks };
+        let s = MaskSources {
+            prd: &zero,
+            dst: &zero,
+            landmarks: &landmarks,
+            xseg_prd: None,
+            xseg_dst: None,
+        };
         let m = working_mask(MaskMode::Dst, &s).unwrap();
         assert_eq!(at(&m, 32, 32), 1.0, "the face centre");
         assert_eq!(at(&m, 32 + 18, 32), 1.0, "the chin");

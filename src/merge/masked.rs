@@ -35,6 +35,10 @@ pub struct FacePrediction {
     pub prd_mask: Mat,
     /// dst's own mask (`learned-dst`).
     pub dst_mask: Mat,
+    /// XSeg on the swap (`xseg-prd`), when the mask mode needs it.
+    pub xseg_prd: Option<Mat>,
+    /// The dst face's XSeg mask in the crop (`xseg-dst`), when the mask mode needs it.
+    pub xseg_dst: Option<Mat>,
 }
 
 /// A dst face ready to merge.
@@ -48,6 +52,9 @@ pub struct DstFace {
     pub crop: Mat,
     /// The 68 dst landmarks in the crop.
     pub landmarks: Landmarks68,
+    /// The mask `dfl xseg apply` wrote into the dst face file, brought into the crop
+    /// (`[R, R]` `CV_32FC1`), when the mask mode needs it and the face has one.
+    pub applied_xseg: Option<Mat>,
 }
 
 /// Where a merged face shows in its frame.
@@ -88,8 +95,13 @@ pub fn merge_face(
     rng: &mut impl Rng,
 ) -> Result<Option<MaskPatch>, MergeFaceError> {
     let r = pred.face.rows();
-    let sources =
-        MaskSources { prd: &pred.prd_mask, dst: &pred.dst_mask, landmarks: &face.landmarks };
+    let sources = MaskSources {
+        prd: &pred.prd_mask,
+        dst: &pred.dst_mask,
+        landmarks: &face.landmarks,
+        xseg_prd: pred.xseg_prd.as_ref(),
+        xseg_dst: pred.xseg_dst.as_ref(),
+    };
     let working = working_mask(cfg.mask_mode, &sources)?;
     let big = refine(&working, cfg.erode, cfg.blur, cfg.mode.is_raw())?;
     let Some(rect) = paste_rect(frame.size()?, &[face.face_mat, face.output_mat], r) else {
@@ -397,7 +409,13 @@ mod tests {
                 *face.at_2d_mut::<Vec3f>(y, x).unwrap() = Vec3f::from(v);
             }
         }
-        FacePrediction { face, prd_mask: disc(12.0), dst_mask: disc(6.0) }
+        FacePrediction {
+            face,
+            prd_mask: disc(12.0),
+            dst_mask: disc(6.0),
+            xseg_prd: None,
+            xseg_dst: None,
+        }
     }
 
     fn dst_face(frame: &Mat, scale: f64) -> DstFace {
@@ -406,7 +424,13 @@ mod tests {
         let c = 16.0 * (1.0 - scale);
         let output_mat = [[scale, 0.0, -AT * scale + c], [0.0, scale, -AT * scale + c]];
         let landmarks = crate::merge::mask::tests::synthetic_landmarks(16.0, 16.0, 9.0);
-        DstFace { face_mat, output_mat, crop: crop_face(frame, &face_mat, R).unwrap(), landmarks }
+        DstFace {
+            face_mat,
+            output_mat,
+            crop: crop_face(frame, &face_mat, R).unwrap(),
+            landmarks,
+            applied_xseg: None,
+        }
     }
 
     fn cfg(mode: BlendMode, mask_mode: MaskMode) -> MergeConfig {

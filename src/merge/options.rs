@@ -76,6 +76,8 @@ impl std::str::FromStr for FrameRange {
 pub struct MergeOptions<'a> {
     /// The model's name (its folder under `model/`).
     pub model: &'a str,
+    /// The XSeg model of the XSeg mask modes (its folder under `xseg/`), if given.
+    pub xseg: Option<&'a str>,
     /// The inference device.
     pub device: Device,
     /// Faces per forward pass.

@@ -178,6 +178,8 @@ impl Predictor {
                     face: mat_from_bgr_f32(&faces[i * face_len..(i + 1) * face_len], side, side)?,
                     prd_mask: mask_mat(&prd_masks[i * mask_len..(i + 1) * mask_len], r)?,
                     dst_mask: mask_mat(&dst_masks[i * mask_len..(i + 1) * mask_len], r)?,
+                    xseg_prd: None,
+                    xseg_dst: None,
                 });
             }
         }

@@ -11,11 +11,13 @@ use tch::Device;
 
 use super::config::{BlendMode, MaskMode, MergeConfig};
 use super::predict::Predictor;
+use super::run::add_xseg_masks;
 use super::run::{DstSide, dst_face, load_dst};
 use super::{MergeError, merge_frame};
 use crate::color::MergeColorTransfer;
 use crate::frames::{FrameSource, Pick};
 use crate::img::write_image;
+use crate::model::xseg::{XSegFolder, XSegModel};
 use crate::workspace::{Input, Side, Workspace};
 
 /// Height of one grid cell's image in pixels.
@@ -41,6 +43,7 @@ pub fn write_preview(
     cfg: &MergeConfig,
     ws: &Workspace,
     model: &str,
+    xseg: Option<&str>,
     device: Device,
     which: &str,
     input: Option<&Input>,
@@ -64,7 +67,7 @@ pub fn write_preview(
         let (r, ft) = (predictor.resolution(), predictor.face_type());
         Ok(infos
             .iter()
-            .map(|i| dst_face(&image, i, r, ft, c.output_scale()))
+            .map(|i| dst_face(&image, i, r, ft, c.output_scale(), true))
             .collect::<Result<Vec<_>, _>>()?
             .into_iter()
             .flatten()
@@ -75,7 +78,45 @@ pub fn write_preview(
         return Err(no_frame("has no dst face in data_dst/aligned"));
     }
     let crops: Vec<&Mat> = dst_faces.iter().map(|f| &f.crop).collect();
-    let predictions = predictor.predict(&crops, crops.len())?;
+    let mut predictions = predictor.predict(&crops, crops.len())?;
+    // The XSeg modes: all four with an XSeg model; xseg-dst alone when every face of the frame
+    // carries an applied mask.
+    let xseg_model = match xseg {
+        Some(name) => Some(XSegModel::load(&XSegFolder::open(ws, name)?, device)?),
+        None => None,
+    };
+    let xseg_modes: Vec<MaskMode> = if xseg_model.is_some() {
+        vec![
+            MaskMode::XsegPrd,
+            MaskMode::XsegDst,
+            MaskMode::XsegPrdTimesDst,
+            MaskMode::LearnedTimesXseg,
+        ]
+    } else if dst_faces.iter().all(|f| f.applied_xseg.is_some()) {
+        vec![MaskMode::XsegDst]
+    } else {
+        Vec::new()
+    };
+    if let Some(widest) = xseg_modes.last() {
+        let refs: Vec<&super::masked::DstFace> = dst_faces.iter().collect();
+        let n = refs.len();
+        add_xseg_masks(
+            *widest,
+            xseg_model.as_ref(),
+            predictor.face_type(),
+            &refs,
+            &mut predictions,
+            n,
+        )?;
+    }
+    if cfg.mask_mode.needs_xseg_prd() && xseg_model.is_none()
+        || cfg.mask_mode.needs_xseg_dst() && !xseg_modes.contains(&MaskMode::XsegDst)
+    {
+        return Err(MergeError::NeedsXSeg {
+            mode: value_name(&cfg.mask_mode),
+            why: " for this frame's faces".to_owned(),
+        });
+    }
     let merged = merge_frame(cfg, &frame.name, &image, &dst_faces, &predictions)?;
     let files = PreviewFiles {
         frame: ws.root().join(format!("merge_preview_{}.png", frame.name)),
@@ -104,6 +145,7 @@ pub fn write_preview(
         MaskMode::LearnedPrdTimesDst,
         MaskMode::LearnedPrdPlusDst,
     ];
+    let masks: Vec<MaskMode> = masks.into_iter().chain(xseg_modes.iter().copied()).collect();
     let colours = [
         MergeColorTransfer::None,
         MergeColorTransfer::Rct,

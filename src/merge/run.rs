@@ -12,17 +12,18 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use super::MergeError;
-use super::config::MergeConfig;
+use super::config::{MaskMode, MergeConfig};
 use super::faces::{DstFaceInfo, DstFaces};
 use super::frame::merge_frame;
 use super::masked::{DstFace, FacePrediction, crop_face};
 use super::options::{MergeEntry, MergeOptions, MergeReport};
 use super::predict::Predictor;
 use super::video::{self, EncodeOptions, Timing};
-use crate::face::align::{FaceType, transform_mat, transform_mat_scaled};
+use crate::face::align::{Affine, FaceType, compose, invert, transform_mat, transform_mat_scaled};
 use crate::faceset::Faceset;
 use crate::frames::{Frame, FrameSource, Pick, frame_names, process_in_order};
 use crate::img::write_image;
+use crate::model::xseg::{FaceIn, XSegFolder, XSegModel};
 use crate::progress::NoProgress;
 use crate::report::StageReport;
 use crate::settings::check_settings;
@@ -36,6 +37,9 @@ struct SavedSettings<'a> {
     model: &'a str,
     iteration: u64,
     merge: &'a MergeConfig,
+    /// The XSeg model (name, iteration) of the XSeg mask modes.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    xseg: Option<(&'a str, u64)>,
 }
 
 /// The JPEG quality `write_image` asks for; merged frames are PNG, so it does not apply.
@@ -86,7 +90,9 @@ pub fn run(
         crate::lock::exclusive(&ws.merge_lock(), "the merge output (data_dst/merged)")?;
     let _locks = [dst_lock, merge_lock];
     let predictor = Predictor::load(ws, opts.model, opts.device)?;
-    let done = prepare_outputs(cfg, ws, &input, opts, predictor.iteration(), &faces)?;
+    let xseg = load_xseg(cfg, ws, opts, &faces)?;
+    let xseg_id = xseg.as_ref().map(|x| (x.name(), x.iteration()));
+    let done = prepare_outputs(cfg, ws, &input, opts, predictor.iteration(), xseg_id, &faces)?;
     let mut report = MergeReport {
         frames: StageReport { already_done: done.len(), ..Default::default() },
         iteration: predictor.iteration(),
@@ -112,8 +118,8 @@ pub fn run(
             Pick::Take
         }
     };
-    let pipeline =
-        Pipeline { writer: Writer { session: &session, ws, opts }, predictor: &predictor };
+    let writer = Writer { session: &session, ws, opts };
+    let pipeline = Pipeline { writer, predictor: &predictor, xseg: xseg.as_ref() };
     let all_seen = pipeline.merge_frames(&mut source, pending, &mut report)?;
     let range_ends_before_input = range.last.is_some_and(|last| source.position() >= last);
     if all_seen && !range_ends_before_input {
@@ -130,6 +136,7 @@ pub fn run(
 struct Pipeline<'a> {
     writer: Writer<'a>,
     predictor: &'a Predictor,
+    xseg: Option<&'a XSegModel>,
 }
 
 /// What the writer thread merges and writes with.
@@ -184,7 +191,17 @@ impl Pipeline<'_> {
         let crops: Vec<&Mat> =
             prepared.iter().flat_map(|p| p.faces.iter().map(|f| &f.crop)).collect();
         let batch = self.writer.opts.batch_size;
-        let mut predictions = self.predictor.predict(&crops, batch)?.into_iter();
+        let mut predictions = self.predictor.predict(&crops, batch)?;
+        let faces: Vec<&DstFace> = prepared.iter().flat_map(|p| p.faces.iter()).collect();
+        add_xseg_masks(
+            session.cfg.mask_mode,
+            self.xseg,
+            session.face_type,
+            &faces,
+            &mut predictions,
+            batch,
+        )?;
+        let mut predictions = predictions.into_iter();
         Ok(prepared
             .into_iter()
             .map(|p| {
@@ -298,6 +315,7 @@ fn prepare_outputs(
     input: &Input,
     opts: &MergeOptions<'_>,
     iteration: u64,
+    xseg: Option<(&str, u64)>,
     faces: &DstFaces,
 ) -> Result<HashSet<String>, MergeError> {
     let merged = ws.merged_dir();
@@ -309,7 +327,8 @@ fn prepare_outputs(
     }
     // Relative to the workspace when inside it, so a moved workspace resumes.
     let input_path = ws.portable(input.path());
-    let settings = SavedSettings { input: &input_path, model: opts.model, iteration, merge: cfg };
+    let settings =
+        SavedSettings { input: &input_path, model: opts.model, iteration, merge: cfg, xseg };
     let log_path = ws.stage_log(Stage::Merge, Side::Dst);
     let check = check_settings(&ws.stage_settings(Stage::Merge, Side::Dst), &settings, opts.force)?;
     let entries = resume_entries::<MergeEntry>(&log_path, &check, "merging every frame again")?;
@@ -332,6 +351,104 @@ fn prepare_outputs(
     Ok(done)
 }
 
+/// Loads the XSeg model when the mask mode needs one: always for xseg-prd, and for xseg-dst when
+/// some dst face has no applied mask. Without `--xseg` that is an error naming what is missing.
+fn load_xseg(
+    cfg: &MergeConfig,
+    ws: &Workspace,
+    opts: &MergeOptions<'_>,
+    faces: &DstFaces,
+) -> Result<Option<XSegModel>, MergeError> {
+    let mode = cfg.mask_mode;
+    let (prd, dst) = (mode.needs_xseg_prd(), mode.needs_xseg_dst());
+    if !prd && !dst {
+        return Ok(None);
+    }
+    let without = faces.without_xseg();
+    match opts.xseg {
+        Some(name) => {
+            let model = XSegModel::load(&XSegFolder::open(ws, name)?, opts.device)?;
+            if dst && without > 0 {
+                log::info!(
+                    "{without} of {} dst faces have no applied XSeg mask: XSeg {name} segments them",
+                    faces.len()
+                );
+            }
+            Ok(Some(model))
+        }
+        None if prd || without > 0 => {
+            let mode = serde_json::to_value(mode)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default();
+            let why = if prd {
+                " (it segments the swapped face)".to_owned()
+            } else {
+                format!(
+                    " for the {without} dst face(s) without an applied mask (`dfl xseg apply dst`)"
+                )
+            };
+            Err(MergeError::NeedsXSeg { mode, why })
+        }
+        None => Ok(None),
+    }
+}
+
+/// Fills the XSeg masks the mask mode reads: `xseg_dst` from the face's applied mask (or the
+/// model on the dst crop), `xseg_prd` from the model on the swap. Both images are crops of
+/// `crop_type` at the merge resolution; XSeg re-crops them to its own face type and maps its
+/// masks back. DFL zeroes XSeg values under 0.1 (done in the model).
+pub(super) fn add_xseg_masks(
+    mode: MaskMode,
+    model: Option<&XSegModel>,
+    crop_type: FaceType,
+    faces: &[&DstFace],
+    predictions: &mut [FacePrediction],
+    batch: usize,
+) -> Result<(), MergeError> {
+    let run = |pick: &[usize], image: &dyn Fn(usize) -> Mat| -> Result<Vec<Mat>, MergeError> {
+        if pick.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(model) = model else {
+            let why = " for faces without an applied mask".to_owned();
+            return Err(MergeError::NeedsXSeg { mode: format!("{mode:?}"), why });
+        };
+        let images: Vec<Mat> = pick.iter().map(|&i| image(i)).collect();
+        let inputs: Vec<FaceIn<'_>> = pick
+            .iter()
+            .zip(&images)
+            .map(|(&i, image)| FaceIn {
+                image,
+                landmarks: &faces[i].landmarks,
+                face_type: crop_type,
+            })
+            .collect();
+        Ok(model.predict_faces(&inputs, batch)?)
+    };
+    if mode.needs_xseg_dst() {
+        let missing: Vec<usize> =
+            (0..faces.len()).filter(|&i| faces[i].applied_xseg.is_none()).collect();
+        let crop = |i: usize| faces[i].crop.clone();
+        let mut computed = run(&missing, &crop)?.into_iter();
+        for (i, pred) in predictions.iter_mut().enumerate() {
+            pred.xseg_dst = match &faces[i].applied_xseg {
+                Some(m) => Some(m.try_clone()?),
+                None => computed.next(),
+            };
+        }
+    }
+    if mode.needs_xseg_prd() {
+        let all: Vec<usize> = (0..faces.len()).collect();
+        let swaps: Vec<Mat> = predictions.iter().map(|p| p.face.clone()).collect();
+        let swap = |i: usize| swaps[i].clone();
+        for (pred, mask) in predictions.iter_mut().zip(run(&all, &swap)?) {
+            pred.xseg_prd = Some(mask);
+        }
+    }
+    Ok(())
+}
+
 /// Crops the faces of one frame at the model's resolution and face type.
 fn prepare_frame(session: &Session<'_>, frame: Frame) -> Result<Prepared, MergeError> {
     let Ok(image) = &frame.image else { return Ok(Prepared { frame, faces: Vec::new() }) };
@@ -348,7 +465,10 @@ fn prepare_frame(session: &Session<'_>, frame: Frame) -> Result<Prepared, MergeE
     let (r, face_type, scale) = (session.resolution, session.face_type, session.cfg.output_scale());
     let faces = infos
         .iter()
-        .filter_map(|info| dst_face(image, info, r, face_type, scale).transpose())
+        .filter_map(|info| {
+            let with_applied = session.cfg.mask_mode.needs_xseg_dst();
+            dst_face(image, info, r, face_type, scale, with_applied).transpose()
+        })
         .collect::<Result<_, _>>()?;
     Ok(Prepared { frame, faces })
 }
@@ -360,6 +480,7 @@ pub fn dst_face(
     r: i32,
     face_type: FaceType,
     scale: f64,
+    with_applied: bool,
 ) -> Result<Option<DstFace>, MergeError> {
     let side = r as u32;
     let mats = (
@@ -372,7 +493,45 @@ pub fn dst_face(
     };
     let crop = crop_face(image, &face_mat, r)?;
     let landmarks = info.landmarks.transformed(&face_mat);
-    Ok(Some(DstFace { face_mat, output_mat, crop, landmarks }))
+    let applied_xseg = match (&info.xseg, with_applied) {
+        (Some(applied), true) => applied_in_crop(applied, &face_mat, r)?,
+        _ => None,
+    };
+    Ok(Some(DstFace { face_mat, output_mat, crop, landmarks, applied_xseg }))
+}
+
+/// Brings a face file's applied XSeg mask into the merge crop: face-file pixels → frame →
+/// crop, one linear warp. `None` (with a warning) when the mask or its matrix is unusable.
+fn applied_in_crop(
+    applied: &super::faces::AppliedXSeg,
+    face_mat: &Affine,
+    r: i32,
+) -> Result<Option<Mat>, MergeError> {
+    let decoded = match applied.mask.decode() {
+        Ok(m) => m,
+        Err(e) => {
+            log::warn!("an applied XSeg mask does not decode ({e}); that face uses the XSeg model");
+            return Ok(None);
+        }
+    };
+    let Some(face_to_frame) = invert(&applied.image_to_face_mat) else { return Ok(None) };
+    // Mask pixels → face-file pixels (the mask may be stored at another size).
+    let k = f64::from(applied.size_px) / f64::from(decoded.rows().max(1));
+    let mask_to_face = [[k, 0.0, 0.0], [0.0, k, 0.0]];
+    let m = compose(face_mat, &compose(&face_to_frame, &mask_to_face));
+    let mut unit = Mat::default();
+    decoded.convert_to(&mut unit, opencv::core::CV_32F, 1.0 / 255.0, 0.0)?;
+    let mut out = Mat::default();
+    opencv::imgproc::warp_affine(
+        &unit,
+        &mut out,
+        &Mat::from_slice_2d(&m)?,
+        opencv::core::Size::new(r, r),
+        opencv::imgproc::INTER_LINEAR,
+        opencv::core::BORDER_CONSTANT,
+        opencv::core::Scalar::all(0.0),
+    )?;
+    Ok(Some(out))
 }
 
 /// Merges every face of a frame and writes `merged/<name>.png` (and its mask first, when

@@ -14,7 +14,7 @@ use tch::Tensor;
 use tch::nn::{self, Module};
 
 use super::arch::ModelConfig;
-use super::blocks::{LeakyRelu, conv, glorot};
+use super::blocks::{LeakyRelu, UpConv, conv};
 use super::folder::TrainConfig;
 
 /// LeakyReLU slope in the code discriminator.
@@ -141,42 +141,6 @@ pub fn find_archi(patch_size: i64) -> Vec<PatchLayer> {
     layers
 }
 
-/// A transposed 3×3 conv with TensorFlow's "SAME" output size: `H·stride`.
-#[derive(Debug)]
-struct UpConv {
-    conv: nn::ConvTranspose2D,
-    stride: i64,
-}
-
-impl UpConv {
-    fn new(p: nn::Path, c_in: i64, c_out: i64, k: i64, stride: i64) -> Self {
-        // TF's SAME for a transpose is the gradient of a SAME conv: stride 1 pads k/2 on each
-        // side; stride 2 pads nothing before, so the full output is cropped at the end.
-        let padding = if stride == 1 { k / 2 } else { 0 };
-        let cfg = nn::ConvTransposeConfig {
-            stride,
-            padding,
-            ws_init: glorot(c_in * k * k, c_out * k * k),
-            bs_init: nn::Init::Const(0.0),
-            ..Default::default()
-        };
-        Self { conv: nn::conv_transpose2d(p, c_in, c_out, k, cfg), stride }
-    }
-}
-
-impl Module for UpConv {
-    /// # Shapes
-    /// `[N, Ci, H, W]` → `[N, Co, H·stride, W·stride]`.
-    fn forward(&self, xs: &Tensor) -> Tensor {
-        let (_, _, h, w) = xs.size4().expect("invariant: NCHW");
-        let ys = xs.apply(&self.conv);
-        if self.stride == 1 {
-            return ys;
-        }
-        ys.narrow(2, 0, h * self.stride).narrow(3, 0, w * self.stride) // [N, Co, sH, sW]
-    }
-}
-
 /// The U-Net patch discriminator.
 #[derive(Debug)]
 pub struct UNetPatchDiscriminator {
@@ -295,24 +259,5 @@ mod tests {
         let c = CodeDiscriminator::new(&vs.root(), 16, 16, 8);
         let logits = c.forward(&Tensor::rand([2, 16, 16, 16], (Kind::Float, Device::Cpu)));
         assert_eq!(logits.size()[..2], [2, 1]);
-    }
-
-    #[test]
-    fn a_stride_2_transpose_has_tensorflows_same_alignment() {
-        // One input pixel of 1 at (0, 0) through a transposed conv whose kernel is 1..=9: with
-        // no padding before, kernel tap (i, j) lands at output (i, j), the last row and column
-        // of the full output being cut.
-        let vs = nn::VarStore::new(Device::Cpu);
-        let up = UpConv::new(vs.root(), 1, 1, 3, 2);
-        tch::no_grad(|| {
-            let w = Tensor::arange(9, (Kind::Float, Device::Cpu)).view([1, 1, 3, 3]) + 1.0;
-            up.conv.ws.shallow_clone().copy_(&w);
-        });
-        let x = Tensor::zeros([1, 1, 2, 2], (Kind::Float, Device::Cpu));
-        let _ = x.get(0).get(0).get(0).get(0).fill_(1.0);
-        let y = up.forward(&x);
-        assert_eq!(y.size(), [1, 1, 4, 4]);
-        let row0: Vec<f32> = Vec::try_from(y.get(0).get(0).get(0)).unwrap();
-        assert_eq!(row0, [1.0, 2.0, 3.0, 0.0]);
     }
 }

@@ -14,3 +14,4 @@ pub mod optim;
 pub mod precision;
 pub mod saehd;
 pub mod summary;
+pub mod xseg;

@@ -72,11 +72,20 @@ pub struct OptimizerConfig {
     pub beta2: f64,
     /// Denominator guard ε.
     pub eps: f64,
-    /// DFL's lr dropout: keep each element's update with p 0.3 and follow a 500-step cosine.
+    /// DFL's lr dropout: keep each element's update with p 0.3 (and, with `lr_cos`, follow a
+    /// 500-step cosine).
     pub lr_dropout: bool,
+    /// With lr dropout, whether the learning rate follows the 500-step cosine (SAEHD's does;
+    /// XSeg's does not). Written only when off, so SAEHD configs read as before.
+    #[serde(skip_serializing_if = "is_true")]
+    pub lr_cos: bool,
     /// Clip the global gradient norm to this value (DFL `clipgrad` uses 1.0, on the gradient
     /// of the loss summed over the batch).
     pub clip_grad_norm: Option<f64>,
+}
+
+fn is_true(b: &bool) -> bool {
+    *b
 }
 
 impl Default for OptimizerConfig {
@@ -88,6 +97,7 @@ impl Default for OptimizerConfig {
             beta2: DEFAULT_BETA2,
             eps: DEFAULT_EPS,
             lr_dropout: false,
+            lr_cos: true,
             clip_grad_norm: None,
         }
     }
@@ -269,10 +279,10 @@ impl Optimizer {
         self.flat.numel()
     }
 
-    /// The learning rate the next step uses: `lr`, or with lr dropout
+    /// The learning rate the next step uses: `lr`, or with lr dropout and `lr_cos`
     /// lr·(cos(2π·iteration/500) + 1)/2.
     pub fn learning_rate(&self) -> f64 {
-        if !self.cfg.lr_dropout {
+        if !(self.cfg.lr_dropout && self.cfg.lr_cos) {
             return self.cfg.lr;
         }
         let phase = (self.iteration % LR_COS_PERIOD) as f64 / LR_COS_PERIOD as f64;

@@ -216,6 +216,8 @@ mod tests {
             image_to_face_mat: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]],
             source_rect: [0.0, 0.0, 10.0, 10.0],
             detector_score: 0.9,
+            seg_ie_polys: Vec::new(),
+            xseg_mask: None,
         };
         Face { name: format!("{frame}_{index}.jpg"), meta, key: String::new() }
     }

@@ -25,8 +25,8 @@ use crate::img::ImageWriteError;
 use crate::model::checkpoint::{CheckpointError, copy_named};
 use crate::model::folder::config::compare;
 use crate::model::folder::{
-    EvalPoint, FolderError, FrozenOptionChanged, LossPoint, ModelFolder, TrainConfig, TrainState,
-    WEIGHTS_FILE,
+    EvalPoint, FolderError, FrozenOptionChanged, LossPoint, ModelFolder, TrainConfig, TrainMask,
+    TrainState, WEIGHTS_FILE,
 };
 use crate::model::optim::OptimError;
 use crate::model::saehd::Part;
@@ -535,6 +535,7 @@ impl Feeds {
     ) -> Result<(Self, Option<HeldOut>), RunError> {
         let (mut src_loaded, src_skipped) = load_side(cfg, ws, Side::Src)?;
         let (mut dst_loaded, dst_skipped) = load_side(cfg, ws, Side::Dst)?;
+        check_masks(cfg, ws, &src_loaded, &dst_loaded)?;
         // Pretraining reads one faceset for both sides: its skipped files count once.
         let skipped_faces = if cfg.pretrain { src_skipped } else { src_skipped + dst_skipped };
         let held_out = if cfg.eval_every > 0 && !cfg.pretrain {
@@ -605,6 +606,39 @@ fn load_side(
     Ok((SampleSet::new(&set)?, set.skipped.len()))
 }
 
+/// Logs how many faces of each side train on an applied XSeg mask; with `--mask xseg`, refuses
+/// a faceset where some faces have none.
+fn check_masks(
+    cfg: &TrainConfig,
+    ws: &Workspace,
+    src: &SampleSet,
+    dst: &SampleSet,
+) -> Result<(), RunError> {
+    if cfg.mask == TrainMask::Hull {
+        return Ok(());
+    }
+    for (side, set) in [(Side::Src, src), (Side::Dst, dst)] {
+        let total = set.faces().len();
+        let with = set.faces().iter().filter(|f| f.xseg_mask.is_some()).count();
+        if cfg.mask == TrainMask::Xseg && with < total {
+            return Err(RunError::Config {
+                path: ws.aligned_dir(side),
+                reason: format!(
+                    "--mask xseg: {} of {total} faces have no applied XSeg mask; run `dfl xseg apply {side} --name XSEG_MODEL`, or train with --mask auto",
+                    total - with
+                ),
+            });
+        }
+        if with > 0 || cfg.mask == TrainMask::Xseg {
+            log::info!(
+                "{side}: {with} of {total} faces train on their XSeg mask, {} on the landmark hull",
+                total - with
+            );
+        }
+    }
+    Ok(())
+}
+
 /// How samples of one side are made.
 fn sample_config(cfg: &TrainConfig, flip: bool, seed: u64, ct_mode: ColorTransfer) -> SampleConfig {
     SampleConfig {
@@ -617,6 +651,7 @@ fn sample_config(cfg: &TrainConfig, flip: bool, seed: u64, ct_mode: ColorTransfe
         seed,
         ct_mode,
         random_hsv_power: 0.0,
+        mask: cfg.mask,
     }
 }
 

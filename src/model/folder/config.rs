@@ -11,6 +11,19 @@ use crate::model::arch::{ArchKind, ConfigError, ModelConfig};
 use crate::model::optim::OptimizerConfig;
 use crate::model::precision::Precision;
 
+/// Where a training sample's face mask comes from (`dfl train --mask`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum TrainMask {
+    /// The landmark hull.
+    Hull,
+    /// The face's applied XSeg mask (`dfl xseg apply`); every face must have one.
+    Xseg,
+    /// The applied XSeg mask where a face has one, the hull elsewhere (as DFL does).
+    #[default]
+    Auto,
+}
+
 /// Every option of a training run.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -29,6 +42,8 @@ pub struct TrainConfig {
     pub precision: Precision,
     /// Restrict the image losses to the blurred face mask.
     pub masked_training: bool,
+    /// Which face mask the losses, masked training and the style terms use.
+    pub mask: TrainMask,
     /// Add 300·L1 over the eyes and mouth.
     pub eyes_mouth_prio: bool,
     /// Weight p/10 on the swap's background versus dst's (0 = off).
@@ -94,6 +109,7 @@ impl Default for TrainConfig {
             optimizer: OptimizerConfig::default(),
             precision: Precision::Fp32,
             masked_training: true,
+            mask: TrainMask::Auto,
             eyes_mouth_prio: false,
             bg_style_power: 0.0,
             face_style_power: 0.0,
@@ -261,6 +277,7 @@ pub fn compare(saved: &TrainConfig, now: &TrainConfig) -> Result<Vec<String>, Fr
         optimizer,
         precision,
         masked_training,
+        mask,
         eyes_mouth_prio,
         bg_style_power,
         face_style_power,
@@ -301,6 +318,7 @@ pub fn compare(saved: &TrainConfig, now: &TrainConfig) -> Result<Vec<String>, Fr
         change("optimizer", &saved.optimizer, optimizer),
         change("precision", &saved.precision, precision),
         change("masked_training", &saved.masked_training, masked_training),
+        change("mask", &saved.mask, mask),
         change("eyes_mouth_prio", &saved.eyes_mouth_prio, eyes_mouth_prio),
         change("bg_style_power", &saved.bg_style_power, bg_style_power),
         change("face_style_power", &saved.face_style_power, face_style_power),

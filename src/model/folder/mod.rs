@@ -30,8 +30,8 @@ use crate::atomic::{write_atomic, write_json_atomic};
 use crate::lock::{Lock, LockError};
 use crate::model::checkpoint::{CheckpointError, read_tensors, save_tensors};
 use crate::workspace::{Workspace, WorkspaceError};
-pub use config::{FrozenOptionChanged, TrainConfig};
-pub use state::{EvalPoint, LossPoint, TrainState};
+pub use config::{FrozenOptionChanged, TrainConfig, TrainMask};
+pub use state::{EvalPoint, IouPoint, LossPoint, TrainState};
 
 /// The model's options file.
 pub const CONFIG_FILE: &str = "config.json";

@@ -28,6 +28,23 @@ pub struct TrainState {
     pub skipped_batches: u64,
     /// Held-out evaluations (`--eval-every`), oldest first.
     pub eval_history: Vec<EvalPoint>,
+    /// An XSeg model's held-out evaluations, oldest first (absent for SAEHD models).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub iou_history: Vec<IouPoint>,
+}
+
+/// One held-out evaluation of an XSeg model (`dfl xseg train --eval-every`).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct IouPoint {
+    /// The iteration measured.
+    pub iteration: u64,
+    /// Mean intersection-over-union of the predicted (≥ 0.5) and labelled masks on the
+    /// held-out labelled faces.
+    pub iou: f64,
+    /// The same for the landmark hull mask: what the faces get without XSeg.
+    pub hull_iou: f64,
+    /// How many held-out faces were measured.
+    pub faces: usize,
 }
 
 /// One held-out evaluation (`dfl train --eval-every`), recorded in the training state.
@@ -69,6 +86,7 @@ mod tests {
             loss_history: vec![LossPoint { iteration: 1000, src: 0.5, dst: 0.4 }],
             skipped_batches: 1,
             eval_history: Vec::new(),
+            iou_history: Vec::new(),
         };
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<TrainState>(&json).unwrap(), state);

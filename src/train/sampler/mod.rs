@@ -8,10 +8,8 @@
 //! RNG keyed by `(seed, t, i)`, and shuffled epochs are keyed by `(seed, epoch)`: batch `t` is
 //! the same whatever the thread count, and a run resumed at `t` continues exactly.
 
-pub mod augment;
 mod batch;
 pub mod cache;
-pub mod hsv;
 pub mod order;
 mod prefetch;
 pub mod recolor;
@@ -24,12 +22,14 @@ use opencv::prelude::*;
 use rand::Rng;
 use serde::{Deserialize, Serialize};
 
+use crate::augment::hsv;
+use crate::augment::warp::{self as augment, Fit, Layer, WarpParams};
 use crate::color::ColorTransfer;
 use crate::face::align::FaceType;
 use crate::face::landmarks::Landmarks68;
 use crate::face::masks;
 use crate::face::metadata::FaceFileError;
-use augment::{Fit, Layer, WarpParams};
+use crate::model::folder::TrainMask;
 pub use batch::{Batch, make_batch};
 pub use cache::FaceCache;
 pub use prefetch::{Sampler, SamplerOptions};
@@ -60,6 +60,10 @@ pub struct SampleConfig {
     /// `random_hsv_power`, 0–0.3; src only; see [`hsv`]).
     #[serde(default)]
     pub random_hsv_power: f32,
+    /// Which face mask the samples carry (the eyes-and-mouth mask always comes from the
+    /// landmarks).
+    #[serde(default)]
+    pub mask: TrainMask,
 }
 
 impl Default for SampleConfig {
@@ -74,6 +78,7 @@ impl Default for SampleConfig {
             seed: 42,
             ct_mode: ColorTransfer::None,
             random_hsv_power: 0.0,
+            mask: TrainMask::Hull,
         }
     }
 }
@@ -247,7 +252,7 @@ fn fitted_layers(
     check_face_type(face, cfg.face_type)?;
     let bgr = cache.get_or_load(&face.path)?;
     check_size(face, &bgr)?;
-    let source = source_layers(face, &bgr, eyes_mouth).map_err(cv)?;
+    let source = source_layers(face, &bgr, eyes_mouth, cfg.mask).map_err(cv)?;
     let fit = Fit {
         landmarks: &face.landmarks,
         face_type: face.face_type,
@@ -307,13 +312,38 @@ fn check_size(face: &FaceRecord, bgr: &Mat) -> Result<(), SampleError> {
     Ok(())
 }
 
-/// The face as f32 [0, 1] and its masks, at the face file's own size (as DFL draws them).
-fn source_layers(face: &FaceRecord, bgr: &Mat, eyes_mouth: bool) -> opencv::Result<Layers> {
+/// The face as f32 [0, 1] and its masks, at the face file's own size (as DFL draws them): the
+/// face mask is the applied XSeg mask when `mask` asks for it and the face has one (resized to
+/// the face), else the landmark hull; the eyes-and-mouth mask always comes from the hull.
+fn source_layers(
+    face: &FaceRecord,
+    bgr: &Mat,
+    eyes_mouth: bool,
+    mask: TrainMask,
+) -> opencv::Result<Layers> {
     let image = augment::to_unit_float(bgr)?;
-    let mask = masks::hull_mask(face.size_px as i32, &face.landmarks)?;
+    let hull = masks::hull_mask(face.size_px as i32, &face.landmarks)?;
     let eyes_mouth =
-        if eyes_mouth { Some(masks::eyes_mouth_mask(&mask, &face.landmarks)?) } else { None };
+        if eyes_mouth { Some(masks::eyes_mouth_mask(&hull, &face.landmarks)?) } else { None };
+    let mask = match (mask, &face.xseg_mask) {
+        (TrainMask::Xseg | TrainMask::Auto, Some(applied)) => {
+            xseg_face_mask(applied, face.size_px as i32)?
+        }
+        _ => hull,
+    };
     Ok(Layers { image, mask, eyes_mouth })
+}
+
+/// An applied XSeg mask as f32 {0, 1} at the face's side.
+fn xseg_face_mask(applied: &crate::face::seg::XSegMask, side: i32) -> opencv::Result<Mat> {
+    let decoded =
+        applied.decode().map_err(|e| opencv::Error::new(opencv::core::StsError, e.to_string()))?;
+    let mut resized = Mat::default();
+    let size = opencv::core::Size::new(side, side);
+    opencv::imgproc::resize(&decoded, &mut resized, size, 0.0, 0.0, opencv::imgproc::INTER_LINEAR)?;
+    let mut unit = Mat::default();
+    resized.convert_to(&mut unit, opencv::core::CV_32F, 1.0 / 255.0, 0.0)?;
+    Ok(unit)
 }
 
 fn fit_layers(src: &Layers, fit: &Fit<'_>) -> opencv::Result<Option<Layers>> {
@@ -460,7 +490,7 @@ mod tests {
             model_face_type: FaceType::WholeFace,
             resolution_px: 64,
         };
-        let layers = source_layers(face, &bgr, true).unwrap();
+        let layers = source_layers(face, &bgr, true, TrainMask::Hull).unwrap();
         let fitted = fit_layers(&layers, &fit).unwrap().unwrap();
         let s = warp_layers(&fitted, None, &WarpParams::identity(64), 64).unwrap();
         assert_eq!(s.warped, s.target, "no grid without random warp");

@@ -132,6 +132,7 @@ mod tests {
                 face_type: FaceType::WholeFace,
                 size_px: 64,
                 yaw,
+                xseg_mask: None,
             })
             .collect();
         SampleSet::from_records("/set", faces)

@@ -9,8 +9,8 @@ use opencv::imgproc;
 use opencv::prelude::*;
 use rand::Rng;
 
-use super::augment::to_unit_float;
 use super::{FaceCache, SampleError, SampleSet};
+use crate::augment::warp::to_unit_float;
 use crate::color::{self, ColorTransfer, Image};
 
 /// The faces src samples are recoloured toward (the dst faceset and its cache).

@@ -29,6 +29,8 @@ pub struct FaceRecord {
     /// DFL itself prefers for 3DFAN landmarks. Typical values lie within ±0.6, inside the yaw
     /// bins' ±1.2.
     pub yaw: f32,
+    /// The mask `dfl xseg apply` wrote into the face, if any.
+    pub xseg_mask: Option<std::sync::Arc<crate::face::seg::XSegMask>>,
 }
 
 impl FaceRecord {
@@ -41,6 +43,7 @@ impl FaceRecord {
             face_type: meta.face_type,
             size_px: meta.size_px,
             yaw: unit_square_yaw(&meta.landmarks) as f32,
+            xseg_mask: meta.xseg_mask.clone().map(std::sync::Arc::new),
         }
     }
 }

@@ -55,6 +55,31 @@ impl Layer {
     }
 }
 
+/// The ranges of the random affine: rotation ±`rotation_deg`, scale in
+/// U(1/(1 + `scale_spread`), 1 + `scale_spread`), shift ±`shift_share` of the side, and the
+/// probability of a flip when flips are on.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct WarpRanges {
+    /// Rotation in degrees, ±.
+    pub rotation_deg: f64,
+    /// Scale spread `s`.
+    pub scale_spread: f64,
+    /// Shift as a share of the side, ±.
+    pub shift_share: f64,
+    /// Probability of a horizontal flip.
+    pub flip_probability: f64,
+}
+
+impl WarpRanges {
+    /// SAEHD's training samples.
+    pub const SAEHD: WarpRanges = WarpRanges {
+        rotation_deg: ROTATION_DEG,
+        scale_spread: SCALE_SPREAD,
+        shift_share: SHIFT_SHARE,
+        flip_probability: FLIP_PROBABILITY,
+    };
+}
+
 /// The random geometry of one sample, shared by all its outputs.
 #[derive(Debug)]
 pub struct WarpParams {
@@ -70,8 +95,8 @@ pub struct WarpParams {
 }
 
 impl WarpParams {
-    /// Draws the geometry for an `resolution_px`² sample: the grid (when `random_warp`), the
-    /// affine, and the flip (when `random_flip`), in that order from `rng`.
+    /// Draws the geometry for an `resolution_px`² sample with SAEHD's ranges: the grid (when
+    /// `random_warp`), the affine, and the flip (when `random_flip`), in that order from `rng`.
     ///
     /// # Errors
     /// OpenCV's error.
@@ -81,16 +106,32 @@ impl WarpParams {
         random_warp: bool,
         random_flip: bool,
     ) -> opencv::Result<Self> {
+        Self::draw_in(rng, resolution_px, random_warp, random_flip, &WarpRanges::SAEHD)
+    }
+
+    /// As [`WarpParams::draw`], with the affine's ranges and the flip's probability from
+    /// `ranges`.
+    ///
+    /// # Errors
+    /// OpenCV's error.
+    pub fn draw_in(
+        rng: &mut impl Rng,
+        resolution_px: i32,
+        random_warp: bool,
+        random_flip: bool,
+        ranges: &WarpRanges,
+    ) -> opencv::Result<Self> {
         let work_px = resolution_px.max(MIN_WARP_PX);
         let grid = if random_warp { Some(warp_grid(rng, work_px)?) } else { None };
-        let rotation_deg = rng.random_range(-ROTATION_DEG..=ROTATION_DEG);
-        let scale = rng.random_range(1.0 / (1.0 + SCALE_SPREAD)..=1.0 + SCALE_SPREAD);
+        let rotation_deg = rng.random_range(-ranges.rotation_deg..=ranges.rotation_deg);
+        let s = ranges.scale_spread;
+        let scale = rng.random_range(1.0 / (1.0 + s)..=1.0 + s);
         let shift = [
-            rng.random_range(-SHIFT_SHARE..=SHIFT_SHARE),
-            rng.random_range(-SHIFT_SHARE..=SHIFT_SHARE),
+            rng.random_range(-ranges.shift_share..=ranges.shift_share),
+            rng.random_range(-ranges.shift_share..=ranges.shift_share),
         ];
         let affine = centred_affine(work_px, rotation_deg, scale, shift);
-        let flip = random_flip && rng.random_bool(FLIP_PROBABILITY);
+        let flip = random_flip && rng.random_bool(ranges.flip_probability);
         Ok(Self { grid, affine, flip, work_px })
     }
 
