@@ -34,6 +34,8 @@ pub const LR_COS_PERIOD: u64 = 500;
 /// SAEHD's global gradient-norm threshold when `clipgrad` is on.
 /// DFL: `Model_SAEHD/Model.py`, `clipnorm = 1.0 if clipgrad else 0.0`.
 pub const DFL_CLIP_GRAD_NORM: f64 = 1.0;
+/// Keys the lr-dropout masks' seeds (with the step count).
+const LR_DROPOUT_STREAM: u64 = 0x1D_D0F0_0D15;
 /// Name of the step counter in [`Optimizer::state`].
 pub const ITERATION_KEY: &str = "iteration";
 /// Prefix of the first-moment tensors in [`Optimizer::state`].
@@ -401,8 +403,11 @@ impl Optimizer {
     }
 
     /// DFL's lr dropout: keeps each element of `work` with probability 0.3, fresh every step.
-    /// Drawn as uniform < 0.3 (same distribution, 2.6× faster than `bernoulli_` on the CPU).
+    /// Drawn as uniform < 0.3 (same distribution, 2.6× faster than `bernoulli_` on the CPU),
+    /// from libtorch's generator seeded by the step count: a resumed run draws the masks an
+    /// uninterrupted one would.
     fn drop_update(&mut self) -> Result<(), TchError> {
+        tch::manual_seed(i64::from_ne_bytes((LR_DROPOUT_STREAM ^ self.iteration).to_ne_bytes()));
         let noise = self.noise.get_or_insert_with(|| self.work.zeros_like());
         let _ = noise.f_uniform_(0.0, 1.0)?.f_lt_(LR_DROPOUT_KEEP_PROB)?;
         let _ = self.work.f_mul_(noise)?;

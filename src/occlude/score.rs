@@ -266,6 +266,9 @@ pub struct KeptReport {
     pub frames: usize,
     /// Occluder pixels kept over all those frames' occluder pixels.
     pub kept_share: f64,
+    /// The same over the occluder pixels that lie on a dst face (inside the landmark hull of
+    /// a face of the frame): where a swap would paint. `None` without faces.
+    pub face_kept_share: Option<f64>,
     /// Frames skipped (unreadable, or of another size).
     pub skipped: usize,
 }
@@ -280,6 +283,7 @@ pub fn merged_kept_share(
     occluded_frames: &Path,
     masks: &Path,
     merged: &Path,
+    faces: Option<&Faceset>,
     tolerance: u8,
 ) -> Result<KeptReport, ScoreError> {
     let no_frames =
@@ -293,6 +297,7 @@ pub fn merged_kept_share(
     names.sort();
     let mut report = KeptReport::default();
     let (mut kept, mut total) = (0, 0);
+    let (mut face_kept, mut face_total) = (0, 0);
     for mask_path in names {
         let Some(file) = mask_path.file_name() else { continue };
         let merged_path = merged.join(file);
@@ -303,21 +308,39 @@ pub fn merged_kept_share(
             Ok(m) if !m.empty() => Ok(m),
             _ => Err(format!("{} is not a readable image", p.display())),
         };
-        let counts = (|| -> Result<(usize, usize), String> {
+        type Counts = ((usize, usize), (usize, usize));
+        let counts = (|| -> Result<Counts, String> {
             let truth = read(&mask_path, imgcodecs::IMREAD_GRAYSCALE)?;
             if core::count_non_zero(&truth).map_err(|e| e.to_string())? == 0 {
-                return Ok((0, 0));
+                return Ok(((0, 0), (0, 0)));
             }
             let original = read(&occluded_frames.join(file), imgcodecs::IMREAD_COLOR)?;
             let result = read(&merged_path, imgcodecs::IMREAD_COLOR)?;
-            kept_counts(&original, &result, &truth, tolerance).map_err(|e| e.to_string())
+            let all =
+                kept_counts(&original, &result, &truth, tolerance).map_err(|e| e.to_string())?;
+            let stem = mask_path.file_stem().and_then(|s| s.to_str()).unwrap_or_default();
+            let on_face = match faces {
+                Some(set) => {
+                    let region = face_region(set, stem, truth.cols(), truth.rows())
+                        .map_err(|e| e.to_string())?;
+                    let mut covered = Mat::default();
+                    core::bitwise_and(&truth, &region, &mut covered, &core::no_array())
+                        .map_err(|e| e.to_string())?;
+                    kept_counts(&original, &result, &covered, tolerance)
+                        .map_err(|e| e.to_string())?
+                }
+                None => (0, 0),
+            };
+            Ok((all, on_face))
         })();
         match counts {
-            Ok((_, 0)) => {}
-            Ok((k, t)) => {
+            Ok(((_, 0), _)) => {}
+            Ok(((k, t), (fk, ft))) => {
                 report.frames += 1;
                 kept += k;
                 total += t;
+                face_kept += fk;
+                face_total += ft;
             }
             Err(why) => {
                 log::warn!("skipping {}: {why}", merged_path.display());
@@ -329,7 +352,25 @@ pub fn merged_kept_share(
         return Err(no_frames());
     }
     report.kept_share = kept as f64 / total as f64;
+    report.face_kept_share = (face_total > 0).then(|| face_kept as f64 / face_total as f64);
     Ok(report)
+}
+
+/// The union of the landmark hulls of frame `stem`'s faces, in frame pixels (CV_8UC1, 255 on a
+/// face).
+fn face_region(faces: &Faceset, stem: &str, w: i32, h: i32) -> opencv::Result<Mat> {
+    let side = w.max(h);
+    let mut union = Mat::zeros(h, w, CV_8UC1)?.to_mat()?;
+    for face in faces.faces.iter().filter(|f| f.meta.source_filename == stem) {
+        let hull = hull_mask(side, &face.meta.source_landmarks)?;
+        let hull = Mat::roi(&hull, core::Rect::new(0, 0, w, h))?.try_clone()?;
+        let mut bytes = Mat::default();
+        hull.convert_to(&mut bytes, CV_8UC1, 255.0, 0.0)?;
+        let mut out = Mat::default();
+        core::bitwise_or(&union, &bytes, &mut out, &core::no_array())?;
+        union = out;
+    }
+    Ok(union)
 }
 
 #[cfg(test)]

@@ -7,6 +7,9 @@
 //! segmented in batches.
 
 use std::path::{Path, PathBuf};
+use std::sync::mpsc::sync_channel;
+
+use opencv::core::Mat;
 
 use rayon::prelude::*;
 
@@ -82,47 +85,87 @@ pub fn apply(
     report.unchanged = set.faces.len() - todo.len();
     progress.set_len(set.faces.len() as u64);
     progress.inc(report.unchanged as u64);
-    for chunk in todo.chunks(APPLY_BATCH) {
-        let paths: Vec<PathBuf> = chunk.iter().map(|f| set.dir.join(&f.name)).collect();
-        let images: Vec<Result<opencv::core::Mat, FaceFileError>> =
-            paths.par_iter().map(|p| read_face_image(p)).collect();
-        let mut ready = Vec::new();
-        for ((face, path), image) in chunk.iter().zip(&paths).zip(images) {
-            match image {
-                Ok(image) => ready.push((*face, path, image)),
-                Err(e) => {
-                    report.failed.push((path.clone(), e.to_string()));
-                    progress.inc(1);
+    let (name, iteration) = (model.name(), model.iteration());
+    let dir = &set.dir;
+    // Three stages overlap: one thread decodes the next batch while the model segments this
+    // one, and another encodes and rewrites the previous one (each on all cores).
+    let written = std::thread::scope(|scope| -> Result<Vec<Written>, ApplyError> {
+        let (to_model, decoded) = sync_channel::<Vec<Decoded<'_>>>(1);
+        let (to_writer, predicted) = sync_channel::<Vec<(PathBuf, Mat)>>(1);
+        scope.spawn(move || {
+            for chunk in todo.chunks(APPLY_BATCH) {
+                let items = chunk
+                    .par_iter()
+                    .map(|f| {
+                        let path = dir.join(&f.name);
+                        let image = read_face_image(&path);
+                        (*f, path, image)
+                    })
+                    .collect();
+                if to_model.send(items).is_err() {
+                    return; // the model's side stopped (an error); it reports
                 }
             }
+        });
+        let writer = scope.spawn(move || {
+            let mut results = Vec::new();
+            for batch in predicted {
+                results.extend(
+                    batch
+                        .par_iter()
+                        .map(|(path, mask)| {
+                            let fail = |e: String| (path.clone(), e);
+                            let encoded = XSegMask::encode(name, iteration, mask)
+                                .map_err(|e| fail(e.to_string()))?;
+                            let r = rewrite_metadata(path, |m| m.xseg_mask = Some(encoded))
+                                .map_err(|e| fail(e.to_string()));
+                            progress.inc(1);
+                            r
+                        })
+                        .collect::<Vec<_>>(),
+                );
+            }
+            results
+        });
+        let mut unreadable = Vec::new();
+        for items in decoded {
+            let mut ready = Vec::new();
+            for (face, path, image) in items {
+                match image {
+                    Ok(image) => ready.push((face, path, image)),
+                    Err(e) => {
+                        unreadable.push(Err((path, e.to_string())));
+                        progress.inc(1);
+                    }
+                }
+            }
+            let inputs: Vec<FaceIn<'_>> = ready
+                .iter()
+                .map(|(face, _, image)| FaceIn {
+                    image,
+                    landmarks: &face.meta.landmarks,
+                    face_type: face.meta.face_type,
+                })
+                .collect();
+            let masks = model.predict_faces(&inputs, APPLY_BATCH)?;
+            let out = ready.into_iter().zip(masks).map(|((_, path, _), m)| (path, m)).collect();
+            if to_writer.send(out).is_err() {
+                break;
+            }
         }
-        let inputs: Vec<FaceIn<'_>> = ready
-            .iter()
-            .map(|(face, _, image)| FaceIn {
-                image,
-                landmarks: &face.meta.landmarks,
-                face_type: face.meta.face_type,
-            })
-            .collect();
-        let masks = model.predict_faces(&inputs, APPLY_BATCH)?;
-        let (name, iteration) = (model.name(), model.iteration());
-        let written: Vec<Result<bool, (PathBuf, String)>> = ready
-            .par_iter()
-            .zip(masks.par_iter())
-            .map(|((_, path, _), mask)| {
-                let fail = |e: String| (path.to_path_buf(), e);
-                let encoded =
-                    XSegMask::encode(name, iteration, mask).map_err(|e| fail(e.to_string()))?;
-                let r = rewrite_metadata(path, |m| m.xseg_mask = Some(encoded))
-                    .map_err(|e| fail(e.to_string()));
-                progress.inc(1);
-                r
-            })
-            .collect();
-        tally(&mut report, written);
-    }
+        drop(to_writer);
+        let mut written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        written.extend(unreadable);
+        Ok(written)
+    })?;
+    tally(&mut report, written);
     Ok(report)
 }
+
+/// A face, its file and its decoded pixels (or why they do not decode).
+type Decoded<'f> = (&'f Face, PathBuf, Result<Mat, FaceFileError>);
+/// Whether a face was rewritten, or its file and why it was left as it was.
+type Written = Result<bool, (PathBuf, String)>;
 
 /// Removes the applied mask from every face of `side` (labels stay).
 ///
@@ -156,7 +199,7 @@ pub fn remove(
     Ok(report)
 }
 
-fn tally(report: &mut ApplyReport, results: Vec<Result<bool, (PathBuf, String)>>) {
+fn tally(report: &mut ApplyReport, results: Vec<Written>) {
     for r in results {
         match r {
             Ok(true) => report.written += 1,

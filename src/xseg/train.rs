@@ -30,6 +30,8 @@ use crate::workspace::{Side, Workspace, WorkspaceError};
 
 /// Iterations between loss read-backs.
 const CHECK_EVERY: u64 = 10;
+/// Seeds a new model's weights.
+const XSEG_SEED: i64 = 0x5E6;
 /// Faces in the preview grid.
 const PREVIEW_ROWS: usize = 6;
 
@@ -162,13 +164,13 @@ fn run(
             log::info!("option changed on resume: {change}");
         }
     }
+    let faces = gather(ws, cfg.resolution, cfg.face_type, cfg.pretrain)?;
     let mut net = build(cfg, opts.device)?;
     let (mut state, resumed) = load_latest(folder, &mut net)?;
     if resumed && saved.as_ref().is_some_and(|s| s.pretrain) && !cfg.pretrain {
         log::info!("pretraining switched off: the iteration count and histories restart");
         state = TrainState::default();
     }
-    let faces = gather(ws, cfg.resolution, cfg.face_type, cfg.pretrain)?;
     describe_faces(&faces);
     let sampler = XSegSampler::new(&faces.train, cfg.batch_size, cfg.resolution, cfg.pretrain);
     let goal = opts.iterations.map(|n| state.iteration + n);
@@ -236,6 +238,8 @@ fn run(
 
 /// Builds the network and its RMSprop with lr dropout (no cosine), as DFL trains XSeg.
 fn build(cfg: &XSegConfig, device: Device) -> Result<Net, XSegRunError> {
+    // A fixed seed: a new model starts from the same weights every time.
+    tch::manual_seed(XSEG_SEED);
     let vs = VarStore::new(device);
     let net = XSeg::new(&vs.root(), cfg.resolution, 3, BASE_CHANNELS, 1);
     let opt_cfg = OptimizerConfig {

@@ -158,13 +158,17 @@ pub fn run_score(args: &OccludeScoreArgs, bars: &MultiProgress) -> anyhow::Resul
     }
     let mut skipped = report.skipped;
     if let (Some(merged), Some(out)) = (&args.merged, &args.occluded) {
-        let kept =
-            merged_kept_share(&out.join(FRAMES_DIR), &out.join(MASKS_DIR), merged, args.tolerance)
-                .with_context(|| format!("measuring the merge in {}", merged.display()))?;
+        let faces = crate::faceset::Faceset::read(&args.faces, &crate::progress::NoProgress)?;
+        let (frames, masks) = (out.join(FRAMES_DIR), out.join(MASKS_DIR));
+        let kept = merged_kept_share(&frames, &masks, merged, Some(&faces), args.tolerance)
+            .with_context(|| format!("measuring the merge in {}", merged.display()))?;
         println!(
             "occluder pixels kept by the merge: {:.4} (over {} frames, tolerance {})",
             kept.kept_share, kept.frames, args.tolerance
         );
+        if let Some(share) = kept.face_kept_share {
+            println!("occluder pixels on a dst face (landmark hull) kept by the merge: {share:.4}");
+        }
         skipped += kept.skipped;
     }
     Ok(if skipped > 0 { Outcome::DoneWithSkips } else { Outcome::Done })

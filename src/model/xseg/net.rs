@@ -359,3 +359,73 @@ mod tests {
         assert!((got.double_value(&[0]) - want.double_value(&[])).abs() < 1e-5);
     }
 }
+
+#[cfg(test)]
+mod bench {
+    use super::*;
+    use crate::model::optim::{Optimizer, OptimizerConfig, OptimizerKind, trainable_variables};
+    use tch::Device;
+
+    /// XSeg's training step (batch 4) and its batched forward rate (batch 32), on random
+    /// tensors: `DFL_BENCH_RES=64|256 DFL_BENCH_ROUNDS=3 cargo test --release --lib
+    /// bench_xseg -- --ignored --nocapture` (`scripts/bench/xseg.sh`).
+    #[test]
+    #[ignore = "benchmark; run by hand"]
+    fn bench_xseg() {
+        let res: i64 =
+            std::env::var("DFL_BENCH_RES").ok().and_then(|r| r.parse().ok()).unwrap_or(256);
+        let rounds: usize =
+            std::env::var("DFL_BENCH_ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
+        let opts = (Kind::Float, Device::Cpu);
+        tch::manual_seed(0);
+        let vs = nn::VarStore::new(Device::Cpu);
+        let net = XSeg::new(&vs.root(), res, 3, BASE_CHANNELS, 1);
+        let cfg = OptimizerConfig {
+            kind: OptimizerKind::RmsProp,
+            lr: 1e-4,
+            lr_dropout: true,
+            lr_cos: false,
+            ..OptimizerConfig::default()
+        };
+        let mut opt = Optimizer::new(trainable_variables(&vs), cfg).unwrap();
+        let images = Tensor::rand([4, 3, res, res], opts);
+        let masks = Tensor::rand([4, 1, res, res], opts).gt(0.5).to_kind(Kind::Float);
+        let mut step = || {
+            opt.zero_grad();
+            let (logits, _) = net.forward(&images, false);
+            xseg_loss(&logits, &masks).sum(Kind::Float).backward();
+            opt.step().unwrap();
+        };
+        step();
+        let median = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v[v.len() / 2]
+        };
+        let times: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                step();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        let step_s = median(times);
+        let batch = Tensor::rand([32, 3, res, res], opts);
+        let forward =
+            || tch::no_grad(|| net.forward(&batch, false).1.sum(Kind::Float).double_value(&[]));
+        forward();
+        let times: Vec<f64> = (0..rounds)
+            .map(|_| {
+                let t = std::time::Instant::now();
+                forward();
+                t.elapsed().as_secs_f64()
+            })
+            .collect();
+        let fwd_s = median(times);
+        eprintln!(
+            "xseg {res}px: train step (batch 4) {step_s:.3} s = {:.1} faces/s; forward (batch 32) {:.1} faces/s ({} threads)",
+            4.0 / step_s,
+            32.0 / fwd_s,
+            tch::get_num_threads()
+        );
+    }
+}
