@@ -206,7 +206,7 @@ impl XSegMask {
         };
         let binary = binarize(mask, threshold)?;
         let mut png = Vector::<u8>::new();
-        let params = Vector::from_slice(&[imgcodecs::IMWRITE_PNG_COMPRESSION, 9]);
+        let params = Vector::from_slice(&[imgcodecs::IMWRITE_PNG_COMPRESSION, 1]);
         imgcodecs::imencode(".png", &binary, &mut png, &params)?;
         Ok(XSegMask { model: model.to_owned(), iteration, png: png.to_vec() })
     }
