@@ -133,6 +133,17 @@ pub struct ScoreReport {
     pub xseg_iou: Option<f64>,
     /// The same over those of them that are occluded (`None` without any).
     pub xseg_iou_occluded: Option<f64>,
+    /// Faces without labels: never trained on, the held-out measure of an XSeg model trained
+    /// on the labelled faces.
+    pub unlabelled_faces: usize,
+    /// The hull's and the applied XSeg mask's mean IoU on those faces.
+    pub unlabelled_iou: Option<(f64, f64)>,
+    /// Of those, the faces an occluder covers part of.
+    pub unlabelled_occluded_faces: usize,
+    /// The hull's mean IoU on those faces (`None` without any).
+    pub hull_iou_unlabelled_occluded: Option<f64>,
+    /// The applied XSeg mask's mean IoU on those faces (`None` without any with a mask).
+    pub xseg_iou_unlabelled_occluded: Option<f64>,
     /// Face files without a true mask, or unreadable.
     pub skipped: usize,
 }
@@ -183,6 +194,9 @@ pub fn score_faces(
     let mut report = ScoreReport { skipped: faceset.skipped.len(), ..ScoreReport::default() };
     let (mut sum, mut sum_occluded) = (0.0, 0.0);
     let (mut xseg_sum, mut xseg_sum_occluded, mut xseg_occluded) = (0.0, 0.0, 0);
+    // Occluded faces without labels: (hull sum, xseg sum, faces with xseg).
+    let (mut held_hull, mut held_xseg, mut held_xseg_n) = (0.0, 0.0, 0u32);
+    let (mut free_hull, mut free_xseg, mut free_xseg_n) = (0.0, 0.0, 0u32);
     for face in &faceset.faces {
         let path = truth_faces.join(truth_file_name(&face.name));
         if !path.is_file() {
@@ -229,6 +243,23 @@ pub fn score_faces(
                     report.occluded_faces += 1;
                     sum_occluded += score;
                 }
+                let unlabelled = face.meta.seg_ie_polys.is_empty();
+                if unlabelled {
+                    report.unlabelled_faces += 1;
+                    free_hull += score;
+                    if let Some(x) = xseg {
+                        free_xseg += x;
+                        free_xseg_n += 1;
+                    }
+                }
+                if occluded && unlabelled {
+                    report.unlabelled_occluded_faces += 1;
+                    held_hull += score;
+                    if let Some(x) = xseg {
+                        held_xseg += x;
+                        held_xseg_n += 1;
+                    }
+                }
                 if let Some(x) = xseg {
                     report.xseg_faces += 1;
                     xseg_sum += x;
@@ -256,6 +287,12 @@ pub fn score_faces(
     report.xseg_iou = (report.xseg_faces > 0).then(|| xseg_sum / report.xseg_faces as f64);
     report.xseg_iou_occluded =
         (xseg_occluded > 0).then(|| xseg_sum_occluded / f64::from(xseg_occluded));
+    report.unlabelled_iou = (free_xseg_n > 0)
+        .then(|| (free_hull / report.unlabelled_faces as f64, free_xseg / f64::from(free_xseg_n)));
+    let held = report.unlabelled_occluded_faces;
+    report.hull_iou_unlabelled_occluded = (held > 0).then(|| held_hull / held as f64);
+    report.xseg_iou_unlabelled_occluded =
+        (held_xseg_n > 0).then(|| held_xseg / f64::from(held_xseg_n));
     Ok(report)
 }
 

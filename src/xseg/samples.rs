@@ -15,11 +15,11 @@ use crate::face::landmarks::Landmarks68;
 use crate::face::masks::hull_mask;
 use crate::face::metadata::read_face_image;
 use crate::face::seg;
-use crate::faceset::{Faceset, FacesetError};
+use crate::faceset::{Face, Faceset, FacesetError};
 use crate::progress::NoProgress;
 use crate::workspace::{Side, Workspace};
 
-/// One face in eight (by content key) is held out when at least this many are labelled.
+/// One face in eight (in origin order) is held out when at least this many are labelled.
 pub const HOLDOUT_EVERY: usize = 8;
 
 /// Where a face's training mask comes from.
@@ -108,8 +108,8 @@ pub fn gather(
         all.extend(set.faces.into_iter().map(|f| (side, set.dir.join(&f.name), f)));
     }
     let shown = |side| ws.portable(&ws.aligned_dir(side)).display().to_string();
-    let labelled = |f: &crate::faceset::Face| !f.meta.seg_ie_polys.is_empty();
-    let applied = |f: &crate::faceset::Face| f.meta.xseg_mask.is_some();
+    let labelled = |f: &Face| !f.meta.seg_ie_polys.is_empty();
+    let applied = |f: &Face| f.meta.xseg_mask.is_some();
     let source = if pretrain {
         MaskSource::None
     } else if all.iter().any(|(_, _, f)| labelled(f)) {
@@ -131,8 +131,10 @@ pub fn gather(
     for (side, ..) in &all {
         per_side[usize::from(*side == Side::Dst)] += 1;
     }
-    // Content-key order: the same faces in the same order whatever their names after a sort.
-    all.sort_by(|a, b| a.2.key.cmp(&b.2.key));
+    // Origin order (side, frame, face index): the same faces in the same order whatever their
+    // names after a sort and whatever `xseg apply` wrote into them since, so the held-out faces
+    // stay held out across runs.
+    all.sort_by(|a, b| a.0.as_str().cmp(b.0.as_str()).then_with(|| Face::origin_order(&a.2, &b.2)));
     let fitted: Vec<Result<LabelledFace, (PathBuf, String)>> = all
         .par_iter()
         .map(|(side, path, face)| {
@@ -167,7 +169,7 @@ pub fn gather(
 /// Loads and fits one face and its target.
 fn fit_face(
     path: &std::path::Path,
-    face: &crate::faceset::Face,
+    face: &Face,
     resolution: i64,
     face_type: FaceType,
     source: MaskSource,

@@ -156,6 +156,19 @@ pub fn run_score(args: &OccludeScoreArgs, bars: &MultiProgress) -> anyhow::Resul
     if let Some(xseg) = report.xseg_iou_occluded {
         println!("applied XSeg mask IoU on occluded faces: {xseg:.4}");
     }
+    if let Some((hull, xseg)) = report.unlabelled_iou {
+        println!(
+            "faces without labels (held out from XSeg training): {}; hull IoU {hull:.4}, applied XSeg IoU {xseg:.4}",
+            report.unlabelled_faces
+        );
+    }
+    if let Some(hull) = report.hull_iou_unlabelled_occluded {
+        let xseg = report.xseg_iou_unlabelled_occluded.map_or("-".into(), |x| format!("{x:.4}"));
+        println!(
+            "  of them occluded: {}; hull IoU {hull:.4}, applied XSeg IoU {xseg}",
+            report.unlabelled_occluded_faces
+        );
+    }
     let mut skipped = report.skipped;
     if let (Some(merged), Some(out)) = (&args.merged, &args.occluded) {
         let faces = crate::faceset::Faceset::read(&args.faces, &crate::progress::NoProgress)?;
