@@ -11,12 +11,15 @@ use dfl::model::adversarial::{
     true_face_generator_loss,
 };
 use dfl::model::arch::ModelConfig;
-use dfl::model::checkpoint::{copy_named, read_tensors};
+mod golden;
+
+use dfl::model::checkpoint::copy_named;
 use dfl::model::discriminator::{
     CODE_BASE_CHANNELS, CodeDiscriminator, PatchLogits, UNetPatchDiscriminator, code_res,
 };
 use dfl::model::loss::{background_style_loss, blur_out_mask, face_style_loss, loss_mask};
 use dfl::model::saehd::Saehd;
+use golden::with_prefix;
 use tch::nn::{self, Module};
 use tch::{Device, Tensor};
 
@@ -28,25 +31,11 @@ const GAN_DIMS: i64 = 4;
 const TOLERANCE: f64 = 1e-5;
 
 fn golden(case: &str) -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/data/golden/saehd_gan/{case}.safetensors"));
-    read_tensors(&path).unwrap().into_iter().collect()
-}
-
-/// The tensors whose names start with `prefix`, with the prefix removed.
-fn with_prefix(all: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = all
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_owned(), v.shallow_clone())))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
+    golden::read("saehd_gan", case)
 }
 
 fn check(what: &str, got: &Tensor, want: &Tensor) {
-    assert_eq!(got.size(), want.size(), "{what}");
-    let diff = (got - want).abs().max().double_value(&[]);
-    assert!(diff <= TOLERANCE, "{what}: max |Δ| {diff:e} > {TOLERANCE:e}");
+    golden::check(what, got, want, TOLERANCE);
 }
 
 /// Loads `prefix`ed reference weights into `vs`, strictly.

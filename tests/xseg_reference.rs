@@ -6,9 +6,12 @@
 use std::collections::HashMap;
 use std::path::PathBuf;
 
-use dfl::model::checkpoint::{copy_named, read_tensors};
+mod golden;
+
+use dfl::model::checkpoint::copy_named;
 use dfl::model::optim::{Optimizer, OptimizerConfig, OptimizerKind, trainable_variables};
 use dfl::model::xseg::{XSeg, xseg_loss, xseg_pretrain_loss};
+use golden::{check, with_prefix};
 use tch::nn;
 use tch::{Device, Kind, Tensor};
 
@@ -19,24 +22,7 @@ const OUTPUT_TOLERANCE: f64 = 5e-5;
 const STEP_LR: f64 = 1e-3;
 
 fn golden(case: &str) -> HashMap<String, Tensor> {
-    let path = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join(format!("tests/data/golden/xseg/{case}.safetensors"));
-    read_tensors(&path).unwrap().into_iter().collect()
-}
-
-fn with_prefix(all: &HashMap<String, Tensor>, prefix: &str) -> Vec<(String, Tensor)> {
-    let mut out: Vec<(String, Tensor)> = all
-        .iter()
-        .filter_map(|(k, v)| k.strip_prefix(prefix).map(|n| (n.to_owned(), v.shallow_clone())))
-        .collect();
-    out.sort_by(|a, b| a.0.cmp(&b.0));
-    out
-}
-
-fn check(what: &str, got: &Tensor, want: &Tensor, tolerance: f64) {
-    assert_eq!(got.size(), want.size(), "{what}");
-    let diff = (got - want).abs().max().double_value(&[]);
-    assert!(diff <= tolerance, "{what}: max |Δ| {diff:e} > {tolerance:e}");
+    golden::read("xseg", case)
 }
 
 /// The grey target of pretraining: OpenCV's BGR → grey weights.

@@ -144,6 +144,28 @@ fn expand_eyebrows(pts: &[Point]) -> Vec<Point> {
     out
 }
 
+/// Intersection over union of two single-channel masks of one size, a pixel being in a mask
+/// when it is not 0 (so u8 0/255 and f32 {0, 1} masks both work); 1 when both are empty.
+///
+/// # Errors
+/// OpenCV's error (masks of different sizes among them).
+pub fn iou(a: &Mat, b: &Mat) -> opencv::Result<f64> {
+    let set = |m: &Mat| -> opencv::Result<Mat> {
+        let mut out = Mat::default();
+        core::compare(m, &Scalar::all(0.0), &mut out, core::CMP_NE)?;
+        Ok(out)
+    };
+    let (a, b) = (set(a)?, set(b)?);
+    let (mut and, mut or) = (Mat::default(), Mat::default());
+    core::bitwise_and_def(&a, &b, &mut and)?;
+    core::bitwise_or_def(&a, &b, &mut or)?;
+    let union = core::count_non_zero(&or)?;
+    if union == 0 {
+        return Ok(1.0);
+    }
+    Ok(f64::from(core::count_non_zero(&and)?) / f64::from(union))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,5 +215,17 @@ mod tests {
         let (nx, ny) = (lm[30][0] as i32, lm[30][1] as i32);
         assert_eq!(at(&em, nx, ny), 0.0, "nose tip");
         assert_eq!(at(&em, 0, 0), 0.0, "corner");
+    }
+
+    #[test]
+    fn iou_is_exact_on_squares() {
+        let zeros = |side| Mat::new_rows_cols_with_default(side, side, CV_32FC1, Scalar::all(0.0));
+        let mut a = zeros(10).unwrap();
+        let mut b = zeros(10).unwrap();
+        let _ = imgproc::rectangle(&mut a, core::Rect::new(0, 0, 4, 5), Scalar::all(1.0), -1, 8, 0);
+        let _ = imgproc::rectangle(&mut b, core::Rect::new(2, 0, 4, 5), Scalar::all(1.0), -1, 8, 0);
+        // 2×5 shared of 6×5 covered.
+        assert!((iou(&a, &b).unwrap() - 10.0 / 30.0).abs() < 1e-12);
+        assert_eq!(iou(&zeros(4).unwrap(), &zeros(4).unwrap()).unwrap(), 1.0);
     }
 }

@@ -406,7 +406,8 @@ pub(super) fn add_xseg_masks(
     predictions: &mut [FacePrediction],
     batch: usize,
 ) -> Result<(), MergeError> {
-    let run = |pick: &[usize], image: &dyn Fn(usize) -> Mat| -> Result<Vec<Mat>, MergeError> {
+    // XSeg on `images`, the crops of `faces[pick]`.
+    let run = |pick: &[usize], images: Vec<&Mat>| -> Result<Vec<Mat>, MergeError> {
         if pick.is_empty() {
             return Ok(Vec::new());
         }
@@ -414,10 +415,9 @@ pub(super) fn add_xseg_masks(
             let why = " for faces without an applied mask".to_owned();
             return Err(MergeError::NeedsXSeg { mode: format!("{mode:?}"), why });
         };
-        let images: Vec<Mat> = pick.iter().map(|&i| image(i)).collect();
         let inputs: Vec<FaceIn<'_>> = pick
             .iter()
-            .zip(&images)
+            .zip(images)
             .map(|(&i, image)| FaceIn {
                 image,
                 landmarks: &faces[i].landmarks,
@@ -429,8 +429,8 @@ pub(super) fn add_xseg_masks(
     if mode.needs_xseg_dst() {
         let missing: Vec<usize> =
             (0..faces.len()).filter(|&i| faces[i].applied_xseg.is_none()).collect();
-        let crop = |i: usize| faces[i].crop.clone();
-        let mut computed = run(&missing, &crop)?.into_iter();
+        let crops = missing.iter().map(|&i| &faces[i].crop).collect();
+        let mut computed = run(&missing, crops)?.into_iter();
         for (i, pred) in predictions.iter_mut().enumerate() {
             pred.xseg_dst = match &faces[i].applied_xseg {
                 Some(m) => Some(m.try_clone()?),
@@ -440,9 +440,8 @@ pub(super) fn add_xseg_masks(
     }
     if mode.needs_xseg_prd() {
         let all: Vec<usize> = (0..faces.len()).collect();
-        let swaps: Vec<Mat> = predictions.iter().map(|p| p.face.clone()).collect();
-        let swap = |i: usize| swaps[i].clone();
-        for (pred, mask) in predictions.iter_mut().zip(run(&all, &swap)?) {
+        let masks = run(&all, predictions.iter().map(|p| &p.face).collect())?;
+        for (pred, mask) in predictions.iter_mut().zip(masks) {
             pred.xseg_prd = Some(mask);
         }
     }

@@ -54,20 +54,7 @@ pub fn iou(a: &Mat, b: &Mat) -> Result<f64, MaskError> {
     if a.channels() != 1 || b.channels() != 1 {
         return Err(MaskError::Type { what: "a mask", want: "single-channel" });
     }
-    let set = |m: &Mat| -> Result<Mat, MaskError> {
-        let mut out = Mat::default();
-        core::compare(m, &core::Scalar::all(0.0), &mut out, core::CMP_NE)?;
-        Ok(out)
-    };
-    let (a, b) = (set(a)?, set(b)?);
-    let (mut and, mut or) = (Mat::default(), Mat::default());
-    core::bitwise_and_def(&a, &b, &mut and)?;
-    core::bitwise_or_def(&a, &b, &mut or)?;
-    let union = core::count_non_zero(&or)?;
-    if union == 0 {
-        return Ok(1.0);
-    }
-    Ok(f64::from(core::count_non_zero(&and)?) / f64::from(union))
+    Ok(crate::face::masks::iou(a, b)?)
 }
 
 /// Returns the share of the occluder pixels (`truth_mask` nonzero) whose value in

@@ -14,5 +14,5 @@ pub use labels::{
     ExportReport, FaceLabels, ImportReport, LABELS_VERSION, LabelsError, LabelsFile, SkippedLabels,
     export_labels, import_labels, read_labels,
 };
-pub use samples::{HOLDOUT_EVERY, SamplesError, iou};
+pub use samples::{HOLDOUT_EVERY, SamplesError};
 pub use train::{XSegRunError, XSegRunOptions, XSegRunReport, describe_iou, layer_table, train};

@@ -46,6 +46,8 @@ pub struct XSegBatch {
     pub images: Tensor,
     /// `[N, 1, R, R]`: {0, 1} masks, or the grey face when pretraining.
     pub targets: Tensor,
+    /// Which face each sample shows (indices into the sampler's faces).
+    pub faces: Vec<usize>,
 }
 
 /// Draws batches from a fixed set of faces.
@@ -68,18 +70,19 @@ impl<'a> XSegSampler<'a> {
     /// # Errors
     /// OpenCV's error on a sample.
     pub fn batch(&self, iteration: u64) -> opencv::Result<XSegBatch> {
-        let slots: Vec<u64> = (0..self.batch as u64).collect();
-        let samples: Vec<opencv::Result<(Mat, Mat)>> = slots
+        let first = iteration * self.batch as u64;
+        let picks: Vec<(usize, usize)> =
+            Orders::new(self.faces.len(), first, self.batch as u64).collect();
+        let samples: Vec<opencv::Result<(Mat, Mat)>> = picks
             .par_iter()
-            .map(|&slot| {
-                let draw = iteration * self.batch as u64 + slot;
-                let face = &self.faces[self.pick(draw, 0)];
-                let mut rng = keyed_rng(iteration, slot);
+            .enumerate()
+            .map(|(slot, &(face, background))| {
+                let face = &self.faces[face];
+                let mut rng = keyed_rng(iteration, slot as u64);
                 if self.pretrain {
                     self.pretrain_sample(face, &mut rng)
                 } else {
-                    let background = &self.faces[self.pick(draw, 1)];
-                    augmented(face, background, self.resolution, &mut rng)
+                    augmented(face, &self.faces[background], self.resolution, &mut rng)
                 }
             })
             .collect();
@@ -94,22 +97,8 @@ impl<'a> XSegSampler<'a> {
         Ok(XSegBatch {
             images: Tensor::from_slice(&images).view([n, 3, r, r]),
             targets: Tensor::from_slice(&targets).view([n, 1, r, r]),
+            faces: picks.into_iter().map(|(face, _)| face).collect(),
         })
-    }
-
-    /// The face sample `slot` of `iteration` shows.
-    pub fn face_at(&self, iteration: u64, slot: u64) -> &'a LabelledFace {
-        &self.faces[self.pick(iteration * self.batch as u64 + slot, 0)]
-    }
-
-    /// The face index of draw `draw` in stream `stream`: every face once per epoch, in an order
-    /// shuffled per epoch.
-    fn pick(&self, draw: u64, stream: u64) -> usize {
-        let n = self.faces.len() as u64;
-        let epoch = draw / n;
-        let mut order: Vec<usize> = (0..self.faces.len()).collect();
-        order.shuffle(&mut keyed_rng(epoch ^ ORDER_STREAM, stream));
-        order[(draw % n) as usize]
     }
 
     /// Pretraining: the face warped and flipped as the target is (the net learns the face
@@ -123,6 +112,46 @@ impl<'a> XSegSampler<'a> {
         let image = apply_warp(&face.image, &params, true, Layer::Image)?;
         let target = apply_warp(&face.mask, &params, true, Layer::Mask)?;
         Ok((degrade::clip_unit(&image)?, degrade::clip_unit(&target)?))
+    }
+}
+
+/// The (face, background face) of draws `first..first + count`: every face once per epoch in
+/// an order shuffled per epoch, one shuffle for the faces and another for the backgrounds;
+/// each epoch's orders are drawn once, however many draws fall in it.
+struct Orders {
+    len: usize,
+    draw: u64,
+    end: u64,
+    epoch: Option<(u64, Vec<usize>, Vec<usize>)>,
+}
+
+impl Orders {
+    fn new(len: usize, first: u64, count: u64) -> Self {
+        Self { len, draw: first, end: first + count, epoch: None }
+    }
+}
+
+impl Iterator for Orders {
+    type Item = (usize, usize);
+
+    fn next(&mut self) -> Option<(usize, usize)> {
+        if self.draw >= self.end {
+            return None;
+        }
+        let n = self.len as u64;
+        let epoch = self.draw / n;
+        if self.epoch.as_ref().is_none_or(|(e, ..)| *e != epoch) {
+            let order = |stream| {
+                let mut order: Vec<usize> = (0..self.len).collect();
+                order.shuffle(&mut keyed_rng(epoch ^ ORDER_STREAM, stream));
+                order
+            };
+            self.epoch = Some((epoch, order(0), order(1)));
+        }
+        let (_, faces, backgrounds) = self.epoch.as_ref()?;
+        let at = (self.draw % n) as usize;
+        self.draw += 1;
+        Some((faces[at], backgrounds[at]))
     }
 }
 

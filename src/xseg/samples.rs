@@ -244,34 +244,3 @@ pub fn grey(bgr: &Mat) -> opencv::Result<Mat> {
     imgproc::cvt_color_def(bgr, &mut out, imgproc::COLOR_BGR2GRAY)?;
     Ok(out)
 }
-
-/// Intersection over union of two {0, 1} masks (1 when both are empty).
-pub fn iou(a: &Mat, b: &Mat) -> opencv::Result<f64> {
-    let (mut inter, mut union) = (Mat::default(), Mat::default());
-    core::min(a, b, &mut inter)?;
-    core::max(a, b, &mut union)?;
-    let (i, u) = (core::sum_elems(&inter)?[0], core::sum_elems(&union)?[0]);
-    Ok(if u > 0.0 { i / u } else { 1.0 })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use opencv::core::Scalar;
-
-    /// A zero f32 mask.
-    fn zeros(side: i32) -> opencv::Result<Mat> {
-        Mat::new_rows_cols_with_default(side, side, core::CV_32FC1, Scalar::all(0.0))
-    }
-
-    #[test]
-    fn iou_is_exact_on_squares() {
-        let mut a = zeros(10).unwrap();
-        let mut b = zeros(10).unwrap();
-        let _ = imgproc::rectangle(&mut a, core::Rect::new(0, 0, 4, 5), Scalar::all(1.0), -1, 8, 0);
-        let _ = imgproc::rectangle(&mut b, core::Rect::new(2, 0, 4, 5), Scalar::all(1.0), -1, 8, 0);
-        // 2×5 shared of 6×5 covered.
-        assert!((iou(&a, &b).unwrap() - 10.0 / 30.0).abs() < 1e-12);
-        assert_eq!(iou(&zeros(4).unwrap(), &zeros(4).unwrap()).unwrap(), 1.0);
-    }
-}

@@ -14,8 +14,9 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::sampler::XSegSampler;
-use super::samples::{LabelledFace, MaskSource, SamplesError, TrainingFaces, gather, iou};
+use super::samples::{LabelledFace, MaskSource, SamplesError, TrainingFaces, gather};
 use crate::augment::warp::push_chw;
+use crate::face::masks::iou;
 use crate::img::{ImageWriteError, write_image};
 use crate::model::checkpoint::{CheckpointError, copy_named};
 use crate::model::folder::{FolderError, IouPoint, LossPoint, TrainState, WEIGHTS_FILE};
@@ -187,9 +188,7 @@ fn run(
     while !done(&state) {
         let batch = sampler.batch(state.iteration)?;
         let loss = step(&mut net, &batch.images, &batch.targets, cfg.pretrain, opts.device)?;
-        let sides: Vec<Side> = (0..cfg.batch_size as u64)
-            .map(|slot| sampler.face_at(state.iteration, slot).side)
-            .collect();
+        let sides: Vec<Side> = batch.faces.iter().map(|&i| faces.train[i].side).collect();
         losses.add(loss, sides);
         state.iteration += 1;
         opts.progress.inc(1);

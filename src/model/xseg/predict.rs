@@ -144,19 +144,22 @@ impl XSegModel {
         let r = self.cfg.resolution as i32;
         let mut input = Vec::with_capacity(batch * (3 * r * r) as usize);
         let mut fitted_ok = Vec::with_capacity(faces.len());
-        for i in 0..batch {
-            let face = &faces[i.min(faces.len() - 1)];
+        for face in faces {
             let unit = if face.image.depth() == core::CV_8U {
                 to_unit_float(face.image)?
             } else {
                 face.image.try_clone()?
             };
             let fitted = fit_to_model(&unit, &self.fit(face), Layer::Image)?;
-            if i < faces.len() {
-                fitted_ok.push(fitted.is_some());
-            }
+            fitted_ok.push(fitted.is_some());
             let blank = || Mat::new_rows_cols_with_default(r, r, core::CV_32FC3, Scalar::all(0.0));
             push_chw(&fitted.map_or_else(blank, Ok)?, &mut input)?;
+        }
+        // Padding: copies of the last face, so every pass has the same shape.
+        let one = (3 * r * r) as usize;
+        let last = input.len() - one;
+        for _ in faces.len()..batch {
+            input.extend_from_within(last..last + one);
         }
         let n = batch as i64;
         let tensor = Tensor::from_slice(&input).view([n, 3, i64::from(r), i64::from(r)]);
