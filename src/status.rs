@@ -22,6 +22,8 @@ pub struct WorkspaceStatus {
     pub sides: Vec<SideStatus>,
     /// One entry per folder under `model/`, sorted by name.
     pub models: Vec<ModelStatus>,
+    /// One entry per XSeg model (folders under `xseg/`), sorted by name.
+    pub xseg_models: Vec<ModelStatus>,
     /// Frames in `data_dst/merged/`.
     pub merged_frames: usize,
     /// `result.mp4`, when it exists.
@@ -49,10 +51,10 @@ pub struct SideStatus {
     pub sort_interrupted: bool,
 }
 
-/// What one model folder has.
+/// What one model folder (SAEHD or XSeg) has.
 #[derive(Debug, Clone, Serialize)]
 pub struct ModelStatus {
-    /// The folder name under `model/`.
+    /// The folder name under `model/` (or `xseg/`).
     pub name: String,
     /// The iteration saved in `state.json`, if it could be read.
     pub iteration: Option<u64>,
@@ -72,7 +74,8 @@ pub struct NextStep {
 /// Reads the status of `ws` from disk.
 pub fn read(ws: &Workspace) -> WorkspaceStatus {
     let sides: Vec<SideStatus> = Side::ALL.iter().map(|&side| side_status(ws, side)).collect();
-    let models = model_statuses(ws);
+    let models = model_statuses(&ws.models_dir());
+    let xseg_models = model_statuses(&ws.xseg_models_dir());
     let merged_frames = count_images(&ws.merged_dir());
     let result_video = Some(ws.result_video()).filter(|p| p.is_file());
     let mut status = WorkspaceStatus {
@@ -80,6 +83,7 @@ pub fn read(ws: &Workspace) -> WorkspaceStatus {
         exists: ws.exists(),
         sides,
         models,
+        xseg_models,
         merged_frames,
         result_video,
         next_step: NextStep { command: String::new(), reason: String::new() },
@@ -112,8 +116,8 @@ fn last_sort(history: &Path) -> Option<String> {
     }
 }
 
-fn model_statuses(ws: &Workspace) -> Vec<ModelStatus> {
-    ModelFolder::list(ws)
+fn model_statuses(dir: &Path) -> Vec<ModelStatus> {
+    ModelFolder::list_in(dir)
         .into_iter()
         .map(|(name, folder)| ModelStatus {
             name,
@@ -213,12 +217,18 @@ mod tests {
         let none: Vec<(String, tch::Tensor)> = Vec::new();
         let state = crate::model::folder::TrainState { iteration: 1200, ..Default::default() };
         folder.save(&none, &none, &[], &state).unwrap();
+        let xseg = crate::model::xseg::XSegFolder::open(&ws, "generic").unwrap();
+        let state = crate::model::folder::TrainState { iteration: 300, ..Default::default() };
+        xseg.sets.save(&none, &none, &[], &state).unwrap();
 
         let status = read(&ws);
         let src = &status.sides[0];
         assert_eq!((src.faces, src.frames_extracted), (3, 2));
         assert_eq!(src.input, Some(Input::Video(ws.default_video(Side::Src))));
+        assert_eq!(status.models.len(), 1, "XSeg models are not SAEHD models");
         assert_eq!(status.models[0].iteration, Some(1200));
+        assert_eq!(status.xseg_models[0].name, "generic");
+        assert_eq!(status.xseg_models[0].iteration, Some(300));
         assert_eq!(
             status.next_step.command,
             format!("put a video at {}", ws.default_video(Side::Dst).display())

@@ -7,7 +7,7 @@ use serde::Serialize;
 
 use crate::device::{self, DeviceInfo};
 use crate::report::Outcome;
-use crate::status::{self, SideStatus, WorkspaceStatus};
+use crate::status::{self, ModelStatus, SideStatus, WorkspaceStatus};
 use crate::workspace::{Input, Workspace};
 
 use super::GlobalArgs;
@@ -55,16 +55,8 @@ fn render(status: &WorkspaceStatus, device: &DeviceInfo) -> String {
     for side in &status.sides {
         lines.push((side.side.as_str(), side_line(side)));
     }
-    let models = if status.models.is_empty() {
-        "none".to_owned()
-    } else {
-        let describe = |m: &crate::status::ModelStatus| match m.iteration {
-            Some(it) => format!("{} (iteration {it})", m.name),
-            None => m.name.clone(),
-        };
-        status.models.iter().map(describe).collect::<Vec<_>>().join(", ")
-    };
-    lines.push(("models", models));
+    lines.push(("models", models_line(&status.models)));
+    lines.push(("xseg", models_line(&status.xseg_models)));
     let result = match &status.result_video {
         Some(path) => path.display().to_string(),
         None => "not built".to_owned(),
@@ -73,6 +65,17 @@ fn render(status: &WorkspaceStatus, device: &DeviceInfo) -> String {
     let next = &status.next_step;
     lines.push(("next", format!("{}  ({})", next.command, next.reason)));
     lines.into_iter().map(|(label, value)| format!("{label:<10} {value}\n")).collect()
+}
+
+fn models_line(models: &[ModelStatus]) -> String {
+    if models.is_empty() {
+        return "none".to_owned();
+    }
+    let describe = |m: &ModelStatus| match m.iteration {
+        Some(it) => format!("{} (iteration {it})", m.name),
+        None => m.name.clone(),
+    };
+    models.iter().map(describe).collect::<Vec<_>>().join(", ")
 }
 
 fn workspace_line(status: &WorkspaceStatus) -> String {

@@ -162,7 +162,13 @@ impl ModelFolder {
 
     /// Lists every folder under `ws`'s `model/`, sorted by name (none when it does not exist).
     pub fn list(ws: &Workspace) -> Vec<(String, ModelFolder)> {
-        let Ok(entries) = std::fs::read_dir(ws.models_dir()) else { return Vec::new() };
+        Self::list_in(&ws.models_dir())
+    }
+
+    /// Lists every folder under `dir` as a model folder, sorted by name (none when `dir` does
+    /// not exist).
+    pub fn list_in(dir: &Path) -> Vec<(String, ModelFolder)> {
+        let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
         let mut folders: Vec<(String, ModelFolder)> = entries
             .flatten()
             .filter(|e| e.file_type().is_ok_and(|t| t.is_dir()))

@@ -100,6 +100,11 @@ impl XSegModel {
         self.iteration
     }
 
+    /// Where it runs.
+    pub fn device(&self) -> Device {
+        self.device
+    }
+
     /// The side of its input.
     pub fn resolution(&self) -> i64 {
         self.cfg.resolution
