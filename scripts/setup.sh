@@ -23,7 +23,7 @@ TORCH_VERSION=2.13.0
 # Pinned so that the fp32 fold of the ONNX models is byte-for-byte reproducible.
 PY_PACKAGES="torch==$TORCH_VERSION onnx==1.23.2 numpy==2.4.6 protobuf==7.36.2 ml_dtypes==0.6.0"
 APT_PACKAGES="build-essential pkg-config clang libclang-dev libopencv-dev libdlib-data opencv-data
-  opencv-doc ffmpeg python3 python3-venv ca-certificates"
+  opencv-doc ffmpeg python3 python3-venv ca-certificates chromium chromium-driver fonts-dejavu-core"
 DLIB_MODEL=/usr/share/dlib/shape_predictor_68_face_landmarks.dat
 OPENCV_SAMPLES=/usr/share/doc/opencv-doc/examples/data
 

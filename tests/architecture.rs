@@ -1,6 +1,7 @@
 //! The module rule of `docs/architecture.md`, checked on the source: stages use shared modules
-//! only, never each other; shared modules use neither stages nor the CLI; only the CLI and the
-//! binary use the CLI. Also: every path `docs/architecture.md` names exists, and no comment
+//! only, never each other; shared modules use neither stages nor the front ends; only the CLI
+//! and the binary use the CLI; the studio (the other front end) may use stages, and only the
+//! CLI uses the studio. Also: every path `docs/architecture.md` names exists, and no comment
 //! cites a document that is not in the repository.
 
 use std::path::{Path, PathBuf};
@@ -41,13 +42,14 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
     out
 }
 
-/// What a source file belongs to: `cli`, a stage's name, or `shared`.
+/// What a source file belongs to: `cli`, `studio`, a stage's name, or `shared`.
 fn group_of(path: &Path) -> String {
     let rel = path.strip_prefix(root().join("src")).expect("a file under src/");
     let first = rel.components().next().expect("a path").as_os_str().to_string_lossy();
     let module = first.trim_end_matches(".rs").to_owned();
     match module.as_str() {
         "cli" | "main" => "cli".to_owned(),
+        "studio" => "studio".to_owned(),
         m if STAGES.contains(&m) => module,
         _ => "shared".to_owned(),
     }
@@ -73,6 +75,8 @@ fn violation(group: &str, target: &str) -> Option<&'static str> {
     match group {
         "cli" => None,
         _ if target == "cli" => Some("only the CLI and main.rs use the CLI"),
+        "studio" => None,
+        _ if target == "studio" => Some("only the CLI uses the studio"),
         "shared" if is_stage => Some("a shared module uses a stage"),
         g if is_stage && target != g => Some("a stage uses another stage"),
         _ => None,
@@ -103,6 +107,8 @@ fn the_rule_sees_a_sideways_import() {
     assert!(violation("merge", "cli").is_some());
     assert!(violation("merge", "merge").is_none() && violation("merge", "faceset").is_none());
     assert!(violation("cli", "train").is_none());
+    assert!(violation("studio", "merge").is_none() && violation("studio", "cli").is_some());
+    assert!(violation("merge", "studio").is_some() && violation("shared", "studio").is_some());
     let stage = root().join("src/merge/run.rs");
     assert_eq!(
         (group_of(&stage).as_str(), group_of(&root().join("src/frames.rs")).as_str()),

@@ -1,13 +1,15 @@
 //! `dfl train` end to end through the real binary on tiny models: a run saves a loadable
 //! checkpoint set and previews, resumes at the saved iteration, refuses frozen-option changes,
-//! survives kill -9 (during training and saves) and saves on Ctrl-C.
+//! survives kill -9 (during training and saves), saves on Ctrl-C, and saves or stops when another
+//! process asks through `control.json`.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dfl::model::checkpoint::read_tensors;
+use dfl::model::folder::control::{Request, request};
 use dfl::model::folder::{
     CODE_DISCRIMINATOR_FILE, CODE_DISCRIMINATOR_OPTIMIZER_FILE, GAN_FILE, GAN_OPTIMIZER_FILE,
     ModelFolder, TrainState, WEIGHTS_FILE,
@@ -19,23 +21,10 @@ use common::{TINY, dfl, dfl_cmd, stderr, wait_for};
 /// A workspace whose facesets are extracted from the bundled portraits (Obama as src, Biden and
 /// the astronaut as dst).
 fn workspace() -> (tempfile::TempDir, PathBuf) {
-    let tmp = tempfile::tempdir().unwrap();
-    let ws = tmp.path().join("ws");
-    let assets = dfl::assets::Assets::from_env();
-    for (side, names) in [
-        ("src", &["obama.jpg", "obama2.jpg", "obama3.jpg"][..]),
-        ("dst", &["biden.jpg", "astronaut.png"]),
-    ] {
-        let dir = ws.join(format!("data_{side}"));
-        std::fs::create_dir_all(&dir).unwrap();
-        for name in names {
-            std::fs::copy(assets.sample(name).unwrap_or_else(|e| panic!("{e}")), dir.join(name))
-                .unwrap();
-        }
-        let out = dfl(&ws, &["-q", "extract", side, "--size", "96"]);
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-    }
-    (tmp, ws)
+    common::extracted_workspace(
+        &["obama.jpg", "obama2.jpg", "obama3.jpg"],
+        &["biden.jpg", "astronaut.png"],
+    )
 }
 
 fn train(ws: &Path, extra: &[&str]) -> Output {
@@ -290,6 +279,116 @@ fn ctrl_c_finishes_the_step_saves_and_exits_0() {
     let out = child.wait_with_output().unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert!(latest_state(&ws).iteration > 0);
+}
+
+/// A running `dfl`, killed when dropped: a failed test leaves no training behind.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Starts a long `dfl train` of model `m` (a preview after every step) with its stderr going
+/// to `log`.
+fn spawn_long_run(ws: &Path, log: &Path) -> Running {
+    let args = [&["train", "--name", "m"], &TINY[..], &["--iterations", "100000"]].concat();
+    let child = dfl_cmd(ws, &[&args[..], &["--preview-every", "1"]].concat())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(log).unwrap())
+        .spawn()
+        .unwrap();
+    Running(child)
+}
+
+/// Waits up to `secs` seconds for `run` to exit (failing when it does not).
+fn exit_within(run: &mut Running, secs: u64, what: &str) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = run.0.try_wait().unwrap() {
+            eprintln!("{what}: exited after {:.1} s", start.elapsed().as_secs_f64());
+            return status;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "{what}: still running after {secs} s"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The number after `before` in `text` (`"stopping after iteration "` → 17).
+fn number_after(text: &str, before: &str) -> u64 {
+    let at = text.find(before).unwrap_or_else(|| panic!("{before:?} is not in: {text}"));
+    let digits: String =
+        text[at + before.len()..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().unwrap_or_else(|_| panic!("no number after {before:?} in: {text}"))
+}
+
+/// Seconds a stop request may take: the next look at the file, the step under way and the save.
+const STOP_SECS: u64 = 20;
+
+#[test]
+fn a_stop_request_in_control_json_stops_the_run_as_ctrl_c_does() {
+    let (tmp, ws) = workspace();
+    let folder = ModelFolder::new(ws.join("model/m"));
+    let log = tmp.path().join("stderr.txt");
+    let mut child = spawn_long_run(&ws, &log);
+    wait_for(60, "the first preview", || folder.preview_path().is_file());
+    request(&folder, Request::Stop).unwrap();
+    let status = exit_within(&mut child, STOP_SECS, "a run asked to stop");
+    let err = std::fs::read_to_string(&log).unwrap();
+    let stopped_at = number_after(&err, "stopping after iteration ");
+    assert!(err.contains("(asked through control.json)"), "{err}");
+    assert_eq!(latest_state(&ws).iteration, stopped_at, "the last step is saved: {err}");
+    assert_eq!(number_after(&err, "model m at iteration "), stopped_at, "{err}");
+
+    // The same model stopped by Ctrl-C: the same exit code. The stop request above is stale
+    // for this run, which goes on until the signal.
+    let mut child = spawn_long_run(&ws, &log);
+    let preview_before = std::fs::metadata(folder.preview_path()).unwrap().modified().unwrap();
+    wait_for(60, "a new preview", || {
+        std::fs::metadata(folder.preview_path()).unwrap().modified().unwrap() != preview_before
+    });
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(child.0.try_wait().unwrap().is_none(), "the stale stop request was ignored");
+    let sent = Command::new("kill").args(["-INT", &child.0.id().to_string()]).status().unwrap();
+    assert!(sent.success());
+    let ctrl_c = exit_within(&mut child, STOP_SECS, "a run stopped by Ctrl-C");
+    let err = std::fs::read_to_string(&log).unwrap();
+    assert!(!err.contains("asked through"), "{err}");
+    assert_eq!(status.code(), ctrl_c.code(), "{err}");
+    assert_eq!(status.code(), Some(0));
+    assert!(latest_state(&ws).iteration > stopped_at);
+}
+
+#[test]
+fn a_save_request_in_control_json_saves_while_the_run_goes_on() {
+    let (tmp, ws) = workspace();
+    let folder = ModelFolder::new(ws.join("model/m"));
+    let log = tmp.path().join("stderr.txt");
+    // Saves every 25 minutes by default: any set before the end is one asked for.
+    let mut child = spawn_long_run(&ws, &log);
+    wait_for(60, "the first preview", || folder.preview_path().is_file());
+    assert_eq!(folder.latest().unwrap(), None, "no save yet");
+    request(&folder, Request::Save).unwrap();
+    // Read while the run saves: a set being replaced may be gone by the time it is read.
+    let saved = || folder.latest_state().ok().flatten().map(|s| s.iteration);
+    wait_for(STOP_SECS, "the asked-for save", || saved().is_some());
+    let first = saved().unwrap();
+    assert!(first > 0);
+    // A second request: a newer set, so the run went on training after the first.
+    request(&folder, Request::Save).unwrap();
+    wait_for(STOP_SECS, "the second asked-for save", || saved().is_some_and(|it| it > first));
+    assert!(child.0.try_wait().unwrap().is_none(), "the run goes on after a save");
+    request(&folder, Request::Stop).unwrap();
+    let status = exit_within(&mut child, STOP_SECS, "a run asked to stop");
+    assert_eq!(status.code(), Some(0));
+    let err = std::fs::read_to_string(&log).unwrap();
+    let line = format!("saved at iteration {first} (asked through control.json)");
+    assert!(err.contains(&line), "{err}");
 }
 
 /// The latest checkpoint's weights of model `name`, by name.

@@ -2,12 +2,13 @@
 //! small synthetic facesets: a killed XSeg run resumes to exactly the model an uninterrupted
 //! run trains (lr dropout on, as by default), a killed apply leaves
 //! no face damaged and a rerun finishes it, remove keeps the labels, fetch copies only
-//! labelled faces, SAEHD training uses the applied masks, and sort keeps them with their faces.
+//! labelled faces, SAEHD training uses the applied masks, sort keeps them with their faces, and
+//! a stop request in `control.json` ends a training run as Ctrl-C does.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use dfl::face::align::{ALIGN_POINTS, FaceType, MEAN_FACE};
 use dfl::face::dflimg;
@@ -17,6 +18,7 @@ use dfl::face::metadata::{
 };
 use dfl::face::seg::{PolyKind, SegPoly, XSegMask};
 use dfl::model::checkpoint::read_tensors;
+use dfl::model::folder::control::{Request, request};
 use dfl::model::folder::{ModelFolder, OPTIMIZER_FILE, WEIGHTS_FILE};
 use opencv::core::{CV_8UC1, Mat, Scalar};
 use opencv::imgproc;
@@ -256,6 +258,50 @@ fn xseg_train_kill_9_then_resume_equals_an_uninterrupted_run() {
     let (_tmp, a, b) = kill_and_resume(&[]);
     assert_same_tensors(&a, &b, WEIGHTS_FILE);
     assert_same_tensors(&a, &b, OPTIMIZER_FILE);
+}
+
+#[test]
+fn a_stop_request_in_control_json_ends_xseg_training_with_the_last_step_saved() {
+    let (tmp, ws) = workspace(3, 3, |_| true);
+    let folder = ModelFolder::new(ws.join("xseg/m"));
+    let log = tmp.path().join("stderr.txt");
+    let base = ["--device", "cpu", "xseg", "train", "--name", "m", "--resolution", "64"];
+    let flags = ["--batch-size", "2", "--iterations", "100000", "--preview-every", "1"];
+    let child = dfl_cmd(&ws, &[&base[..], &flags].concat())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    // Killed when dropped, so a failure leaves no training behind.
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Running(child);
+    wait_for(120, "the first preview", || folder.preview_path().is_file());
+    request(&folder, Request::Stop).unwrap();
+    let asked = Instant::now();
+    let status = loop {
+        if let Some(status) = child.0.try_wait().unwrap() {
+            break status;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(20), "still running 20 s after the stop");
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    eprintln!("exited {:.1} s after the request", asked.elapsed().as_secs_f64());
+    let err = std::fs::read_to_string(&log).unwrap();
+    // Exit 0, as a Ctrl-C'd run (it saves and returns as a finished one).
+    assert_eq!(status.code(), Some(0), "{err}");
+    let marker = "stopping after iteration ";
+    let at = err.find(marker).unwrap_or_else(|| panic!("no stop line: {err}"));
+    let digits: String =
+        err[at + marker.len()..].chars().take_while(char::is_ascii_digit).collect();
+    let stopped_at: u64 = digits.parse().unwrap();
+    assert!(err.contains("(asked through control.json)"), "{err}");
+    assert_eq!(latest_iteration(&ws, "m"), stopped_at, "the last step is saved: {err}");
 }
 
 /// The pixels of a face file as stored: its bytes with the metadata replaced by a constant

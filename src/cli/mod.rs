@@ -11,6 +11,7 @@ mod faceset;
 mod merge;
 mod sort;
 mod status;
+mod studio;
 mod train;
 mod xseg;
 
@@ -82,6 +83,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// XSeg face segmentation: export and import the polygons drawn on faces.
     Xseg(xseg::XsegArgs),
+    /// A local web app over the workspace: watch training, clean facesets, label, tune merges.
+    Studio(studio::StudioArgs),
 }
 
 /// Runs the parsed command; progress bars draw into `bars`.
@@ -104,6 +107,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Status(args) => status::run(args, &cli.global),
         Command::Demo(args) => demo::run(args, &cli.global),
         Command::Xseg(args) => xseg::run(args, &cli.global, bars),
+        Command::Studio(args) => studio::run(args, &cli.global),
     }
 }
 

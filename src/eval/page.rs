@@ -3,25 +3,33 @@
 
 use std::path::Path;
 
-use opencv::core::{CV_8UC3, Mat, Point, Rect, Scalar, Size, Vector};
+use opencv::core::{CV_8UC3, Mat, Point, Rect, Scalar, Size};
 use opencv::imgproc;
 use opencv::prelude::*;
 
 use super::EvalReport;
 use crate::face::identity::SAME_PERSON_COSINE;
 use crate::img::{ImageWriteError, write_image};
+use crate::plot::{self, Chart, Guide, Series, YScale};
 
 /// Page width in pixels.
 const WIDTH: i32 = 1120;
 /// Side of a sample crop.
 const CROP: i32 = 120;
-/// The plot's height.
-const PLOT_H: i32 = 240;
-/// swap: green; dst: red; src reference: gray (BGR).
-const SWAP: Scalar = Scalar::new(60.0, 170.0, 40.0, 0.0);
-const DST: Scalar = Scalar::new(50.0, 50.0, 220.0, 0.0);
+/// The identity plot's height, axes and legend included.
+const PLOT_H: i32 = 300;
+/// Space between the lines of the summary.
+const LINE_H: i32 = 22;
+
+/// An OpenCV (BGR) colour of the plots' palette.
+const fn bgr(c: plot::Rgb) -> Scalar {
+    Scalar::new(c[2] as f64, c[1] as f64, c[0] as f64, 0.0)
+}
+
+/// swap: green; dst: red, as in the plot.
+const SWAP: Scalar = bgr(plot::GREEN);
+const DST: Scalar = bgr(plot::RED);
 const INK: Scalar = Scalar::new(40.0, 40.0, 40.0, 0.0);
-const GRID: Scalar = Scalar::new(200.0, 200.0, 200.0, 0.0);
 
 /// A sample: frame name, identity of the swap and of the dst face, dst crop, swapped crop.
 pub type Sample<'a> = (&'a str, f64, f64, &'a Mat, &'a Mat);
@@ -56,7 +64,9 @@ fn text(img: &mut Mat, s: &str, at: Point, scale: f64, colour: Scalar) -> opencv
 
 fn draw(report: &EvalReport, samples: &[Sample<'_>]) -> opencv::Result<Mat> {
     let samples_h = CROP + 44;
-    let height = 40 + samples_h + PLOT_H + 60 + 7 * 22;
+    let plot_top = 40 + samples_h + 4;
+    let lines = summary_lines(report);
+    let height = plot_top + PLOT_H + 28 + LINE_H * lines.len() as i32;
     let mut page = Mat::new_rows_cols_with_default(height, WIDTH, CV_8UC3, Scalar::all(255.0))?;
     text(
         &mut page,
@@ -90,72 +100,41 @@ fn draw(report: &EvalReport, samples: &[Sample<'_>]) -> opencv::Result<Mat> {
     }
 
     // The plot: cosine to the src mean per face, in frame order.
-    let (x0, x1) = (60, WIDTH - 20);
-    let (y_top, y_bottom) = (40 + samples_h + 20, 40 + samples_h + 20 + PLOT_H);
-    let y_of =
-        |v: f64| y_bottom - ((v.clamp(-0.2, 1.0) + 0.2) / 1.2 * f64::from(PLOT_H)).round() as i32;
-    for v in [0.0, 0.25, 0.5, 0.75, 1.0] {
-        let y = y_of(v);
-        imgproc::line(
-            &mut page,
-            Point::new(x0, y),
-            Point::new(x1, y),
-            GRID,
-            1,
-            imgproc::LINE_8,
-            0,
-        )?;
-        text(&mut page, &format!("{v:.2}"), Point::new(16, y + 4), 0.38, INK)?;
-    }
-    let same = y_of(SAME_PERSON_COSINE);
-    imgproc::line(
-        &mut page,
-        Point::new(x0, same),
-        Point::new(x1, same),
-        INK,
-        1,
-        imgproc::LINE_AA,
-        0,
-    )?;
-    text(&mut page, "same person (0.363)", Point::new(x0 + 4, same + 14), 0.38, INK)?;
-    let n = report.per_face.len();
-    let x_of = |i: usize| x0 + if n > 1 { (i * (x1 - x0) as usize / (n - 1)) as i32 } else { 0 };
-    for (colour, pick) in [(DST, 0), (SWAP, 1)] {
-        let pts: Vector<Point> = report
-            .per_face
-            .iter()
-            .enumerate()
-            .map(|(i, f)| {
-                Point::new(x_of(i), y_of(if pick == 0 { f.identity_dst } else { f.identity_swap }))
-            })
-            .collect();
-        imgproc::polylines(
-            &mut page,
-            &Vector::<Vector<Point>>::from_iter([pts]),
-            false,
-            colour,
-            2,
-            imgproc::LINE_AA,
-            0,
-        )?;
-    }
-    text(
-        &mut page,
-        "cosine to the src faceset's mean, per face in frame order:",
-        Point::new(x0, y_top - 6),
-        0.42,
-        INK,
-    )?;
-    text(&mut page, "swap", Point::new(x0 + 440, y_top - 6), 0.42, SWAP)?;
-    text(&mut page, "original dst", Point::new(x0 + 490, y_top - 6), 0.42, DST)?;
+    let at = Rect::new(8, plot_top, WIDTH - 16, PLOT_H);
+    let plot = plot::render(&identity_chart(report), at.width as u32, at.height as u32)?;
+    plot.copy_to(&mut Mat::roi_mut(&mut page, at)?)?;
 
     // The numbers.
-    let mut y = y_bottom + 40;
-    for line in summary_lines(report) {
+    let mut y = plot_top + PLOT_H + 28;
+    for line in lines {
         text(&mut page, &line, Point::new(16, y), 0.45, INK)?;
-        y += 22;
+        y += LINE_H;
     }
     Ok(page)
+}
+
+/// The identity of every evaluated face along the clip: the swap's and the original dst's
+/// cosine to the src faceset's mean, with the same-person threshold.
+fn identity_chart(report: &EvalReport) -> Chart<'static> {
+    let along = |pick: fn(&super::FaceEval) -> f64| {
+        report.per_face.iter().enumerate().map(|(i, f)| (i as f64, pick(f))).collect()
+    };
+    Chart {
+        caption: Some("cosine to the src faceset's mean, per face in frame order".to_owned()),
+        x_title: "face (frame order)",
+        y_title: "identity (cosine to src)",
+        y_scale: YScale::Linear,
+        y_include: Some((-0.2, 1.0)),
+        series: vec![
+            Series { name: "swap", colour: plot::GREEN, points: along(|f| f.identity_swap) },
+            Series { name: "original dst", colour: plot::RED, points: along(|f| f.identity_dst) },
+        ],
+        guides: vec![Guide {
+            value: SAME_PERSON_COSINE,
+            label: format!("same person ({SAME_PERSON_COSINE})"),
+        }],
+        has_end_labels: false,
+    }
 }
 
 /// The summary in a few lines of text (also what the CLI prints).

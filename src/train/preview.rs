@@ -1,15 +1,16 @@
 //! What a user looks at in the morning: the preview grid (one row per sample: src, src→src,
-//! dst, dst→dst, the swap, and the predicted masks) and the loss plot over the whole history.
+//! dst, dst→dst, the swap, and the predicted masks), the loss plot over the whole history and
+//! the plot of the held-out evaluations (drawn by `crate::plot`).
 
 use std::path::Path;
 
-use opencv::core::{CV_8UC3, Mat, Point, Scalar, Vector};
-use opencv::imgproc;
+use opencv::core::{CV_8UC3, Mat, Scalar};
 use opencv::prelude::*;
 use tch::{Device, Kind, Tensor};
 
 use crate::img::{ImageWriteError, write_image};
 use crate::model::folder::{EvalPoint, LossPoint};
+use crate::plot::{self, Chart, Series, YScale};
 
 /// One row's images; masks are broadcast to grey.
 ///
@@ -58,159 +59,98 @@ pub fn write_preview(
     write_image(path, &mat, 0)
 }
 
-/// The loss plot's size in pixels.
-const PLOT_SIZE: (i32, i32) = (900, 400);
-/// Margin around the plot area.
-const PLOT_MARGIN: i32 = 40;
-/// src loss: blue-ish (BGR).
-const SRC_COLOUR: Scalar = Scalar::new(220.0, 120.0, 30.0, 0.0);
-/// dst loss: orange (BGR).
-const DST_COLOUR: Scalar = Scalar::new(30.0, 140.0, 250.0, 0.0);
+/// The loss and evaluation plots' size in pixels (width, height).
+const PLOT_SIZE: (u32, u32) = (900, 400);
 
-/// The axes' colour.
-const AXIS_COLOUR: Scalar = Scalar::new(90.0, 90.0, 90.0, 0.0);
-
-/// A white [`PLOT_SIZE`] canvas with the two axes drawn; returns it and the plot area's
-/// corners `[x0, y0 (bottom), x1, y1 (top)]`.
-fn plot_canvas() -> opencv::Result<(Mat, [i32; 4])> {
-    let (w, h) = PLOT_SIZE;
-    let mut img = Mat::new_rows_cols_with_default(h, w, CV_8UC3, Scalar::all(255.0))?;
-    let (x0, y0, x1, y1) = (PLOT_MARGIN, h - PLOT_MARGIN, w - PLOT_MARGIN / 2, PLOT_MARGIN / 2);
-    let axis = AXIS_COLOUR;
-    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x1, y0), axis, 1, imgproc::LINE_AA, 0)?;
-    imgproc::line(&mut img, Point::new(x0, y0), Point::new(x0, y1), axis, 1, imgproc::LINE_AA, 0)?;
-    Ok((img, [x0, y0, x1, y1]))
+/// One series of a history: its points `(iteration, value)`, `None` values left out.
+fn history_series<'a, P>(
+    name: &'a str,
+    colour: plot::Rgb,
+    history: &[P],
+    value: impl Fn(&P) -> Option<(u64, f64)>,
+) -> Series<'a> {
+    let points = history.iter().filter_map(value).map(|(it, v)| (it as f64, v)).collect();
+    Series { name, colour, points }
 }
 
-/// Draws src and dst loss over iterations (log-scaled loss axis) and writes it to `path`.
+/// Draws src and dst loss over iterations (log-scaled loss axis, each curve's latest value at
+/// its end) and writes it to `path`; an empty history gives a "no data yet" image.
 ///
 /// # Errors
 /// `ImageWriteError` naming the file.
 pub fn write_loss_plot(path: &Path, history: &[LossPoint]) -> Result<(), ImageWriteError> {
-    let err = |source| ImageWriteError::Encode { path: path.to_owned(), source };
-    let (mut img, [x0, y0, x1, y1]) = plot_canvas().map_err(err)?;
-    let axis = AXIS_COLOUR;
-    let finite: Vec<&LossPoint> = history.iter().filter(|p| p.src > 0.0 && p.dst > 0.0).collect();
-    if let (Some(first), Some(last)) = (finite.first(), finite.last()) {
-        let logs = finite.iter().flat_map(|p| [p.src.ln(), p.dst.ln()]);
-        let (lo, hi) = logs.fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(v), hi.max(v)));
-        let span_it = (last.iteration - first.iteration).max(1) as f64;
-        let span_loss = (hi - lo).max(1e-9);
-        let to_px = |it: u64, loss: f64| {
-            let x = f64::from(x0) + (it - first.iteration) as f64 / span_it * f64::from(x1 - x0);
-            let y = f64::from(y0) - (loss.ln() - lo) / span_loss * f64::from(y0 - y1);
-            Point::new(x.round() as i32, y.round() as i32)
-        };
-        for (pick, colour) in [(0usize, SRC_COLOUR), (1, DST_COLOUR)] {
-            let pts: Vector<Point> = finite
-                .iter()
-                .map(|p| to_px(p.iteration, if pick == 0 { p.src } else { p.dst }))
-                .collect();
-            let lines = Vector::<Vector<Point>>::from_iter([pts]);
-            imgproc::polylines(&mut img, &lines, false, colour, 2, imgproc::LINE_AA, 0)
-                .map_err(err)?;
-        }
-        let label = format!(
-            "iter {}..{}  src {:.4} -> {:.4}  dst {:.4} -> {:.4}  (log scale)",
-            first.iteration, last.iteration, first.src, last.src, first.dst, last.dst
-        );
-        let text = |img: &mut Mat, s: &str, x: i32, colour: Scalar| {
-            let at = Point::new(x, y1 + 15);
-            let font = imgproc::FONT_HERSHEY_SIMPLEX;
-            imgproc::put_text(img, s, at, font, 0.45, colour, 1, imgproc::LINE_AA, false)
-        };
-        text(&mut img, &label, x0 + 5, axis).map_err(err)?;
-        text(&mut img, "src", x1 - 70, SRC_COLOUR).map_err(err)?;
-        text(&mut img, "dst", x1 - 35, DST_COLOUR).map_err(err)?;
-    }
-    write_image(path, &img, 0)
+    let caption = match (history.first(), history.last()) {
+        (Some(a), Some(b)) if history.len() > 1 => Some(format!(
+            "iterations {}–{}: src {} → {}, dst {} → {}",
+            a.iteration,
+            b.iteration,
+            plot::format_significant(a.src, 3),
+            plot::format_significant(b.src, 3),
+            plot::format_significant(a.dst, 3),
+            plot::format_significant(b.dst, 3),
+        )),
+        _ => None,
+    };
+    let chart = Chart {
+        caption,
+        x_title: "iteration",
+        y_title: "loss",
+        y_scale: YScale::Log,
+        y_include: None,
+        series: vec![
+            history_series("src", plot::BLUE, history, |p| Some((p.iteration, p.src))),
+            history_series("dst", plot::ORANGE, history, |p| Some((p.iteration, p.dst))),
+        ],
+        guides: Vec::new(),
+        has_end_labels: true,
+    };
+    plot::write_chart(path, &chart, PLOT_SIZE)
 }
 
-/// Reads one plotted value of an evaluation.
-type EvalValue = fn(&EvalPoint) -> Option<f64>;
-
 /// Draws the held-out evaluations over iterations: SSIM of src → src (blue) and dst → dst
-/// (orange), and the SFace identity of the swapped dst faces with src (green) against that of
-/// the dst faces themselves (red), on one axis from −0.2 to 1; writes it to `path`.
+/// (orange), the SFace identity of the swapped dst faces with src (green) against that of the
+/// dst faces themselves (red), and the sharpness of src → src (purple), on one axis that shows
+/// at least 0 to 1; the PSNR's first and last values in the caption. Writes it to `path`.
 ///
 /// # Errors
 /// `ImageWriteError` naming the file.
 pub fn write_eval_plot(path: &Path, history: &[EvalPoint]) -> Result<(), ImageWriteError> {
-    let err = |source| ImageWriteError::Encode { path: path.to_owned(), source };
-    let (mut img, [x0, y0, x1, y1]) = plot_canvas().map_err(err)?;
-    let axis = AXIS_COLOUR;
-    let (Some(first), Some(last)) = (history.first(), history.last()) else {
-        return write_image(path, &img, 0);
+    let caption = match (history.first(), history.last()) {
+        (Some(a), Some(b)) if history.len() > 1 => Some(format!(
+            "held-out faces, PSNR: src {:.1} → {:.1} dB, dst {:.1} → {:.1} dB",
+            a.src_psnr, b.src_psnr, a.dst_psnr, b.dst_psnr
+        )),
+        (Some(a), _) => Some(format!(
+            "held-out faces, PSNR: src {:.1} dB, dst {:.1} dB",
+            a.src_psnr, a.dst_psnr
+        )),
+        _ => None,
     };
-    let span_it = (last.iteration - first.iteration).max(1) as f64;
-    let to_px = |it: u64, v: f64| {
-        let x = f64::from(x0) + (it - first.iteration) as f64 / span_it * f64::from(x1 - x0);
-        let y = f64::from(y0) - (v.clamp(-0.2, 1.0) + 0.2) / 1.2 * f64::from(y0 - y1);
-        Point::new(x.round() as i32, y.round() as i32)
+    let at = |p: &EvalPoint, v: Option<f64>| v.map(|v| (p.iteration, v));
+    let chart = Chart {
+        caption,
+        x_title: "iteration",
+        y_title: "SSIM, identity (cosine), sharpness",
+        y_scale: YScale::Linear,
+        y_include: Some((0.0, 1.0)),
+        series: vec![
+            history_series("src SSIM", plot::BLUE, history, |p| at(p, Some(p.src_ssim))),
+            history_series("dst SSIM", plot::ORANGE, history, |p| at(p, Some(p.dst_ssim))),
+            history_series("swap identity", plot::GREEN, history, |p| at(p, p.swap_identity)),
+            history_series("dst identity", plot::RED, history, |p| at(p, p.dst_identity)),
+            history_series("src sharpness", plot::PURPLE, history, |p| at(p, p.src_sharpness)),
+        ],
+        guides: Vec::new(),
+        has_end_labels: true,
     };
-    let zero = to_px(first.iteration, 0.0).y;
-    imgproc::line(
-        &mut img,
-        Point::new(x0, zero),
-        Point::new(x1, zero),
-        Scalar::all(210.0),
-        1,
-        imgproc::LINE_8,
-        0,
-    )
-    .map_err(err)?;
-    let identity = Scalar::new(60.0, 170.0, 40.0, 0.0);
-    let dst_identity = Scalar::new(50.0, 50.0, 220.0, 0.0);
-    let sharpness = Scalar::new(160.0, 60.0, 160.0, 0.0);
-    let series: [(EvalValue, Scalar, &str); 5] = [
-        (|p| Some(p.src_ssim), SRC_COLOUR, "src SSIM"),
-        (|p| Some(p.dst_ssim), DST_COLOUR, "dst SSIM"),
-        (|p| p.swap_identity, identity, "swap identity"),
-        (|p| p.dst_identity, dst_identity, "dst identity"),
-        (|p| p.src_sharpness, sharpness, "src sharpness"),
-    ];
-    let font = imgproc::FONT_HERSHEY_SIMPLEX;
-    for (k, (value, colour, name)) in series.iter().enumerate() {
-        let pts: Vector<Point> =
-            history.iter().filter_map(|p| value(p).map(|v| to_px(p.iteration, v))).collect();
-        if pts.is_empty() {
-            continue;
-        }
-        let lines = Vector::<Vector<Point>>::from_iter([pts]);
-        imgproc::polylines(&mut img, &lines, false, *colour, 2, imgproc::LINE_AA, 0)
-            .map_err(err)?;
-        let at = Point::new(x0 + 5 + 120 * k as i32, y1 + 15);
-        imgproc::put_text(&mut img, name, at, font, 0.45, *colour, 1, imgproc::LINE_AA, false)
-            .map_err(err)?;
-    }
-    let label = format!(
-        "held-out faces, iter {}..{}: PSNR src {:.1} -> {:.1} dB, dst {:.1} -> {:.1} dB (axis -0.2..1)",
-        first.iteration,
-        last.iteration,
-        first.src_psnr,
-        last.src_psnr,
-        first.dst_psnr,
-        last.dst_psnr
-    );
-    imgproc::put_text(
-        &mut img,
-        &label,
-        Point::new(x0 + 5, y1 + 35),
-        font,
-        0.42,
-        axis,
-        1,
-        imgproc::LINE_AA,
-        false,
-    )
-    .map_err(err)?;
-    write_image(path, &img, 0)
+    plot::write_chart(path, &chart, PLOT_SIZE)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use opencv::imgcodecs;
+    use std::path::Path;
 
     #[test]
     fn the_grid_has_one_row_per_sample_and_seven_columns() {
@@ -228,20 +168,88 @@ mod tests {
         assert_eq!(mask_px.0, [0, 0, 0]);
     }
 
+    /// A decaying loss history of `n` points, one every 10 iterations.
+    fn losses(n: u64) -> Vec<LossPoint> {
+        (0..n)
+            .map(|i| LossPoint {
+                iteration: (i + 1) * 10,
+                src: 5.0 / (1.0 + i as f64),
+                dst: 4.0 / (1.0 + i as f64),
+            })
+            .collect()
+    }
+
+    /// `n` held-out evaluations, improving; identity measured from the third on.
+    fn evaluations(n: u64) -> Vec<EvalPoint> {
+        (0..n)
+            .map(|i| {
+                let t = i as f64 / 10.0;
+                EvalPoint {
+                    iteration: (i + 1) * 200,
+                    src_ssim: 0.5 + t * 0.2,
+                    src_psnr: 15.0 + t,
+                    dst_ssim: 0.55 + t * 0.2,
+                    dst_psnr: 16.0 + t,
+                    src_sharpness: Some(0.1 + t * 0.3),
+                    swap_sharpness: Some(0.2 + t * 0.3),
+                    swap_identity: (i >= 2).then_some(0.3 + t * 0.2),
+                    dst_identity: (i >= 2).then_some(-0.1),
+                }
+            })
+            .collect()
+    }
+
+    /// Reads `path` (BGR).
+    fn read(path: &Path) -> Mat {
+        imgcodecs::imread(path.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap()
+    }
+
+    /// How many pixels of `img` are exactly `colour`.
+    fn pixels_of(img: &Mat, colour: plot::Rgb) -> usize {
+        let bgr = [colour[2], colour[1], colour[0]];
+        img.data_bytes().unwrap().chunks_exact(3).filter(|p| *p == bgr).count()
+    }
+
+    fn size_of(img: &Mat) -> (u32, u32) {
+        (img.cols() as u32, img.rows() as u32)
+    }
+
     #[test]
     fn the_loss_plot_draws_both_curves() {
         let tmp = tempfile::tempdir().unwrap();
         let path = tmp.path().join("loss.png");
-        let history: Vec<LossPoint> = (0..50)
-            .map(|i| LossPoint {
-                iteration: i * 10,
-                src: 5.0 / (1.0 + i as f64),
-                dst: 4.0 / (1.0 + i as f64),
-            })
-            .collect();
-        write_loss_plot(&path, &history).unwrap();
-        let read = imgcodecs::imread(path.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap();
-        assert_eq!((read.cols(), read.rows()), PLOT_SIZE);
-        write_loss_plot(&path, &[]).unwrap(); // an empty history is an empty plot, not an error
+        write_loss_plot(&path, &losses(50)).unwrap();
+        let img = read(&path);
+        assert_eq!(size_of(&img), PLOT_SIZE);
+        assert!(pixels_of(&img, plot::BLUE) > 300, "src curve");
+        assert!(pixels_of(&img, plot::ORANGE) > 300, "dst curve");
+    }
+
+    #[test]
+    fn the_eval_plot_draws_every_measured_series() {
+        let tmp = tempfile::tempdir().unwrap();
+        let path = tmp.path().join("eval.png");
+        write_eval_plot(&path, &evaluations(10)).unwrap();
+        let img = read(&path);
+        assert_eq!(size_of(&img), PLOT_SIZE);
+        for colour in [plot::BLUE, plot::ORANGE, plot::GREEN, plot::RED, plot::PURPLE] {
+            assert!(pixels_of(&img, colour) > 300, "series of colour {colour:?}");
+        }
+    }
+
+    #[test]
+    fn an_empty_or_one_point_history_gives_a_plot_not_an_error() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (loss, eval) = (tmp.path().join("loss.png"), tmp.path().join("eval.png"));
+        for n in [0, 1] {
+            write_loss_plot(&loss, &losses(n)).unwrap();
+            write_eval_plot(&eval, &evaluations(n)).unwrap();
+            for img in [read(&loss), read(&eval)] {
+                assert_eq!(size_of(&img), PLOT_SIZE);
+                // No data: only the "no data yet" text. One point: its dot and its value.
+                let src = pixels_of(&img, plot::BLUE);
+                assert!(if n == 0 { src == 0 } else { src > 10 }, "{n} points: {src} src pixels");
+            }
+        }
     }
 }

@@ -1,6 +1,7 @@
 //! A training run: resolve the config (first run or resume), load the latest checkpoint set,
-//! feed the trainer from both facesets, check, save, preview; stop on request, at the target
-//! iteration or after a given number of iterations, always saving before returning.
+//! feed the trainer from both facesets, check, save, preview; save or stop when asked (Ctrl-C,
+//! or another process through `control.json`), stop at the target iteration or after a given
+//! number of iterations, always saving before returning.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -24,9 +25,10 @@ use crate::faceset::{Faceset, FacesetError};
 use crate::img::ImageWriteError;
 use crate::model::checkpoint::{CheckpointError, copy_named};
 use crate::model::folder::config::compare;
+use crate::model::folder::control::{CONTROL_FILE, ControlWatch};
 use crate::model::folder::{
-    EvalPoint, FolderError, FrozenOptionChanged, LossPoint, ModelFolder, TrainConfig, TrainMask,
-    TrainState, WEIGHTS_FILE,
+    EvalPoint, FolderError, FrozenOptionChanged, LiveWriter, LossPoint, ModelFolder, TrainConfig,
+    TrainMask, TrainState, WEIGHTS_FILE,
 };
 use crate::model::optim::OptimError;
 use crate::model::saehd::Part;
@@ -123,7 +125,8 @@ pub struct RunOptions<'a> {
     pub iterations: Option<u64>,
     /// Stop after the step that passes this much time in this run (then save), if set.
     pub time_limit: Option<std::time::Duration>,
-    /// Set from a signal handler to stop after the current step (then save).
+    /// Set from a signal handler to stop after the current step (then save); a stop request
+    /// in the model's `control.json` sets it too.
     pub stop: Arc<AtomicBool>,
     /// The training device.
     pub device: Device,
@@ -201,11 +204,14 @@ fn train(
     let mut feeds = feeds;
     let started = Instant::now();
     let out_of_time = || opts.time_limit.is_some_and(|limit| started.elapsed() >= limit);
+    let mut control = ControlWatch::start(folder);
+    let (mut live, mut saved_at) = (LiveWriter::new(folder.dir()), state.iteration);
     while !is_done(&cfg, &state, goal, &opts.stop) && !out_of_time() {
         let (src, dst) = feeds.next(opts.device)?;
         step(&mut trainer, &src, &dst, &cfg, opts.device)?;
         state.iteration += 1;
         opts.progress.inc(1);
+        live.step(state.iteration, saved_at, &state.loss_history);
         if state.iteration % CHECK_EVERY == 0 {
             good_checks += u64::from(record_check(&mut trainer, &mut state)?);
             // ms/iteration over the last check interval (a moving window, not the run's mean).
@@ -215,9 +221,13 @@ fn train(
                 opts.progress.note(&format!("src {:.4} dst {:.4}, {ms:.0} ms/it", p.src, p.dst));
             }
         }
-        if last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
+        let asked = control.heed(&opts.stop, state.iteration);
+        if asked || last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
             save(folder, &mut trainer, &mut state, &mut clock, &preview, &stored)?;
-            last_save = Instant::now();
+            (last_save, saved_at) = (Instant::now(), state.iteration);
+            if asked {
+                log::info!("saved at iteration {} (asked through {CONTROL_FILE})", state.iteration);
+            }
         } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
             write_previews(folder, &trainer, &state, &preview)?;
         }
@@ -238,6 +248,7 @@ fn train(
         });
     }
     save(folder, &mut trainer, &mut state, &mut clock, &preview, &stored)?;
+    live.write(false, state.iteration, state.iteration, &state.loss_history);
     let skipped_batches = state.skipped_batches - skipped_before;
     let preview = folder.preview_path();
     Ok(RunReport {

@@ -1,6 +1,6 @@
 //! `dfl xseg train`: train an XSeg model on the labelled faces of both sides, resumable like
-//! `dfl train` (the same checkpoint sets, locks and save-on-stop), with a preview grid and the
-//! held-out IoU beside the landmark hull's.
+//! `dfl train` (the same checkpoint sets, locks, save-on-stop and `control.json` requests), with
+//! a preview grid and the held-out IoU beside the landmark hull's.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -19,7 +19,10 @@ use crate::augment::warp::push_chw;
 use crate::face::masks::iou;
 use crate::img::{ImageWriteError, write_image};
 use crate::model::checkpoint::{CheckpointError, copy_named};
-use crate::model::folder::{FolderError, IouPoint, LossPoint, TrainState, WEIGHTS_FILE};
+use crate::model::folder::control::{CONTROL_FILE, ControlWatch};
+use crate::model::folder::{
+    FolderError, IouPoint, LiveWriter, LossPoint, TrainState, WEIGHTS_FILE,
+};
 use crate::model::optim::{
     OptimError, Optimizer, OptimizerConfig, OptimizerKind, trainable_variables,
 };
@@ -92,7 +95,8 @@ pub struct XSegRunOptions<'a> {
     pub name: &'a str,
     /// Stop after this many iterations in this run (then save), if set.
     pub iterations: Option<u64>,
-    /// Set from a signal handler to stop after the current step (then save).
+    /// Set from a signal handler to stop after the current step (then save); a stop request
+    /// in the model's `control.json` sets it too.
     pub stop: Arc<AtomicBool>,
     /// The training device.
     pub device: Device,
@@ -185,6 +189,8 @@ fn run(
     };
     let mut losses = Losses::default();
     let mut last_save = Instant::now();
+    let mut control = ControlWatch::start(&folder.sets);
+    let (mut live, mut saved_at) = (LiveWriter::new(folder.sets.dir()), state.iteration);
     while !done(&state) {
         let batch = sampler.batch(state.iteration)?;
         let loss = step(&mut net, &batch.images, &batch.targets, cfg.pretrain, opts.device)?;
@@ -192,6 +198,7 @@ fn run(
         losses.add(loss, sides);
         state.iteration += 1;
         opts.progress.inc(1);
+        live.step(state.iteration, saved_at, &state.loss_history);
         if state.iteration % CHECK_EVERY == 0 {
             losses.record(&mut state, cfg.lr)?;
             if let Some(p) = state.loss_history.last() {
@@ -204,10 +211,14 @@ fn run(
             log::info!("{}", describe_iou(&point));
             state.iou_history.push(point);
         }
-        if last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
+        let asked = control.heed(&opts.stop, state.iteration);
+        if asked || last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
             state.elapsed_secs = started_secs + started.elapsed().as_secs_f64();
             save(folder, cfg, &net, &state, &faces, opts.device)?;
-            last_save = Instant::now();
+            (last_save, saved_at) = (Instant::now(), state.iteration);
+            if asked {
+                log::info!("saved at iteration {} (asked through {CONTROL_FILE})", state.iteration);
+            }
         } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
             write_preview(folder, &net.net, &faces, opts.device, cfg.pretrain)?;
         }
@@ -223,6 +234,7 @@ fn run(
     }
     state.elapsed_secs = started_secs + started.elapsed().as_secs_f64();
     save(folder, cfg, &net, &state, &faces, opts.device)?;
+    live.write(false, state.iteration, state.iteration, &state.loss_history);
     Ok(XSegRunReport {
         iteration: state.iteration,
         ran,

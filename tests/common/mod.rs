@@ -80,3 +80,21 @@ pub fn wait_for(secs: u64, what: &str, mut cond: impl FnMut() -> bool) {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+/// A workspace whose facesets are extracted (at 96 px) from bundled sample portraits.
+pub fn extracted_workspace(src: &[&str], dst: &[&str]) -> (tempfile::TempDir, std::path::PathBuf) {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let assets = dfl::assets::Assets::from_env();
+    for (side, names) in [("src", src), ("dst", dst)] {
+        let dir = ws.join(format!("data_{side}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        for name in names {
+            std::fs::copy(assets.sample(name).unwrap_or_else(|e| panic!("{e}")), dir.join(name))
+                .unwrap();
+        }
+        let out = dfl(&ws, &["-q", "extract", side, "--size", "96"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    (tmp, ws)
+}

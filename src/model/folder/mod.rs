@@ -12,6 +12,9 @@
 //!   LATEST                       the name of the newest complete checkpoint folder
 //!   backups/<iteration>-<t>/     rolling copies of older checkpoints
 //!   preview.png, loss.png, eval.png, previews/
+//!   control.json                 requests to the running training, {"save": N, "stop": N}
+//!                                (written by others, e.g. the studio; see [`control`])
+//!   control.lock, train.lock     the locks of control.json's writers and of the training
 //! ```
 //!
 //! A save writes a new `checkpoints/<iteration>-<t>/` folder, syncs it, then replaces `LATEST`
@@ -20,6 +23,8 @@
 //! is removed by the next save.
 
 pub mod config;
+pub mod control;
+pub mod live;
 pub mod state;
 
 use std::path::{Path, PathBuf};
@@ -31,6 +36,7 @@ use crate::lock::{Lock, LockError};
 use crate::model::checkpoint::{CheckpointError, read_tensors, save_tensors};
 use crate::workspace::{Workspace, WorkspaceError};
 pub use config::{FrozenOptionChanged, TrainConfig, TrainMask};
+pub use live::{LIVE_FILE, LiveProgress, LiveWriter};
 pub use state::{EvalPoint, IouPoint, LossPoint, TrainState};
 
 /// The model's options file.
@@ -239,6 +245,11 @@ impl ModelFolder {
         {
             log::warn!("{}: {e}; remove it by hand", self.dir.display());
         }
+    }
+
+    /// Returns `control.json`: the requests to a running training ([`control`]).
+    pub fn control_path(&self) -> PathBuf {
+        self.dir.join(control::CONTROL_FILE)
     }
 
     /// Returns `preview.png`: the latest preview grid.

@@ -1,0 +1,187 @@
+//! `dfl studio` through the real binary: its guard (session token, state-changing requests,
+//! foreign hosts, paths kept inside the workspace) over raw HTTP, and its pages in a real
+//! headless Chromium driven through chromedriver.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+
+mod common;
+#[path = "common/studio.rs"]
+mod studio_support;
+
+use common::{TINY, dfl_cmd};
+use studio_support::{Browser, KillOnDrop, Studio, http, screenshot_dir};
+
+/// A workspace whose facesets are extracted from the bundled portraits.
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    common::extracted_workspace(&["obama.jpg", "obama2.jpg"], &["biden.jpg"])
+}
+
+fn status_of(studio: &Studio, method: &str, path: &str, headers: &[(&str, &str)]) -> u16 {
+    http(&studio.base, method, path, headers, "").0
+}
+
+#[test]
+fn requests_without_the_token_are_refused_and_paths_stay_inside_the_workspace() {
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let outside = tmp.path().join("outside");
+    std::fs::create_dir_all(ws.join("model/m1")).unwrap();
+    std::fs::create_dir_all(&outside).unwrap();
+    std::fs::write(ws.join("model/m1/preview.png"), b"\x89PNG inside").unwrap();
+    std::fs::write(outside.join("preview.png"), b"\x89PNG outside").unwrap();
+    std::os::unix::fs::symlink(&outside, ws.join("model/linked")).unwrap();
+    let studio = Studio::start(&ws);
+    let token = studio.token.clone();
+    let cookie = format!("dfl_studio_{}={token}", studio.base.rsplit(':').next().unwrap());
+
+    for path in ["/", "/api/status", "/api/models", "/assets/app.js", "/api/events"] {
+        assert_eq!(status_of(&studio, "GET", path, &[]), 401, "{path} without the token");
+    }
+    assert_eq!(status_of(&studio, "GET", "/?token=0123", &[]), 401);
+    // The URL's token sets the cookie and leaves the URL.
+    let (code, headers, _) = http(&studio.base, "GET", &format!("/?token={token}"), &[], "");
+    assert_eq!(code, 303);
+    let get = |name: &str| headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.clone());
+    assert_eq!(get("location").as_deref(), Some("/"));
+    let set_cookie = get("set-cookie").unwrap();
+    assert!(
+        set_cookie.contains("HttpOnly") && set_cookie.contains("SameSite=Strict"),
+        "{set_cookie}"
+    );
+    assert_eq!(status_of(&studio, "GET", "/api/status", &[("Cookie", &cookie)]), 200);
+    assert_eq!(status_of(&studio, "GET", "/api/status", &[("X-DFL-Token", &token)]), 200);
+    // A cookie is what a cross-site form would send: not enough to change anything.
+    let control = "/api/models/model/m1/control";
+    assert_eq!(status_of(&studio, "POST", control, &[("Cookie", &cookie)]), 403);
+    assert_eq!(status_of(&studio, "POST", control, &[]), 401);
+    // DNS rebinding: a page of another site resolving to 127.0.0.1.
+    let evil = [("Host", "evil.example"), ("X-DFL-Token", token.as_str())];
+    assert_eq!(status_of(&studio, "GET", "/api/status", &evil), 403);
+
+    let auth = [("X-DFL-Token", token.as_str())];
+    let (code, _, body) = http(&studio.base, "GET", "/api/models/model/m1/preview.png", &auth, "");
+    assert_eq!((code, body.as_slice()), (200, &b"\x89PNG inside"[..]));
+    for path in [
+        "/api/models/model/linked/preview.png",
+        "/api/models/model/..%2F..%2Foutside/preview.png",
+        "/api/models/model/%2Fetc/preview.png",
+        "/api/models/model/../../outside/preview.png",
+        "/api/models/model/.hidden/preview.png",
+        "/api/models/model/m1/previews/..%2F..%2F..%2Foutside%2Fpreview.png",
+    ] {
+        let (code, _, body) = http(&studio.base, "GET", path, &auth, "");
+        assert!((400..=404).contains(&code), "{path}: {code}");
+        assert!(!body.windows(11).any(|w| w == b"PNG outside"), "{path} reached outside");
+    }
+    // Every answer carries the page's protections.
+    let (_, headers, _) = http(&studio.base, "GET", "/", &auth, "");
+    assert!(
+        headers
+            .iter()
+            .any(|(k, v)| k == "content-security-policy" && v.contains("default-src 'self'"))
+    );
+    assert!(headers.iter().any(|(k, v)| k == "cache-control" && v == "no-store"));
+}
+
+#[test]
+fn the_overview_and_the_monitor_follow_a_running_dfl_train() {
+    let (_tmp, ws) = workspace();
+    let studio = Studio::start(&ws);
+    let browser = Browser::start();
+    browser.run(browser.client.goto(&studio.url)).unwrap();
+    browser.wait_until(20, "the live feed", "return document.querySelector('#live.on') !== null");
+    browser.wait_until(
+        20,
+        "the overview's faces",
+        "return document.querySelector('#sides').textContent.includes('src')",
+    );
+    let faces = browser.eval(
+        "return [...document.querySelectorAll('#sides tr')].slice(1).map(r => r.children[2].textContent)",
+    );
+    assert_eq!(faces, serde_json::json!(["2", "1"]), "faces per side on the overview");
+    let shots = screenshot_dir();
+    browser.screenshot(&shots.join("overview.png"));
+
+    // A tiny run that keeps going until told to stop.
+    let mut train = KillOnDrop(
+        dfl_cmd(
+            &ws,
+            &[
+                &["-q", "train", "--name", "m"],
+                &TINY[..],
+                &["--preview-every", "5", "--preview-history", "true"],
+            ]
+            .concat(),
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap(),
+    );
+    browser.wait_until(
+        120,
+        "the model in the overview",
+        "return document.querySelector('#model-list').textContent.includes('SAEHD')",
+    );
+    browser.eval("document.querySelector('button[data-tab=training]').click(); return true");
+    let iteration = |b: &Browser| -> u64 {
+        let text = b.eval("return document.querySelector('#stats .stat b')?.textContent ?? ''");
+        text.as_str()
+            .unwrap_or("")
+            .chars()
+            .filter(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .unwrap_or(0)
+    };
+    common::wait_for(120, "a first iteration on the monitor", || iteration(&browser) > 0);
+    let first = iteration(&browser);
+    common::wait_for(60, "the monitor's iteration to move on", || iteration(&browser) > first);
+    browser.wait_until(120, "a loss curve with points", "return window.dflCharts.loss.series.length === 2 && window.dflCharts.loss.series[0].points.length >= 2");
+    browser.wait_until(
+        120,
+        "the preview",
+        "const i = document.querySelector('#preview'); return i.complete && i.naturalWidth > 0",
+    );
+    browser.wait_until(
+        30,
+        "the stop button",
+        "return !document.querySelector('#stop-now').disabled",
+    );
+    browser.screenshot(&shots.join("monitor.png"));
+
+    // "Stop after this step": the run saves and ends; the page says it is not running.
+    browser.eval("document.querySelector('#stop-now').click(); return true");
+    common::wait_for(60, "dfl train to stop", || train.0.try_wait().unwrap().is_some());
+    let saved =
+        dfl::model::folder::ModelFolder::new(ws.join("model/m")).latest_state().unwrap().unwrap();
+    browser.wait_until(
+        30,
+        "the run shown as stopped",
+        "return document.querySelector('#stats').textContent.includes('not running')",
+    );
+    assert_eq!(iteration(&browser), saved.iteration, "the page shows the saved iteration");
+    browser.screenshot(&shots.join("monitor-stopped.png"));
+}
+
+/// Not a test: screenshots of every page over an existing workspace, for a person to look at.
+/// `DFL_STUDIO_WS=/path/to/ws cargo test --release --test studio screenshots -- --ignored`
+#[test]
+#[ignore = "a tool: needs DFL_STUDIO_WS"]
+fn screenshots() {
+    let ws = PathBuf::from(std::env::var("DFL_STUDIO_WS").expect("DFL_STUDIO_WS"));
+    let studio = Studio::start(&ws);
+    let browser = Browser::start();
+    browser.run(browser.client.goto(&studio.url)).unwrap();
+    browser.wait_until(20, "the live feed", "return document.querySelector('#live.on') !== null");
+    for tab in ["overview", "training"] {
+        browser.eval(&format!(
+            "document.querySelector('button[data-tab={tab}]').click(); return true"
+        ));
+        std::thread::sleep(std::time::Duration::from_secs(3));
+        let path = screenshot_dir().join(format!("ws-{tab}.png"));
+        browser.screenshot(&path);
+        eprintln!("{}", path.display());
+    }
+}
