@@ -185,3 +185,38 @@ fn screenshots() {
         eprintln!("{}", path.display());
     }
 }
+
+/// Not a test: how long after a trainer writes `live.json` the monitor shows the new
+/// iteration (the poller's period, the event, the page's fetch and redraw), 20 times.
+/// `cargo test --release --test studio monitor_latency -- --ignored --nocapture`
+#[test]
+#[ignore = "a measurement for docs/performance.md"]
+fn monitor_latency() {
+    use std::time::{Duration, Instant};
+    let tmp = tempfile::tempdir().unwrap();
+    let ws = tmp.path().join("ws");
+    let dir = ws.join("model/m");
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut live = dfl::model::folder::LiveWriter::new(&dir);
+    live.write(true, 1, 0, &[]);
+    let studio = Studio::start(&ws);
+    let browser = Browser::start();
+    browser.run(browser.client.goto(&format!("{}#training", studio.url))).unwrap();
+    browser.wait_until(20, "the model on the monitor", "return document.querySelector('#stats .stat b')?.textContent === '1'");
+    let mut latencies = Vec::new();
+    for k in 2..=21u64 {
+        std::thread::sleep(Duration::from_millis(137 * (k % 5)));
+        let start = Instant::now();
+        live.write(true, k, 0, &[]);
+        let shown = format!("return document.querySelector('#stats .stat b').textContent === '{k}'");
+        browser.wait_until(10, "the new iteration", &shown);
+        latencies.push(start.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    eprintln!(
+        "monitor latency over {} writes: median {:.0} ms, max {:.0} ms (live.json written → iteration shown)",
+        latencies.len(),
+        latencies[latencies.len() / 2],
+        latencies[latencies.len() - 1]
+    );
+}

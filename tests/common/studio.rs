@@ -157,7 +157,7 @@ impl Browser {
                 return;
             }
             assert!(started.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
-            std::thread::sleep(Duration::from_millis(100));
+            std::thread::sleep(Duration::from_millis(20));
         }
     }
 
