@@ -202,13 +202,18 @@ fn monitor_latency() {
     let studio = Studio::start(&ws);
     let browser = Browser::start();
     browser.run(browser.client.goto(&format!("{}#training", studio.url))).unwrap();
-    browser.wait_until(20, "the model on the monitor", "return document.querySelector('#stats .stat b')?.textContent === '1'");
+    browser.wait_until(
+        20,
+        "the model on the monitor",
+        "return document.querySelector('#stats .stat b')?.textContent === '1'",
+    );
     let mut latencies = Vec::new();
     for k in 2..=21u64 {
         std::thread::sleep(Duration::from_millis(137 * (k % 5)));
         let start = Instant::now();
         live.write(true, k, 0, &[]);
-        let shown = format!("return document.querySelector('#stats .stat b').textContent === '{k}'");
+        let shown =
+            format!("return document.querySelector('#stats .stat b').textContent === '{k}'");
         browser.wait_until(10, "the new iteration", &shown);
         latencies.push(start.elapsed().as_secs_f64() * 1000.0);
     }
