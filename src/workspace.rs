@@ -12,6 +12,7 @@
 //!   data_src/sort.history.jsonl           every sort (for --undo); sort.journal.json while one runs
 //!   data_src/sort.scores.jsonl            face scores and embeddings, cached by content
 //!   data_src/sort_sheets/                 contact sheets
+//!   data_src/thumbs/                      face thumbnails, cached by content (`faceset::thumbs`)
 //!   data_dst…                             the same for dst, plus data_dst/merged/
 //!   model/<name>/                         one trained model (`model::folder`)
 //!   result.mp4                            the merged video with dst's audio
@@ -298,6 +299,11 @@ impl Workspace {
         self.side_dir(side).join("sort_sheets")
     }
 
+    /// Returns `data_<side>/thumbs`: thumbnails of the side's facesets, cached by content.
+    pub fn thumbs_dir(&self, side: Side) -> PathBuf {
+        self.side_dir(side).join("thumbs")
+    }
+
     /// Returns `data_<side>/faceset.lock`: held by whatever writes the faceset (extract, sort)
     /// alone, and by whatever reads it (train, merge, eval) together.
     pub fn faceset_lock(&self, side: Side) -> PathBuf {
@@ -411,6 +417,7 @@ mod tests {
         assert_eq!(ws.aligned_dir(Side::Src), Path::new("/w/data_src/aligned"));
         assert_eq!(ws.aligned_debug_dir(Side::Dst), Path::new("/w/data_dst/aligned_debug"));
         assert_eq!(ws.aligned_trash_dir(Side::Src), Path::new("/w/data_src/aligned_trash"));
+        assert_eq!(ws.thumbs_dir(Side::Dst), Path::new("/w/data_dst/thumbs"));
         assert_eq!(ws.frames_dir(Side::Src), Path::new("/w/data_src/frames"));
         assert_eq!(ws.stage_log(Stage::Extract, Side::Src), Path::new("/w/data_src/extract.jsonl"));
         assert_eq!(

@@ -9,6 +9,7 @@
 
 pub mod journal;
 pub mod scores;
+pub mod thumbs;
 
 use std::path::{Path, PathBuf};
 
