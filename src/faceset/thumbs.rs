@@ -37,7 +37,7 @@ use opencv::prelude::*;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use super::content_key;
+use super::{FacesetError, content_key};
 use crate::atomic::TMP_SUFFIX;
 use crate::img::{ImageReadError, encode};
 use crate::progress::Progress;
@@ -66,18 +66,9 @@ const THUMB_EXT: &str = "jpg";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ThumbError {
-    /// The faceset folder does not exist.
-    #[error("{} does not exist; run `dfl extract` to make the faceset", .0.display())]
-    Missing(PathBuf),
-    /// The faceset folder cannot be listed.
-    #[error("cannot list {}: {source}; check the folder's permissions", .dir.display())]
-    List {
-        /// The faceset folder.
-        dir: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
-    },
+    /// The faceset folder is missing or cannot be listed.
+    #[error(transparent)]
+    Faceset(#[from] FacesetError),
     /// Thumbnail options out of range.
     #[error(
         "thumbnail size {size_px} px / quality {jpeg_quality} out of range; use 1–{MAX_THUMB_PX} px and quality 1–100"
@@ -204,9 +195,9 @@ fn inode(_meta: &Metadata) -> u64 {
 /// # Errors
 /// `Missing` when `dir` does not exist, `List` when it cannot be listed.
 pub fn list_faces(dir: &Path) -> Result<Vec<FaceFile>, ThumbError> {
-    let list_err = |source| ThumbError::List { dir: dir.to_owned(), source };
+    let list_err = |source| FacesetError::List { dir: dir.to_owned(), source };
     let entries = std::fs::read_dir(dir).map_err(|e| match e.kind() {
-        io::ErrorKind::NotFound => ThumbError::Missing(dir.to_owned()),
+        io::ErrorKind::NotFound => FacesetError::Missing(dir.to_owned()),
         _ => list_err(e),
     })?;
     let mut files = Vec::new();
@@ -972,7 +963,7 @@ mod tests {
         assert_eq!(inodes.len(), files.len(), "one inode per file");
         assert!(inodes.iter().all(|&i| i != 0), "{inodes:?}");
         let missing = list_faces(&tmp.path().join("nope")).unwrap_err();
-        assert!(matches!(missing, ThumbError::Missing(_)), "{missing}");
+        assert!(matches!(missing, ThumbError::Faceset(FacesetError::Missing(_))), "{missing}");
     }
 
     #[test]
