@@ -76,11 +76,6 @@ pub struct Running {
 }
 
 impl Running {
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
-        self.addr
-    }
-
     /// The URL to open: it carries the session token.
     pub fn url(&self) -> String {
         let host = match self.addr.ip() {
@@ -109,12 +104,6 @@ impl Running {
             let _ = stop.send(true);
             server.await.map_err(std::io::Error::other)?
         })
-    }
-
-    /// Stops the server (for tests and embedding).
-    pub fn stop(self) {
-        let _ = self.stop.send(true);
-        let _ = self.runtime.block_on(self.server);
     }
 }
 
@@ -212,15 +201,11 @@ fn router(state: AppState) -> Router {
 
 async fn index(State(state): State<AppState>) -> Response {
     let html = assets::INDEX_HTML.replace("{{TOKEN}}", state.guard.token());
-    asset_owned(html, "text/html; charset=utf-8")
+    asset(html, "text/html; charset=utf-8")
 }
 
-fn asset(body: &'static str, kind: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, kind)], body).into_response()
-}
-
-fn asset_owned(body: String, kind: &'static str) -> Response {
-    ([(header::CONTENT_TYPE, kind)], body).into_response()
+fn asset(body: impl Into<axum::body::Body>, kind: &'static str) -> Response {
+    ([(header::CONTENT_TYPE, kind)], body.into()).into_response()
 }
 
 /// Headers every answer carries: no caching of what holds the token, no sniffing, no framing,
