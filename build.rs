@@ -40,22 +40,22 @@ fn main() {
     let lib_dir = libtorch.join("lib");
     let lib_dir = lib_dir.canonicalize().unwrap_or(lib_dir);
     println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib_dir.display());
-    // The linker's --as-needed drops libtorch_cuda (nothing references its symbols directly), and
-    // then libtorch never registers its CUDA backend: `tch::Cuda::is_available()` would be false
-    // on every GPU. Link it unconditionally when the wheel has it.
-    if lib_dir.join("libtorch_cuda.so").exists() {
-        println!("cargo:rustc-link-arg=-Wl,--no-as-needed,-ltorch_cuda,--as-needed");
-    }
-    build_autocast_shim(&libtorch);
+    // libtorch_cuda (with the CUDA libraries it pulls in: about 270 MB resident and most of a
+    // second to load) is not linked: nothing references its symbols, so --as-needed drops it.
+    // `device::load_cuda_backend` loads it at run time, only for commands that may use a GPU.
+    println!("cargo:rustc-env=DFL_LIBTORCH_LIB={}", lib_dir.display());
+    build_shim(&libtorch);
 }
 
-/// Compiles `csrc/autocast.cpp` (bfloat16 autocast regions, which tch cannot set up) against
-/// the same libtorch headers `torch-sys` uses.
-fn build_autocast_shim(libtorch: &std::path::Path) {
+/// Compiles `csrc/` (bfloat16 autocast regions, which tch cannot set up; whether the CUDA
+/// backend is registered) against the same libtorch headers `torch-sys` uses.
+fn build_shim(libtorch: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
+    println!("cargo:rerun-if-changed=csrc/cuda.cpp");
     cc::Build::new()
         .cpp(true)
         .file("csrc/autocast.cpp")
+        .file("csrc/cuda.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

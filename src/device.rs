@@ -1,7 +1,17 @@
-//! The compute device: the only module that asks libtorch about CUDA.
+//! The compute device: the only module that asks libtorch about CUDA, and the one that loads
+//! libtorch's CUDA backend.
+//!
+//! `libtorch_cuda.so` and the CUDA libraries it needs are not linked into the binary: they cost
+//! about 270 MB of memory and most of a second to load, which commands that never run a network
+//! (extract, sort, the studio's faceset pages) should not pay. [`load_cuda_backend`] loads them
+//! on demand. It must run before anything asks libtorch about CUDA (device counts, seeds, pinned
+//! memory): libtorch looks up its CUDA backend once, at the first such question, and keeps the
+//! answer. So the CLI loads it first thing for every command that may compute on a device, and
+//! [`resolve`] loads it too.
 
 use std::fmt;
 use std::str::FromStr;
+use std::sync::OnceLock;
 
 use serde::Serialize;
 
@@ -103,7 +113,9 @@ impl Resolved {
 /// # Errors
 /// `NoCuda` or `NoSuchCuda` when the requested CUDA device does not exist.
 pub fn resolve(request: DeviceRequest) -> Result<Resolved, DeviceError> {
-    let resolved = resolve_with(request, cuda_device_count())?;
+    // `--device cpu` never loads the CUDA backend.
+    let count = if request == DeviceRequest::Cpu { 0 } else { cuda_device_count() };
+    let resolved = resolve_with(request, count)?;
     if resolved.is_cpu_fallback {
         log::warn!(
             "no CUDA device found: training and merging run on the CPU and will be very slow; \
@@ -133,8 +145,71 @@ pub fn resolve_with(request: DeviceRequest, cuda_count: usize) -> Result<Resolve
     }
 }
 
-/// Returns how many CUDA devices libtorch sees.
+unsafe extern "C" {
+    fn dfl_cuda_runtime_version() -> std::ffi::c_longlong;
+}
+
+/// libtorch's CUDA backend in this process.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum CudaBackend {
+    /// Loaded and registered: CUDA devices can be used when the machine has them.
+    Loaded {
+        /// The CUDA runtime version libtorch was built with (13000 for 13.0).
+        runtime_version: i64,
+    },
+    /// Not available: the torch install has no CUDA backend, or it cannot be loaded here.
+    Unavailable {
+        /// Why, in one line.
+        reason: String,
+    },
+}
+
+/// Loads libtorch's CUDA backend once per process (later calls return the first answer).
+///
+/// Must be called before anything asks libtorch about CUDA; see the module documentation.
+pub fn load_cuda_backend() -> &'static CudaBackend {
+    static BACKEND: OnceLock<CudaBackend> = OnceLock::new();
+    BACKEND.get_or_init(|| {
+        let backend = open_cuda_backend();
+        if let CudaBackend::Unavailable { reason } = &backend {
+            log::debug!("libtorch's CUDA backend is not available: {reason}");
+        }
+        backend
+    })
+}
+
+fn open_cuda_backend() -> CudaBackend {
+    use libloading::os::unix::{Library, RTLD_GLOBAL, RTLD_NOW};
+    let path = std::path::Path::new(env!("DFL_LIBTORCH_LIB")).join("libtorch_cuda.so");
+    let file: std::ffi::OsString =
+        if path.exists() { path.into_os_string() } else { "libtorch_cuda.so".into() };
+    // SAFETY: libtorch_cuda's initialisers register its CUDA kernels and hooks with the
+    // libtorch already loaded, as they would had it been linked; the library stays loaded for
+    // the life of the process (`into_raw`), so nothing it registered dangles.
+    match unsafe { Library::open(Some(&file), RTLD_NOW | RTLD_GLOBAL) } {
+        Ok(library) => {
+            let _ = library.into_raw();
+        }
+        Err(err) => return CudaBackend::Unavailable { reason: err.to_string() },
+    }
+    // SAFETY: a plain C function of the shim, which catches every C++ exception.
+    let version = unsafe { dfl_cuda_runtime_version() };
+    if version > 0 {
+        CudaBackend::Loaded { runtime_version: version }
+    } else {
+        let reason = "libtorch_cuda.so loaded, but libtorch had already settled on no CUDA \
+                      (a question about CUDA came first): the command runs on the CPU";
+        log::warn!("{reason}");
+        CudaBackend::Unavailable { reason: reason.to_owned() }
+    }
+}
+
+/// Returns how many CUDA devices libtorch sees (loading the CUDA backend first).
 pub fn cuda_device_count() -> usize {
+    if !matches!(load_cuda_backend(), CudaBackend::Loaded { .. }) {
+        return 0;
+    }
     if tch::Cuda::is_available() {
         usize::try_from(tch::Cuda::device_count()).unwrap_or(0)
     } else {
@@ -145,6 +220,8 @@ pub fn cuda_device_count() -> usize {
 /// What libtorch offers on this machine, for `dfl status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceInfo {
+    /// libtorch's CUDA backend in this process.
+    pub cuda_backend: CudaBackend,
     /// How many CUDA devices libtorch sees.
     pub cuda_devices: usize,
     /// Whether cuDNN is usable.
@@ -161,6 +238,7 @@ pub fn info(request: DeviceRequest) -> Result<DeviceInfo, DeviceError> {
     let cuda_devices = cuda_device_count();
     let selected = resolve_with(request, cuda_devices)?.name();
     Ok(DeviceInfo {
+        cuda_backend: load_cuda_backend().clone(),
         cuda_devices,
         cudnn: cuda_devices > 0 && tch::Cuda::cudnn_is_available(),
         selected,

@@ -287,3 +287,25 @@ fn train_reads_options_from_a_config_file_and_flags_override_it() {
         stderr(&out)
     );
 }
+
+/// libtorch's CUDA backend is loaded at run time, not linked: commands that may compute load it
+/// and libtorch registers it (no GPU is needed to see that: the backend reports the CUDA
+/// runtime it was built with), while `--device cpu` and the commands that never run a network
+/// leave it out of the process.
+#[test]
+fn the_cuda_backend_is_loaded_by_commands_that_compute_and_only_by_them() {
+    let tmp = tempfile::tempdir().unwrap();
+    let torch_has_cuda = Path::new(env!("DFL_LIBTORCH_LIB")).join("libtorch_cuda.so").exists();
+    let backend = &status_json(tmp.path(), &[])["device"]["cuda_backend"];
+    if torch_has_cuda {
+        assert_eq!(backend["state"], "loaded", "{backend}");
+        assert!(backend["runtime_version"].as_i64().unwrap() >= 11000, "{backend}");
+    } else {
+        assert_eq!(backend["state"], "unavailable", "{backend}");
+    }
+    // The binary does not need the library to start: it is not among its dependencies.
+    let out = Command::new("readelf").args(["-d", env!("CARGO_BIN_EXE_dfl")]).output().unwrap();
+    let dynamic = String::from_utf8_lossy(&out.stdout);
+    assert!(dynamic.contains("[libtorch_cpu.so]"), "{dynamic}");
+    assert!(!dynamic.contains("[libtorch_cuda.so]"), "libtorch_cuda.so is linked:\n{dynamic}");
+}

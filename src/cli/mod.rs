@@ -92,6 +92,20 @@ pub enum Command {
 /// # Errors
 /// Any fatal error, with context naming the file involved and the next step.
 pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+    // Commands that may compute on a device load libtorch's CUDA backend before anything else
+    // touches libtorch (see `device`); the others never pay for it.
+    let computes = matches!(
+        cli.command,
+        Command::Train(_)
+            | Command::Merge(_)
+            | Command::Eval(_)
+            | Command::Status(_)
+            | Command::Demo(_)
+            | Command::Xseg(_)
+    );
+    if computes && cli.global.device != DeviceRequest::Cpu {
+        crate::device::load_cuda_backend();
+    }
     // A CUDA device that is not there is an error for every command, not only for those that
     // run a network: the flag is global, and silently ignoring it would hide the mistake.
     if let DeviceRequest::Cuda(_) = cli.global.device {

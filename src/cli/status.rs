@@ -5,7 +5,7 @@ use std::io::Write;
 use anyhow::Context;
 use serde::Serialize;
 
-use crate::device::{self, DeviceInfo};
+use crate::device::{self, CudaBackend, DeviceInfo};
 use crate::report::Outcome;
 use crate::status::{self, ModelStatus, SideStatus, WorkspaceStatus};
 use crate::workspace::{Input, Workspace};
@@ -84,6 +84,9 @@ fn workspace_line(status: &WorkspaceStatus) -> String {
 }
 
 fn device_line(device: &DeviceInfo) -> String {
+    if let CudaBackend::Unavailable { reason } = &device.cuda_backend {
+        return format!("{} (libtorch's CUDA backend is not available: {reason})", device.selected);
+    }
     match device.cuda_devices {
         0 => format!("{} (no CUDA device visible to libtorch)", device.selected),
         n => format!(
