@@ -302,7 +302,7 @@ pub fn list_images(dir: &Path) -> Result<Vec<PathBuf>, FramesError> {
         }
         let path = entry.into_path();
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let is_stage_file = [".settings.json", ".jsonl", ".journal.json", ".lock"];
+        let is_stage_file = [".settings.json", ".config.json", ".jsonl", ".journal.json", ".lock"];
         if is_stage_file.iter().any(|suffix| name.ends_with(suffix)) {
             continue; // the stage's own files
         }

@@ -107,13 +107,13 @@ fn side_status(ws: &Workspace, side: Side) -> SideStatus {
     }
 }
 
-/// The `--by` of the last entry in `sort.history.jsonl`.
+/// The `--by` of the last sort in `sort.history.jsonl`.
 fn last_sort(history: &Path) -> Option<String> {
     let log = StageLog::read::<journal::Batch>(history).ok()?;
-    match &log.entries.last()?.action {
+    log.entries.iter().rev().find_map(|b| match &b.action {
         journal::Action::Sort { method } => Some(method.clone()),
-        journal::Action::Undo { .. } => None,
-    }
+        journal::Action::Trash { .. } | journal::Action::Undo { .. } => None,
+    })
 }
 
 fn model_statuses(dir: &Path) -> Vec<ModelStatus> {

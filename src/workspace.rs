@@ -315,6 +315,13 @@ impl Workspace {
         self.side_dir(Side::Dst).join("merge.lock")
     }
 
+    /// Returns `data_dst/merge.config.json`: the merge settings chosen for the clip (a default
+    /// and per-scene settings), which `dfl merge` uses when no `--config` is given and the
+    /// studio's Merge page writes.
+    pub fn merge_config(&self) -> PathBuf {
+        self.side_dir(Side::Dst).join("merge.config.json")
+    }
+
     /// Returns `eval`: where `dfl eval` writes its report.
     pub fn eval_dir(&self) -> PathBuf {
         self.root.join("eval")

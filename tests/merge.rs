@@ -16,7 +16,7 @@ use opencv::prelude::*;
 use opencv::videoio::{self, VideoCapture};
 
 mod common;
-use common::{TINY, copy_of, dfl, dfl_cmd, stderr};
+use common::{copy_of, dfl, dfl_cmd, dst_frames, same_pixels, stderr};
 
 /// Frames of the dst clip (all of carphone).
 const FRAMES: usize = 120;
@@ -45,13 +45,7 @@ fn template() -> &'static Path {
             .status()
             .expect("ffmpeg runs");
         assert!(ok.success(), "making the dst clip with sound");
-        for side in ["src", "dst"] {
-            let out = dfl(&ws, &["-q", "extract", side, "--size", "96"]);
-            assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
-        }
-        let train = [&["-q", "--device", "cpu", "train", "--name", "m"], &TINY[..]].concat();
-        let out = dfl(&ws, &[&train[..], &["--iterations", "2"]].concat());
-        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+        common::extract_and_train_tiny(&ws);
         (tmp, ws)
     });
     ws
@@ -343,4 +337,120 @@ fn r14_frames_whose_faces_came_back_are_merged_again() {
     // A third run has nothing left to do.
     let third = merge(&ws, &["--no-video"]);
     assert!(!stderr(&third).contains("other dst faces"), "{}", stderr(&third));
+}
+
+fn merged_frame(ws: &Path, n: usize) -> Mat {
+    let path = ws.join(format!("data_dst/merged/{n:05}.png"));
+    imgcodecs::imread(path.to_str().unwrap(), imgcodecs::IMREAD_COLOR).unwrap()
+}
+
+#[test]
+fn scenes_of_the_merge_config_file_are_merged_with_their_own_settings() {
+    let (_tmp, ws) = workspace();
+    let config = ws.join("data_dst/merge.config.json");
+    let scenes = |scene_settings: &str| {
+        format!(
+            r#"{{"default": {{"blur": 20}},
+                 "scenes": [{{"frames": "3..4", "settings": {scene_settings}}},
+                            {{"frames": "7", "settings": {{"mode": "original"}}}}]}}"#
+        )
+    };
+    std::fs::write(&config, scenes(r#"{"mode": "original"}"#)).unwrap();
+    let range = ["--frames", "1..8", "--no-video"];
+    let out = merge(&ws, &range);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 scene(s)"), "{}", stderr(&out));
+    let dst = dst_frames(&ws);
+    let has_face = |n: usize| ws.join(format!("data_dst/aligned/{n:05}_0.jpg")).is_file();
+    assert!((1..=8).all(has_face), "every frame of 1..8 has a face");
+    for n in 1..=8 {
+        let in_scene = [3, 4, 7].contains(&n);
+        assert_eq!(
+            same_pixels(&merged_frame(&ws, n), &dst[n - 1]),
+            in_scene,
+            "frame {n}: the dst frame itself exactly when its scene says mode original"
+        );
+    }
+    let saved: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(ws.join("data_dst/merge.settings.json")).unwrap())
+            .unwrap();
+    assert_eq!(saved["merge"]["blur"], 20, "{saved}");
+    assert_eq!(saved["scenes"][0]["frames"], "3..4", "{saved}");
+    assert_eq!(saved["scenes"][0]["settings"]["mode"], "original", "{saved}");
+    // Keys a scene leaves out are the default's.
+    assert_eq!(saved["scenes"][0]["settings"]["blur"], 20, "{saved}");
+
+    // A flag changes the default, not the scenes: a scene frame stays the dst frame.
+    let (_tmp2, ws2) = workspace();
+    std::fs::write(ws2.join("data_dst/merge.config.json"), scenes(r#"{"mode": "original"}"#))
+        .unwrap();
+    let out = merge(&ws2, &["--frames", "3..3", "--no-video", "--mode", "raw-rgb"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(same_pixels(&merged_frame(&ws2, 3), &dst[2]));
+
+    // A scene whose settings changed is refused like any changed setting.
+    let before = std::fs::read(ws.join("data_dst/merged/00003.png")).unwrap();
+    std::fs::write(&config, scenes(r#"{"mode": "overlay", "erode": 30}"#)).unwrap();
+    let out = merge(&ws, &range);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(err.contains("scenes") && err.contains("--force"), "{err}");
+    assert_eq!(std::fs::read(ws.join("data_dst/merged/00003.png")).unwrap(), before);
+    let out = merge(&ws, &[&range[..], &["--force"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(!same_pixels(&merged_frame(&ws, 3), &dst[2]), "frame 3 is swapped now");
+    assert!(same_pixels(&merged_frame(&ws, 7), &dst[6]), "frame 7 keeps its scene");
+
+    // A broken file stops the merge in one line naming it and the scene.
+    std::fs::write(&config, r#"{"scenes": [{"frames": "2..5"}, {"frames": "5..6"}]}"#).unwrap();
+    let out = merge(&ws, &range);
+    assert_eq!(out.status.code(), Some(2));
+    let err = stderr(&out);
+    assert!(
+        err.contains("merge.config.json: scene 2 (frames 5..6) overlaps scene 1")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    // --config FILE replaces it (and its scenes).
+    std::fs::write(ws.join("cfg.json"), r#"{"mode": "original"}"#).unwrap();
+    let cfg = ws.join("cfg.json");
+    let out = merge(
+        &ws,
+        &["--frames", "1..8", "--no-video", "--force", "--config", cfg.to_str().unwrap()],
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(same_pixels(&merged_frame(&ws, 1), &dst[0]));
+}
+
+#[test]
+fn the_tuner_merges_any_frame_in_any_order_as_dfl_merge_does() {
+    let (_tmp, ws) = workspace();
+    let out = merge(&ws, &["--frames", "1..40", "--no-video", "--batch-size", "1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let dst = dst_frames(&ws);
+    let workspace = dfl::workspace::Workspace::new(&ws);
+    let mut tuner =
+        dfl::merge::Tuner::load(&workspace, "m", None, tch::Device::Cpu).expect("the tuner loads");
+    assert_eq!(tuner.frame_count(), FRAMES);
+    assert!(tuner.is_current(&workspace));
+    let cfg = dfl::merge::config::MergeConfig::default();
+    let original = dfl::merge::config::MergeConfig {
+        mode: dfl::merge::config::BlendMode::Original,
+        ..cfg.clone()
+    };
+    // Jumps forward, back and far: each frame is the one `dfl merge` decoded.
+    for n in [30, 5, 100, 99, 40, 1, 120, 60] {
+        let shown = tuner.render(n - 1, &original).unwrap();
+        assert!(same_pixels(&shown.image, &dst[n - 1]), "frame {n} is the dst frame {n}");
+        assert_eq!(tuner.frame_name(n - 1).unwrap(), format!("{n:05}"));
+    }
+    // The merged frame is byte for byte what `dfl merge` wrote (one face per forward pass,
+    // as `--batch-size 1`).
+    for n in [12, 3, 40] {
+        let shown = tuner.render(n - 1, &cfg).unwrap();
+        assert!(same_pixels(&shown.image, &merged_frame(&ws, n)), "frame {n} as merged");
+    }
+    let grid = tuner.grid(11, &cfg).unwrap();
+    assert!(grid.rows() > 4 * 192, "{}", grid.rows());
+    assert!(tuner.render(FRAMES, &cfg).is_err(), "past the end");
 }

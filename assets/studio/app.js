@@ -187,6 +187,9 @@ class Chart {
 // ---------- tabs and the change feed ----------
 
 const state = { status: null, models: [], selected: null, detail: null, previewVersion: 0 };
+// What the other pages' scripts (faces.js, labeller.js, tuner.js) registered: called when their
+// tab is shown, and with the changed topics (null: everything, after a reconnect).
+const tabHandlers = {}, changeHandlers = [];
 
 function showTab(name) {
   const button = document.querySelector(`#tabs button[data-tab="${name}"]`);
@@ -195,6 +198,7 @@ function showTab(name) {
   document.querySelectorAll(".tab").forEach(t => t.classList.toggle("active", t.id === name));
   if (location.hash !== `#${name}`) history.replaceState(null, "", `#${name}`);
   if (name === "training") { lossChart.draw(); evalChart.draw(); }
+  for (const f of tabHandlers[name] || []) f();
 }
 document.querySelectorAll("#tabs button").forEach(button => button.addEventListener("click", () => showTab(button.dataset.tab)));
 window.addEventListener("hashchange", () => showTab(location.hash.slice(1)));
@@ -207,11 +211,19 @@ function listen() {
     const topics = JSON.parse(e.data);
     if (topics.includes("status")) refreshStatus();
     if (state.selected && topics.includes(`${state.selected.kind}/${state.selected.name}`)) refreshModel();
+    for (const t of topics) {
+      const [head, kind, name] = t.split("/");
+      if (head === "live" && name) refreshLive(kind, name);
+    }
+    for (const f of changeHandlers) f(topics);
   });
   source.onerror = () => { live.textContent = "reconnecting…"; live.classList.remove("on"); };
 }
 
-async function refreshAll() { await refreshStatus(); await refreshModel(); }
+async function refreshAll() {
+  for (const f of changeHandlers) f(null);
+  await refreshStatus(); await refreshModel();
+}
 
 // ---------- overview ----------
 
@@ -229,6 +241,13 @@ async function refreshStatus() {
     sides.append(el("tr", {}, el("td", {}, side.side), el("td", {}, side.frames_extracted), el("td", {}, side.faces), el("td", {}, side.trashed_faces),
       el("td", {}, side.sort_interrupted ? "interrupted" : (side.last_sort || "–"))));
   }
+  drawModelList();
+  document.getElementById("merged").textContent =
+    `${s.merged_frames} merged frames; result video: ${s.result_video || "not built"}`;
+  fillModelSelect();
+}
+
+function drawModelList() {
   const list = document.getElementById("model-list");
   list.replaceChildren(el("tr", {}, el("th", {}, "model"), el("th", {}, "kind"), el("th", {}, "iteration")));
   if (!state.models.length) list.append(el("tr", {}, el("td", { class: "empty" }, "none yet")));
@@ -236,9 +255,6 @@ async function refreshStatus() {
     const iteration = m.live && m.live.iteration > (m.iteration || 0) ? m.live.iteration : m.iteration;
     list.append(el("tr", {}, el("td", {}, m.name), el("td", {}, m.kind === "xseg" ? "XSeg" : "SAEHD"), el("td", {}, iteration == null ? "–" : iteration.toLocaleString())));
   }
-  document.getElementById("merged").textContent =
-    `${s.merged_frames} merged frames; result video: ${s.result_video || "not built"}`;
-  fillModelSelect();
 }
 
 // ---------- training monitor ----------
@@ -274,6 +290,31 @@ async function refreshModel() {
   let d;
   try { d = await api(`/api/models/${m.kind}/${encodeURIComponent(m.name)}`); } catch (_) { return; }
   state.detail = d;
+  drawProgress();
+  const scrub = document.getElementById("preview-scrub");
+  const atEnd = scrub.disabled || +scrub.value === +scrub.max;
+  scrub.max = d.previews.length; scrub.disabled = d.previews.length === 0;
+  scrub.hidden = d.previews.length === 0;
+  if (atEnd) scrub.value = scrub.max;
+  state.previewVersion += 1;
+  showPreview();
+}
+
+// A running trainer's progress changed: only its small live file is fetched; the saved
+// histories on the page stay as they are.
+async function refreshLive(kind, name) {
+  let live;
+  try { live = await api(`/api/models/${kind}/${encodeURIComponent(name)}/live`); } catch (_) { return; }
+  const entry = state.models.find(m => m.kind === kind && m.name === name);
+  if (entry) { entry.live = live; drawModelList(); }
+  const m = state.selected;
+  if (m && m.kind === kind && m.name === name && state.detail) { state.detail.live = live; drawProgress(); }
+}
+
+// The stats and the curves of the selected model: its saved state and its live progress.
+function drawProgress() {
+  const m = state.selected, d = state.detail;
+  if (!m || !d) return;
   const saved = d.state || { iteration: 0, loss_history: [], eval_history: [], iou_history: [] };
   const live = d.live && d.live.iteration >= saved.iteration ? d.live : null;
   const iteration = live ? live.iteration : saved.iteration;
@@ -310,13 +351,6 @@ async function refreshModel() {
       { name: "dst SSIM", color: "#ffa64f", points: ev.map(p => [p.iteration, p.dst_ssim]) },
       { name: "identity", color: "#5fd068", points: ev.filter(p => p.swap_identity != null).map(p => [p.iteration, p.swap_identity]) }]);
   }
-  const scrub = document.getElementById("preview-scrub");
-  const atEnd = scrub.disabled || +scrub.value === +scrub.max;
-  scrub.max = d.previews.length; scrub.disabled = d.previews.length === 0;
-  scrub.hidden = d.previews.length === 0;
-  if (atEnd) scrub.value = scrub.max;
-  state.previewVersion += 1;
-  showPreview();
 }
 
 function showPreview() {
@@ -346,5 +380,16 @@ async function askTrainer(action) {
 document.getElementById("save-now").addEventListener("click", () => askTrainer("save"));
 document.getElementById("stop-now").addEventListener("click", () => askTrainer("stop"));
 
-listen();
-showTab(location.hash.slice(1) || "overview");
+// The shared helpers the other pages' scripts use.
+window.dfl = {
+  TOKEN, api, el, formatCount, formatValue, state,
+  onTab(name, f) { (tabHandlers[name] = tabHandlers[name] || []).push(f); },
+  onChange(f) { changeHandlers.push(f); },
+};
+
+// The other pages' scripts are deferred too and run after this one: start once they have
+// registered.
+document.addEventListener("DOMContentLoaded", () => {
+  listen();
+  showTab(location.hash.slice(1) || "overview");
+});

@@ -8,7 +8,7 @@ use indicatif::MultiProgress;
 use crate::color::MergeColorTransfer;
 use crate::device;
 use crate::merge::config::{BlendMode, MaskMode, MergeConfig, SharpenMode};
-use crate::merge::{self, FrameRange, MergeOptions};
+use crate::merge::{self, FrameRange, MergeOptions, MergeSettings};
 use crate::merge::{EncodeOptions, Preset, Rational, write_preview};
 use crate::model::folder::ModelFolder;
 use crate::report::Outcome;
@@ -17,8 +17,9 @@ use crate::workspace::{Input, Workspace};
 use super::GlobalArgs;
 use super::progress::Bar;
 
-/// Arguments of `dfl merge`. Unset options come from `--config FILE`, else their defaults
-/// (shown in brackets).
+/// Arguments of `dfl merge`. Unset options come from `--config FILE`, else from the default of
+/// `data_dst/merge.config.json` (which may also give scenes their own settings), else their
+/// defaults (shown in brackets).
 #[derive(Debug, clap::Args)]
 pub struct MergeArgs {
     /// The trained model to merge with (its folder under workspace/model/) [the only model].
@@ -58,11 +59,13 @@ pub struct MergeArgs {
     /// Sharpen (> 0) or blur (< 0) the face, −100…100 [0].
     #[arg(long, value_name = "N", allow_negative_numbers = true)]
     pub sharpen_amount: Option<i32>,
-    /// Smooth each face's landmarks over ±N neighbouring frames, against jitter [0].
+    /// Smooth each face's landmarks over ±N neighbouring frames, against jitter, 0…100 [0].
     #[arg(long, value_name = "N")]
     pub smooth: Option<u32>,
     /// Read the settings above from this JSON file (the format of the "merge" object in
-    /// data_dst/merge.settings.json); flags override it.
+    /// data_dst/merge.settings.json); flags override it. Without it, data_dst/merge.config.json
+    /// is used when it exists (written by the studio's Merge page): its default settings
+    /// (flags override them) and its scenes, frame ranges merged with their own settings.
     #[arg(long, value_name = "FILE")]
     pub config: Option<PathBuf>,
     /// The dst video or image folder to merge onto (default: data_dst.mp4 or data_dst/, else
@@ -99,21 +102,35 @@ pub struct MergeArgs {
 }
 
 impl MergeArgs {
-    /// The merge settings: `--config FILE` (or defaults), then the flags.
-    fn config(&self) -> anyhow::Result<MergeConfig> {
-        let mut cfg = match &self.config {
+    /// The merge settings: `--config FILE`, else `data_dst/merge.config.json` with its scenes,
+    /// else the defaults; then the flags, which change the default settings (a scene keeps its
+    /// own).
+    fn settings(&self, ws: &Workspace) -> anyhow::Result<MergeSettings> {
+        let workspace_file = ws.merge_config();
+        let mut settings = match &self.config {
             Some(file) => {
-                let bytes = std::fs::read(file)
-                    .with_context(|| format!("cannot read {}; check the path", file.display()))?;
-                serde_json::from_slice::<MergeConfig>(&bytes).with_context(|| {
-                    format!(
-                        "{} is not a valid merge config; see the \"merge\" object of data_dst/merge.settings.json",
-                        file.display()
-                    )
-                })?
+                if workspace_file.is_file() {
+                    log::info!(
+                        "--config {}: {} and its scenes are not used",
+                        file.display(),
+                        workspace_file.display()
+                    );
+                }
+                MergeSettings::uniform(self.config_file(file)?)
             }
-            None => MergeConfig::default(),
+            None => match MergeSettings::load(&workspace_file)? {
+                Some(settings) => {
+                    log::info!(
+                        "merge settings from {} ({} scene(s) with their own settings)",
+                        workspace_file.display(),
+                        settings.scenes.len()
+                    );
+                    settings
+                }
+                None => MergeSettings::default(),
+            },
         };
+        let cfg = &mut settings.default;
         macro_rules! set {
             ($($field:ident = $arg:ident),* $(,)?) => { $(if let Some(v) = self.$arg.clone() { cfg.$field = v; })* };
         }
@@ -131,7 +148,20 @@ impl MergeArgs {
             smooth = smooth,
         );
         cfg.validate()?;
-        Ok(cfg)
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    /// Reads `--config FILE`: one set of settings.
+    fn config_file(&self, file: &std::path::Path) -> anyhow::Result<MergeConfig> {
+        let bytes = std::fs::read(file)
+            .with_context(|| format!("cannot read {}; check the path", file.display()))?;
+        serde_json::from_slice::<MergeConfig>(&bytes).with_context(|| {
+            format!(
+                "{} is not a valid merge config; see the \"merge\" object of data_dst/merge.settings.json",
+                file.display()
+            )
+        })
     }
 }
 
@@ -190,8 +220,8 @@ fn model_name(args: &MergeArgs, ws: &Workspace) -> anyhow::Result<String> {
 
 /// Runs `dfl merge`.
 pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
-    let cfg = args.config()?;
     let ws = Workspace::new(&global.workspace);
+    let settings = args.settings(&ws)?;
     if !ws.exists() {
         anyhow::bail!("workspace {} does not exist; extract and train first", ws.root().display());
     }
@@ -200,7 +230,7 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
     let input = args.input.as_deref().map(Input::from_path).transpose()?;
     if let Some(frame) = &args.preview {
         let xseg = args.xseg.as_deref();
-        let files = write_preview(&cfg, &ws, &model, xseg, device, frame, input.as_ref())?;
+        let files = write_preview(&settings, &ws, &model, xseg, device, frame, input.as_ref())?;
         log::info!("preview: {} and {}", files.frame.display(), files.grid.display());
         return Ok(Outcome::Done);
     }
@@ -219,7 +249,7 @@ pub fn run(args: &MergeArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         input,
         progress: &bar,
     };
-    let report = merge::run(&cfg, &ws, &opts)?;
+    let report = merge::run(&settings, &ws, &opts)?;
     drop(bar);
     let f = &report.frames;
     log::info!(

@@ -38,7 +38,8 @@ pub fn run(args: &StudioArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
             args.host
         );
     }
-    let opts = StudioOptions { host: args.host, port: args.port, token: None };
+    let opts =
+        StudioOptions { host: args.host, port: args.port, token: None, device: global.device };
     let running = studio::start(ws, &opts).context("starting the studio")?;
     let mut out = std::io::stdout().lock();
     writeln!(out, "dfl studio: open {}", running.url()).context("printing the URL")?;

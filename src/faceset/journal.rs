@@ -1,14 +1,18 @@
 //! Moving face files so that none is ever lost: a journal, two phases, a history for undo.
 //!
-//! A sort (or an undo) is one [`Batch`] of renames inside a side folder (`data_src/`):
-//! `aligned/x → aligned/y` to reorder, `aligned/x → aligned_trash/x` to reject. It runs as:
+//! A sort, a trash of faces picked by hand (`dfl studio`) or an undo is one [`Batch`] of
+//! renames inside a side folder (`data_src/`): `aligned/x → aligned/y` to reorder,
+//! `aligned/x → aligned_trash/x` to reject. It runs as:
 //!
 //! 1. write `sort.journal.json` (the batch, phase 1) atomically;
 //! 2. phase 1: move every source into `.sort-staging/<n>-<name>`;
 //! 3. rewrite the journal as phase 2;
 //! 4. phase 2: move every staged file to its target;
-//! 5. record the batch in `sort.history.jsonl` (an undo removes its sort from it), update
-//!    `aligned_trash/reasons.json`, remove the journal.
+//! 5. record the batch in `sort.history.jsonl` (an undo removes the batch it reverts from it),
+//!    update `aligned_trash/reasons.json`, remove the journal.
+//!
+//! [`undo_last`] reverts the last recorded batch, a sort or a trash alike: it is `dfl sort
+//! --undo` and the studio's Undo.
 //!
 //! In phase 1 a file is at its source or staged; in phase 2 staged or at its target; so after
 //! a crash at any point [`recover`] knows where every file is and finishes the batch, even when
@@ -21,6 +25,7 @@ use std::path::{Component, Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::atomic::{write_atomic, write_json_atomic};
+use crate::lock::{self, LockError};
 use crate::stage_log::StageLog;
 use crate::workspace::{Side, Workspace};
 
@@ -48,9 +53,14 @@ pub enum Action {
         /// The method.
         method: String,
     },
-    /// The undo of the sort with this id.
+    /// Faces moved to `aligned_trash/` by hand.
+    Trash {
+        /// Who moved them (`studio`).
+        by: String,
+    },
+    /// The undo of the sort or trash with this id.
     Undo {
-        /// The sort's [`Batch::id`].
+        /// The reverted batch's [`Batch::id`].
         of: u64,
     },
 }
@@ -67,7 +77,36 @@ pub struct Batch {
 }
 
 impl Batch {
-    /// The batch that reverts `self` (a sort): every move backwards.
+    /// A batch moving the faces `names` of `aligned/` to `aligned_trash/` with `reason`, for
+    /// `by` ([`Action::Trash`]). A name the trash holds already (`trash_names`) becomes
+    /// `<stem>~2.<ext>` (`~3`…) there; undoing puts the face back under its own name.
+    pub fn trash(by: &str, names: &[String], reason: &str, trash_names: &HashSet<String>) -> Batch {
+        let mut taken = trash_names.clone();
+        let moves = names
+            .iter()
+            .map(|name| {
+                let mut target = name.clone();
+                let path = Path::new(name);
+                let stem =
+                    path.file_stem().map_or_else(String::new, |s| s.to_string_lossy().into());
+                let ext = path.extension().map(|e| format!(".{}", e.to_string_lossy()));
+                let mut n = 1;
+                while taken.contains(&target) {
+                    n += 1;
+                    target = format!("{stem}~{n}{}", ext.as_deref().unwrap_or(""));
+                }
+                taken.insert(target.clone());
+                Move {
+                    from: format!("aligned/{name}"),
+                    to: format!("aligned_trash/{target}"),
+                    reason: Some(reason.to_owned()),
+                }
+            })
+            .collect();
+        Batch { id: new_id(), action: Action::Trash { by: by.to_owned() }, moves }
+    }
+
+    /// The batch that reverts `self` (a sort or a trash): every move backwards.
     pub fn undo(&self) -> Batch {
         let moves = self
             .moves
@@ -119,6 +158,12 @@ pub enum JournalError {
     /// A file to move is not there.
     #[error("{} is missing; nothing was moved (the faceset changed while sorting: run again)", .0.display())]
     SourceMissing(PathBuf),
+    /// Another run holds the faceset.
+    #[error(transparent)]
+    Lock(#[from] LockError),
+    /// Undo with no sort or trash recorded.
+    #[error("{}: no sort or trash to undo", .0.display())]
+    NothingToUndo(PathBuf),
 }
 
 fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> JournalError + '_ {
@@ -294,7 +339,7 @@ impl Mover {
     fn finish(&self, batch: &Batch) -> Result<(), JournalError> {
         let mut history = self.history()?;
         match &batch.action {
-            Action::Sort { .. } => {
+            Action::Sort { .. } | Action::Trash { .. } => {
                 if !history.iter().any(|b| b.id == batch.id) {
                     StageLog::open(self.history_path())
                         .and_then(|mut log| log.append(batch))
@@ -317,7 +362,7 @@ impl Mover {
         std::fs::remove_file(&journal).map_err(io_err(&journal))
     }
 
-    /// Returns every finished sort, oldest first.
+    /// Returns every finished sort and trash not undone, oldest first.
     ///
     /// # Errors
     /// `Io` when the history exists but cannot be read.
@@ -371,8 +416,59 @@ impl Mover {
 pub fn describe(action: &Action) -> String {
     match action {
         Action::Sort { method } => format!("sort by {method}"),
+        Action::Trash { by } => format!("trash from {by}"),
         Action::Undo { .. } => "undo".to_owned(),
     }
+}
+
+/// What [`undo_last`] did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Undone {
+    /// Files moved back.
+    pub moved: usize,
+    /// What was undone ([`describe`] of its action); `None` when the undo was an interrupted
+    /// undo, finished.
+    pub undid: Option<String>,
+    /// An interrupted batch finished first ([`describe`] of its action).
+    pub recovered: Option<String>,
+}
+
+/// Reverts the last sort or trash of the `side` faceset, under the faceset's exclusive lock
+/// (`dfl sort --undo`, the studio's Undo). An interrupted batch is finished first; when that
+/// batch was itself an undo, finishing it is the undo. Files moved by hand since the batch are
+/// left where they are, with a warning.
+///
+/// # Errors
+/// `Lock` naming the holder when another run uses the faceset; `NothingToUndo` when no sort or
+/// trash is recorded; the journal's errors otherwise.
+pub fn undo_last(ws: &Workspace, side: Side) -> Result<Undone, JournalError> {
+    let side_dir = ws.side_dir(side);
+    let _lock = if side_dir.is_dir() {
+        Some(lock::exclusive(&ws.faceset_lock(side), &format!("the {side} faceset"))?)
+    } else {
+        None // no faceset: nothing to lock, and nothing to undo
+    };
+    let mut mover = Mover::new(ws, side);
+    let recovered = mover.recover()?;
+    if let Some(Batch { action: Action::Undo { .. }, moves, .. }) = &recovered {
+        return Ok(Undone { moved: moves.len(), undid: None, recovered: Some("undo".to_owned()) });
+    }
+    let last =
+        mover.history()?.pop().ok_or_else(|| JournalError::NothingToUndo(ws.sort_history(side)))?;
+    let mut undo = last.undo();
+    undo.moves.retain(|m| {
+        let there = side_dir.join(&m.from).is_file();
+        if !there {
+            log::warn!("{}: not found, so it cannot be put back", side_dir.join(&m.from).display());
+        }
+        there
+    });
+    mover.apply(&undo)?;
+    Ok(Undone {
+        moved: undo.moves.len(),
+        undid: Some(describe(&last.action)),
+        recovered: recovered.map(|b| describe(&b.action)),
+    })
 }
 
 /// Whether a journal path stays inside the side folder.
@@ -450,6 +546,59 @@ mod tests {
         assert_eq!(contents(&side, "aligned"), names.map(|n| s(n, n)));
         assert!(contents(&side, "aligned_trash").is_empty());
         assert!(mover.history().unwrap().is_empty(), "the undone sort leaves the history");
+    }
+
+    #[test]
+    fn a_trash_by_hand_is_undone_like_a_sort_and_old_histories_still_read() {
+        let (_tmp, side) = setup(&["a.jpg", "b.jpg", "c.jpg"]);
+        let ws = Workspace::new(side.parent().unwrap());
+        std::fs::create_dir_all(side.join("aligned_trash")).unwrap();
+        std::fs::write(side.join("aligned_trash/a.jpg"), "older a").unwrap();
+        // A history written before trashes existed: one sort line.
+        let old_line = r#"{"id":3,"action":{"kind":"sort","method":"blur"},"moves":[]}"#;
+        std::fs::write(side.join("sort.history.jsonl"), format!("{old_line}\n")).unwrap();
+
+        let taken = ["a.jpg".to_owned()].into();
+        let names = ["a.jpg".to_owned(), "c.jpg".to_owned()];
+        let batch = Batch::trash("studio", &names, "by hand", &taken);
+        assert_eq!(batch.moves[0].to, "aligned_trash/a~2.jpg", "the trash's own a.jpg stays");
+        Mover::new(&ws, Side::Src).apply(&batch).unwrap();
+        let s = |a: &str, b: &str| (a.to_owned(), b.to_owned());
+        assert_eq!(contents(&side, "aligned"), [s("b.jpg", "b.jpg")]);
+        assert_eq!(
+            contents(&side, "aligned_trash"),
+            [s("a.jpg", "older a"), s("a~2.jpg", "a.jpg"), s("c.jpg", "c.jpg")]
+        );
+        let history = Mover::new(&ws, Side::Src).history().unwrap();
+        assert_eq!(history.len(), 2, "{history:?}");
+        assert_eq!(describe(&history[1].action), "trash from studio");
+
+        let undone = undo_last(&ws, Side::Src).unwrap();
+        assert_eq!(undone.moved, 2);
+        assert_eq!(undone.undid.as_deref(), Some("trash from studio"));
+        assert_eq!(contents(&side, "aligned"), ["a.jpg", "b.jpg", "c.jpg"].map(|n| s(n, n)));
+        assert_eq!(contents(&side, "aligned_trash"), [s("a.jpg", "older a")]);
+        let reasons =
+            std::fs::read_to_string(side.join("aligned_trash").join(REASONS_FILE)).unwrap();
+        assert!(!reasons.contains("by hand"), "{reasons}");
+        // The old sort is next, then nothing.
+        assert_eq!(undo_last(&ws, Side::Src).unwrap().undid.as_deref(), Some("sort by blur"));
+        let err = undo_last(&ws, Side::Src).unwrap_err();
+        assert!(matches!(err, JournalError::NothingToUndo(_)), "{err}");
+    }
+
+    #[test]
+    fn undo_is_refused_while_another_run_reads_the_faceset() {
+        let (_tmp, side) = setup(&["a.jpg"]);
+        let ws = Workspace::new(side.parent().unwrap());
+        let batch = Batch::trash("studio", &["a.jpg".to_owned()], "x", &HashSet::new());
+        Mover::new(&ws, Side::Src).apply(&batch).unwrap();
+        let reader = lock::shared(&ws.faceset_lock(Side::Src), "the src faceset").unwrap();
+        let err = undo_last(&ws, Side::Src).unwrap_err();
+        assert!(matches!(err, JournalError::Lock(LockError::Busy { .. })), "{err}");
+        assert!(side.join("aligned_trash/a.jpg").is_file(), "nothing moved");
+        drop(reader);
+        assert_eq!(undo_last(&ws, Side::Src).unwrap().moved, 1);
     }
 
     #[test]

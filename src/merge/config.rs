@@ -140,7 +140,8 @@ pub struct MergeConfig {
     /// Sharpen (> 0) or median-blur (< 0) the face by this amount (−100…100; DFL's
     /// `blursharpen_amount`).
     pub sharpen_amount: i32,
-    /// Average each face's landmarks over ±this many neighbouring frames of its track.
+    /// Average each face's landmarks over ±this many neighbouring frames of its track
+    /// (0…[`MAX_SMOOTH`]).
     pub smooth: u32,
 }
 
@@ -162,6 +163,9 @@ impl Default for MergeConfig {
     }
 }
 
+/// The largest landmark-smoothing radius, in frames.
+pub const MAX_SMOOTH: i32 = 100;
+
 /// A merge setting outside its range.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{name} = {value} is outside {min}…{max}; pick a value in that range")]
@@ -182,19 +186,32 @@ impl MergeConfig {
     /// # Errors
     /// The first setting outside its range.
     pub fn validate(&self) -> Result<(), OutOfRange> {
-        let checks = [
-            ("erode", self.erode, -400, 400),
-            ("blur", self.blur, 0, 400),
-            ("face_scale", self.face_scale, -50, 50),
-            ("sharpen_amount", self.sharpen_amount, -100, 100),
+        let values = [
+            self.erode,
+            self.blur,
+            i32::from(self.hist_match_threshold),
+            self.face_scale,
+            self.sharpen_amount,
+            i32::try_from(self.smooth).unwrap_or(i32::MAX),
         ];
-        for (name, value, min, max) in checks {
+        for ((name, min, max), value) in Self::RANGES.into_iter().zip(values) {
             if !(min..=max).contains(&value) {
                 return Err(OutOfRange { name, value, min, max });
             }
         }
         Ok(())
     }
+
+    /// The numeric settings and their ranges `(name, min, max)`, inclusive: DFL's ranges for
+    /// its own settings; `smooth` (not in DFL) up to ±100 frames.
+    pub const RANGES: [(&'static str, i32, i32); 6] = [
+        ("erode", -400, 400),
+        ("blur", 0, 400),
+        ("hist_match_threshold", 0, 255),
+        ("face_scale", -50, 50),
+        ("sharpen_amount", -100, 100),
+        ("smooth", 0, MAX_SMOOTH),
+    ];
 
     /// Returns the paste-back matrix scale for [`transform_mat_scaled`]: the face is pasted
     /// `1 + face_scale/100` times as large.
@@ -232,5 +249,7 @@ mod tests {
         let cfg = MergeConfig { erode: 401, ..MergeConfig::default() };
         assert_eq!(cfg.validate().unwrap_err().name, "erode");
         assert!(MergeConfig { face_scale: -50, ..MergeConfig::default() }.validate().is_ok());
+        let cfg = MergeConfig { smooth: 101, ..MergeConfig::default() };
+        assert_eq!(cfg.validate().unwrap_err().name, "smooth");
     }
 }

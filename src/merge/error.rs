@@ -50,6 +50,12 @@ pub enum MergeError {
     /// A setting is out of range.
     #[error(transparent)]
     Config(#[from] OutOfRange),
+    /// The per-scene settings are unusable.
+    #[error(transparent)]
+    Scenes(#[from] super::scenes::ScenesError),
+    /// The merge config file cannot be read or is unusable.
+    #[error(transparent)]
+    ConfigFile(#[from] super::scenes::ConfigFileError),
     /// The saved settings differ.
     #[error(transparent)]
     Settings(#[from] SettingsError),

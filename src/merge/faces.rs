@@ -2,7 +2,7 @@
 //! deleted there is not swapped), grouped by frame, with optional temporal smoothing of each
 //! face track's landmarks (faceswap has this; DFL does not).
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
 use crate::face::landmarks::{LANDMARK_COUNT, Landmarks68};
@@ -207,6 +207,63 @@ impl DstFaces {
             previous = current;
         }
         tracks
+    }
+}
+
+/// The dst faces of a clip, and their tracks smoothed at each radius in use (a scene may
+/// smooth more or less than the rest of the clip).
+#[derive(Debug, Clone)]
+pub struct ClipFaces {
+    raw: DstFaces,
+    /// The clip's frame names in order (for a video, a few past its reported end).
+    order: Vec<String>,
+    /// Each name's 0-based position in `order`.
+    positions: HashMap<String, usize>,
+    /// The faces smoothed at each radius asked for so far (radius 0 is `raw`).
+    smoothed: BTreeMap<u32, DstFaces>,
+}
+
+impl ClipFaces {
+    /// Wraps the faces of a clip whose frames are named `order`, in order.
+    pub fn new(raw: DstFaces, order: Vec<String>) -> Self {
+        let positions = order.iter().enumerate().map(|(i, n)| (n.clone(), i)).collect();
+        Self { raw, order, positions, smoothed: BTreeMap::new() }
+    }
+
+    /// Smooths the tracks at `radius` unless that was done already.
+    pub fn smooth(&mut self, radius: u32) {
+        if radius > 0 && !self.smoothed.contains_key(&radius) {
+            let faces = self.raw.smoothed(&self.order, radius as usize);
+            self.smoothed.insert(radius, faces);
+        }
+    }
+
+    /// Drops the faces smoothed at every radius but `radius` (each radius holds a copy of the
+    /// clip's faces).
+    pub fn keep_only(&mut self, radius: u32) {
+        self.smoothed.retain(|&r, _| r == radius);
+    }
+
+    /// Returns the faces smoothed at `radius` (unsmoothed when [`ClipFaces::smooth`] was not
+    /// asked for that radius).
+    pub fn at(&self, radius: u32) -> &DstFaces {
+        debug_assert!(radius == 0 || self.smoothed.contains_key(&radius), "radius {radius}");
+        self.smoothed.get(&radius).unwrap_or(&self.raw)
+    }
+
+    /// Returns the faces as extracted.
+    pub fn raw(&self) -> &DstFaces {
+        &self.raw
+    }
+
+    /// Returns the 0-based position of frame `name` in the clip.
+    pub fn position(&self, name: &str) -> Option<usize> {
+        self.positions.get(name).copied()
+    }
+
+    /// Returns the frame names in order.
+    pub fn order(&self) -> &[String] {
+        &self.order
     }
 }
 

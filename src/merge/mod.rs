@@ -9,9 +9,14 @@
 //! transfers are seeded per face, batches are padded to one shape), so a resumed merge writes
 //! the same bytes an uninterrupted one does.
 //!
+//! Each frame is merged with the settings of its scene, if it is in one, else the default
+//! ([`MergeSettings`], `data_dst/merge.config.json`). [`Tuner`] merges single frames on demand
+//! for the studio's Merge page.
+//!
 //! DFL's per-face merge is described in `docs/dfl-parity.md`, "Merge".
 
 mod blend;
+mod clip;
 pub mod config;
 mod error;
 mod faces;
@@ -22,14 +27,19 @@ mod options;
 mod predict;
 mod preview;
 mod run;
+mod scenes;
+mod tuner;
 mod video;
 
+pub use clip::FrameReader;
 pub use error::MergeError;
-pub use faces::{DstFaceInfo, DstFaces};
+pub use faces::{ClipFaces, DstFaceInfo, DstFaces};
 pub use frame::{MergedFrame, merge_frame};
 pub use masked::{DstFace, FacePrediction};
 pub use options::{FrameRange, MergeEntry, MergeOptions, MergeReport};
 pub use predict::{PredictError, Predictor};
-pub use preview::write_preview;
+pub use preview::{FrameSwap, PreviewFiles, write_preview};
 pub use run::{dst_face, run};
+pub use scenes::{ConfigFileError, MergeSettings, Scene, ScenesError};
+pub use tuner::Tuner;
 pub use video::{EncodeOptions, Preset, Rational, VideoError};

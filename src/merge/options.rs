@@ -42,6 +42,34 @@ impl FrameRange {
     pub fn is_bounded_above(&self) -> bool {
         self.last.is_some()
     }
+
+    /// Returns whether the two ranges share a frame.
+    pub fn overlaps(&self, other: &FrameRange) -> bool {
+        let first = self.first.unwrap_or(1).max(other.first.unwrap_or(1));
+        let last = self.last.unwrap_or(usize::MAX).min(other.last.unwrap_or(usize::MAX));
+        first <= last
+    }
+}
+
+impl std::fmt::Display for FrameRange {
+    /// The range as `A..B`, `A..`, `..B`, `..` or `N` (one frame), as [`FromStr`] reads it.
+    ///
+    /// [`FromStr`]: std::str::FromStr
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match (self.first, self.last) {
+            (Some(a), Some(b)) if a == b => write!(f, "{a}"),
+            (a, b) => {
+                if let Some(a) = a {
+                    write!(f, "{a}")?;
+                }
+                f.write_str("..")?;
+                if let Some(b) = b {
+                    write!(f, "{b}")?;
+                }
+                Ok(())
+            }
+        }
+    }
 }
 
 impl std::str::FromStr for FrameRange {

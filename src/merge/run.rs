@@ -13,11 +13,12 @@ use serde::Serialize;
 
 use super::MergeError;
 use super::config::{MaskMode, MergeConfig};
-use super::faces::{DstFaceInfo, DstFaces};
+use super::faces::{ClipFaces, DstFaceInfo, DstFaces};
 use super::frame::merge_frame;
 use super::masked::{DstFace, FacePrediction, crop_face};
 use super::options::{MergeEntry, MergeOptions, MergeReport};
 use super::predict::Predictor;
+use super::scenes::{MergeSettings, Scene};
 use super::video::{self, EncodeOptions, Timing};
 use crate::face::align::{Affine, FaceType, compose, invert, transform_mat, transform_mat_scaled};
 use crate::faceset::Faceset;
@@ -36,10 +37,15 @@ struct SavedSettings<'a> {
     input: &'a Path,
     model: &'a str,
     iteration: u64,
+    /// The settings of every frame outside the scenes.
     merge: &'a MergeConfig,
     /// The XSeg model (name, iteration) of the XSeg mask modes.
     #[serde(skip_serializing_if = "Option::is_none")]
     xseg: Option<(&'a str, u64)>,
+    /// The scenes merged with their own settings (`data_dst/merge.config.json`); absent
+    /// without scenes, so a run without them saves what runs before scenes saved.
+    #[serde(skip_serializing_if = "<[Scene]>::is_empty")]
+    scenes: &'a [Scene],
 }
 
 /// The JPEG quality `write_image` asks for; merged frames are PNG, so it does not apply.
@@ -48,16 +54,34 @@ const PNG_QUALITY_UNUSED: u8 = 95;
 /// The faces and settings every frame of a run shares (CPU side; the model stays on the
 /// thread that runs it).
 pub(super) struct Session<'a> {
-    /// The per-face settings.
-    pub cfg: &'a MergeConfig,
+    /// The per-face settings of every frame.
+    pub settings: &'a MergeSettings,
     /// The model's resolution R.
     pub resolution: i32,
     /// The model's face type (the crops' geometry).
     pub face_type: FaceType,
-    /// The dst faces (smoothed when asked).
-    pub faces: &'a DstFaces,
+    /// The dst faces (smoothed at every radius the settings use).
+    pub faces: &'a ClipFaces,
     /// The dst input (for messages).
     pub input: &'a Path,
+}
+
+impl Session<'_> {
+    /// The settings of the 0-based frame `index`.
+    fn config_of(&self, index: usize) -> &MergeConfig {
+        self.settings.config_of(index)
+    }
+
+    /// The faces of frame `name` at `index`, smoothed as its settings ask.
+    fn faces_of(&self, index: usize, name: &str) -> &[DstFaceInfo] {
+        self.faces.at(self.config_of(index).smooth).of(name)
+    }
+
+    /// The key of what frame `name` is merged from (its faces as its settings smooth them).
+    fn key_of(&self, name: &str) -> String {
+        let cfg = self.faces.position(name).map_or(&self.settings.default, |i| self.config_of(i));
+        self.faces.at(cfg.smooth).key_of(name)
+    }
 }
 
 /// A decoded frame with its faces cropped.
@@ -72,39 +96,42 @@ struct Predicted {
     predictions: Vec<FacePrediction>,
 }
 
-/// Merges the dst frames of `ws` with `opts.model`, resuming a previous run, then assembles
-/// `result.mp4` when every frame is merged.
+/// Merges the dst frames of `ws` with `opts.model`, each with its scene's settings, resuming a
+/// previous run, then assembles `result.mp4` when every frame is merged.
 ///
 /// # Errors
 /// Fatal problems only (no input, no model, changed settings without `force`, unwritable
 /// outputs); unreadable frames are logged, skipped and counted.
 pub fn run(
-    cfg: &MergeConfig,
+    settings: &MergeSettings,
     ws: &Workspace,
     opts: &MergeOptions<'_>,
 ) -> Result<MergeReport, MergeError> {
-    cfg.validate()?;
+    settings.validate()?;
     let dst_lock = crate::lock::shared(&ws.faceset_lock(Side::Dst), "the dst faceset")?;
-    let DstSide { input, faces, skipped_faces } = load_dst(ws, opts.input.as_ref(), cfg.smooth)?;
+    let DstSide { input, mut faces, skipped_faces } = load_dst(ws, opts.input.as_ref())?;
+    for radius in settings.smooth_radii() {
+        faces.smooth(radius);
+    }
     let merge_lock =
         crate::lock::exclusive(&ws.merge_lock(), "the merge output (data_dst/merged)")?;
     let _locks = [dst_lock, merge_lock];
     let predictor = Predictor::load(ws, opts.model, opts.device)?;
-    let xseg = load_xseg(cfg, ws, opts, &faces)?;
+    let xseg = load_xseg(settings, ws, opts, faces.raw())?;
     let xseg_id = xseg.as_ref().map(|x| (x.name(), x.iteration()));
-    let done = prepare_outputs(cfg, ws, &input, opts, predictor.iteration(), xseg_id, &faces)?;
+    let session = Session {
+        settings,
+        resolution: predictor.resolution(),
+        face_type: predictor.face_type(),
+        faces: &faces,
+        input: input.path(),
+    };
+    let done = prepare_outputs(&session, ws, &input, opts, predictor.iteration(), xseg_id)?;
     let mut report = MergeReport {
         frames: StageReport { already_done: done.len(), ..Default::default() },
         iteration: predictor.iteration(),
         skipped_faces,
         ..Default::default()
-    };
-    let session = Session {
-        cfg,
-        resolution: predictor.resolution(),
-        face_type: predictor.face_type(),
-        faces: &faces,
-        input: input.path(),
     };
     let mut source = FrameSource::open(&input)?;
     let range = opts.frames;
@@ -193,14 +220,14 @@ impl Pipeline<'_> {
         let batch = self.writer.opts.batch_size;
         let mut predictions = self.predictor.predict(&crops, batch)?;
         let faces: Vec<&DstFace> = prepared.iter().flat_map(|p| p.faces.iter()).collect();
-        add_xseg_masks(
-            session.cfg.mask_mode,
-            self.xseg,
-            session.face_type,
-            &faces,
-            &mut predictions,
-            batch,
-        )?;
+        let modes: Vec<MaskMode> = prepared
+            .iter()
+            .flat_map(|p| {
+                let mode = session.config_of(p.frame.index).mask_mode;
+                std::iter::repeat_n(mode, p.faces.len())
+            })
+            .collect();
+        add_xseg_masks(&modes, self.xseg, session.face_type, &faces, &mut predictions, batch)?;
         let mut predictions = predictions.into_iter();
         Ok(prepared
             .into_iter()
@@ -225,7 +252,7 @@ impl Writer<'_> {
                 &chunk,
                 |p| merge_and_write(self.session, p, self.ws, self.opts.write_masks),
                 |p, result| {
-                    let key = self.session.faces.key_of(&p.prepared.frame.name);
+                    let key = self.session.key_of(&p.prepared.frame.name);
                     record(log, report, &p.prepared.frame, result?, key)?;
                     self.opts.progress.inc(1);
                     Ok::<(), MergeError>(())
@@ -269,23 +296,19 @@ fn finish_video(
 pub(super) struct DstSide {
     /// The dst frames.
     pub(super) input: Input,
-    /// The dst faces by frame (smoothed when asked).
-    pub(super) faces: DstFaces,
+    /// The dst faces by frame (not smoothed yet).
+    pub(super) faces: ClipFaces,
     /// Face files of `data_dst/aligned` that are not usable faces (not merged).
     pub(super) skipped_faces: usize,
 }
 
-/// Reads the dst faces, finds the frames they came from (`input` when given, else the
-/// workspace's dst video or image folder, else the input the faces name), and smooths the
-/// faces' tracks when asked.
+/// Reads the dst faces and finds the frames they came from (`input` when given, else the
+/// workspace's dst video or image folder, else the input the faces name) and their names.
 ///
 /// # Errors
-/// `Faces` when `data_dst/aligned` cannot be read, `NoInput` when no input is found.
-pub(super) fn load_dst(
-    ws: &Workspace,
-    input: Option<&Input>,
-    smooth: u32,
-) -> Result<DstSide, MergeError> {
+/// `Faces` when `data_dst/aligned` cannot be read, `NoInput` when no input is found, `Frames`
+/// when it cannot be opened.
+pub(super) fn load_dst(ws: &Workspace, input: Option<&Input>) -> Result<DstSide, MergeError> {
     let set = Faceset::read(&ws.aligned_dir(Side::Dst), &NoProgress)?;
     set.warn_skipped("that face is not merged");
     let input = input
@@ -297,26 +320,20 @@ pub(super) fn load_dst(
     if faces.is_empty() {
         log::warn!("data_dst/aligned holds no faces: every frame is copied unchanged");
     }
-    let faces = if smooth == 0 {
-        faces
-    } else {
-        // A video's container may undercount its frames: name a few more than it reports.
-        let order = frame_names(&input, FrameSource::open(&input)?.len_hint() + 2)?;
-        faces.smoothed(&order, smooth as usize)
-    };
-    Ok(DstSide { input, faces, skipped_faces: set.skipped.len() })
+    // A video's container may undercount its frames: name a few more than it reports.
+    let order = frame_names(&input, FrameSource::open(&input)?.len_hint() + 2)?;
+    Ok(DstSide { input, faces: ClipFaces::new(faces, order), skipped_faces: set.skipped.len() })
 }
 
 /// Checks the saved settings, creates the output folder and returns the finished frames (those
 /// logged whose PNG exists).
 fn prepare_outputs(
-    cfg: &MergeConfig,
+    session: &Session<'_>,
     ws: &Workspace,
     input: &Input,
     opts: &MergeOptions<'_>,
     iteration: u64,
     xseg: Option<(&str, u64)>,
-    faces: &DstFaces,
 ) -> Result<HashSet<String>, MergeError> {
     let merged = ws.merged_dir();
     let mut dirs = vec![merged.clone()];
@@ -327,8 +344,14 @@ fn prepare_outputs(
     }
     // Relative to the workspace when inside it, so a moved workspace resumes.
     let input_path = ws.portable(input.path());
-    let settings =
-        SavedSettings { input: &input_path, model: opts.model, iteration, merge: cfg, xseg };
+    let settings = SavedSettings {
+        input: &input_path,
+        model: opts.model,
+        iteration,
+        merge: &session.settings.default,
+        xseg,
+        scenes: &session.settings.scenes,
+    };
     let log_path = ws.stage_log(Stage::Merge, Side::Dst);
     let check = check_settings(&ws.stage_settings(Stage::Merge, Side::Dst), &settings, opts.force)?;
     let entries = resume_entries::<MergeEntry>(&log_path, &check, "merging every frame again")?;
@@ -339,7 +362,7 @@ fn prepare_outputs(
     let mut done = HashSet::new();
     let mut changed = 0;
     for (frame, key) in last.into_iter().filter(|(frame, _)| ws.merged_frame(frame).is_file()) {
-        if key == faces.key_of(&frame) {
+        if key == session.key_of(&frame) {
             done.insert(frame);
         } else {
             changed += 1;
@@ -351,19 +374,20 @@ fn prepare_outputs(
     Ok(done)
 }
 
-/// Loads the XSeg model when the mask mode needs one: always for xseg-prd, and for xseg-dst when
-/// some dst face has no applied mask. Without `--xseg` that is an error naming what is missing.
+/// Loads the XSeg model when a mask mode in use needs one: always for xseg-prd, and for
+/// xseg-dst when some dst face has no applied mask. Without `--xseg` that is an error naming
+/// what is missing.
 fn load_xseg(
-    cfg: &MergeConfig,
+    settings: &MergeSettings,
     ws: &Workspace,
     opts: &MergeOptions<'_>,
     faces: &DstFaces,
 ) -> Result<Option<XSegModel>, MergeError> {
-    let mode = cfg.mask_mode;
-    let (prd, dst) = (mode.needs_xseg_prd(), mode.needs_xseg_dst());
-    if !prd && !dst {
-        return Ok(None);
-    }
+    let modes = || settings.configs().map(|c| c.mask_mode);
+    let prd_mode = modes().find(|m| m.needs_xseg_prd());
+    let dst_mode = modes().find(|m| m.needs_xseg_dst());
+    let (prd, dst) = (prd_mode.is_some(), dst_mode.is_some());
+    let Some(mode) = prd_mode.or(dst_mode) else { return Ok(None) };
     let without = faces.without_xseg();
     match opts.xseg {
         Some(name) => {
@@ -394,12 +418,13 @@ fn load_xseg(
     }
 }
 
-/// Fills the XSeg masks the mask mode reads: `xseg_dst` from the face's applied mask (or the
-/// model on the dst crop), `xseg_prd` from the model on the swap. Both images are crops of
-/// `crop_type` at the merge resolution; XSeg re-crops them to its own face type and maps its
-/// masks back. DFL zeroes XSeg values under 0.1 (done in the model).
+/// Fills the XSeg masks each face's mask mode (`modes`, one per face) reads: `xseg_dst` from
+/// the face's applied mask (or the model on the dst crop), `xseg_prd` from the model on the
+/// swap. Both images are crops of `crop_type` at the merge resolution; XSeg re-crops them to
+/// its own face type and maps its masks back. DFL zeroes XSeg values under 0.1 (done in the
+/// model).
 pub(super) fn add_xseg_masks(
-    mode: MaskMode,
+    modes: &[MaskMode],
     model: Option<&XSegModel>,
     crop_type: FaceType,
     faces: &[&DstFace],
@@ -413,6 +438,7 @@ pub(super) fn add_xseg_masks(
         }
         let Some(model) = model else {
             let why = " for faces without an applied mask".to_owned();
+            let mode = pick.first().map_or(MaskMode::XsegDst, |&i| modes[i]);
             return Err(MergeError::NeedsXSeg { mode: format!("{mode:?}"), why });
         };
         let inputs: Vec<FaceIn<'_>> = pick
@@ -426,24 +452,22 @@ pub(super) fn add_xseg_masks(
             .collect();
         Ok(model.predict_faces(&inputs, batch)?)
     };
-    if mode.needs_xseg_dst() {
-        let missing: Vec<usize> =
-            (0..faces.len()).filter(|&i| faces[i].applied_xseg.is_none()).collect();
-        let crops = missing.iter().map(|&i| &faces[i].crop).collect();
-        let mut computed = run(&missing, crops)?.into_iter();
-        for (i, pred) in predictions.iter_mut().enumerate() {
-            pred.xseg_dst = match &faces[i].applied_xseg {
-                Some(m) => Some(m.try_clone()?),
-                None => computed.next(),
-            };
-        }
+    let needs_dst = |i: usize| modes.get(i).is_some_and(|m| m.needs_xseg_dst());
+    let missing: Vec<usize> =
+        (0..faces.len()).filter(|&i| needs_dst(i) && faces[i].applied_xseg.is_none()).collect();
+    let crops = missing.iter().map(|&i| &faces[i].crop).collect();
+    let mut computed = run(&missing, crops)?.into_iter();
+    for (i, pred) in predictions.iter_mut().enumerate().filter(|(i, _)| needs_dst(*i)) {
+        pred.xseg_dst = match &faces[i].applied_xseg {
+            Some(m) => Some(m.try_clone()?),
+            None => computed.next(),
+        };
     }
-    if mode.needs_xseg_prd() {
-        let all: Vec<usize> = (0..faces.len()).collect();
-        let masks = run(&all, predictions.iter().map(|p| &p.face).collect())?;
-        for (pred, mask) in predictions.iter_mut().zip(masks) {
-            pred.xseg_prd = Some(mask);
-        }
+    let prd: Vec<usize> =
+        (0..faces.len()).filter(|&i| modes.get(i).is_some_and(|m| m.needs_xseg_prd())).collect();
+    let masks = run(&prd, prd.iter().map(|&i| &predictions[i].face).collect())?;
+    for (&i, mask) in prd.iter().zip(masks) {
+        predictions[i].xseg_prd = Some(mask);
     }
     Ok(())
 }
@@ -452,7 +476,7 @@ pub(super) fn add_xseg_masks(
 fn prepare_frame(session: &Session<'_>, frame: Frame) -> Result<Prepared, MergeError> {
     let Ok(image) = &frame.image else { return Ok(Prepared { frame, faces: Vec::new() }) };
     let size = [image.cols() as u32, image.rows() as u32];
-    let infos = session.faces.of(&frame.name);
+    let infos = session.faces_of(frame.index, &frame.name);
     if let Some(info) = infos.iter().find(|f| f.source_size != size) {
         return Err(MergeError::FrameSize {
             frame: frame.name.clone(),
@@ -461,11 +485,12 @@ fn prepare_frame(session: &Session<'_>, frame: Frame) -> Result<Prepared, MergeE
             want: info.source_size,
         });
     }
-    let (r, face_type, scale) = (session.resolution, session.face_type, session.cfg.output_scale());
+    let cfg = session.config_of(frame.index);
+    let (r, face_type, scale) = (session.resolution, session.face_type, cfg.output_scale());
     let faces = infos
         .iter()
         .filter_map(|info| {
-            let with_applied = session.cfg.mask_mode.needs_xseg_dst();
+            let with_applied = cfg.mask_mode.needs_xseg_dst();
             dst_face(image, info, r, face_type, scale, with_applied).transpose()
         })
         .collect::<Result<_, _>>()?;
@@ -544,7 +569,8 @@ fn merge_and_write(
 ) -> Result<Option<usize>, MergeError> {
     let frame = &p.prepared.frame;
     let Ok(image) = &frame.image else { return Ok(None) };
-    let out = merge_frame(session.cfg, &frame.name, image, &p.prepared.faces, &p.predictions)?;
+    let cfg = session.config_of(frame.index);
+    let out = merge_frame(cfg, &frame.name, image, &p.prepared.faces, &p.predictions)?;
     if write_mask {
         write_image(&ws.merged_mask(&frame.name), &out.mask_u8()?, PNG_QUALITY_UNUSED)?;
     }

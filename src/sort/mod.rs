@@ -26,7 +26,7 @@ use crate::detect::{FaceDetector, YuNetModel};
 use crate::face::identity::{Embedding, SFaceModel};
 use crate::face::metadata::{FaceFileError, parse_metadata, read_face_image};
 use crate::face::pose::estimate_pitch_yaw_roll;
-use crate::faceset::journal::{self, Batch, JournalError, Mover};
+use crate::faceset::journal::{self, JournalError, Mover};
 use crate::faceset::scores::{self, CHUNK, EmbedError, FaceScores, Measure, ScoreCache};
 use crate::faceset::{Face, Faceset, FacesetError};
 use crate::progress::Progress;
@@ -124,9 +124,6 @@ pub enum SortError {
     /// Contact sheets could not be written.
     #[error(transparent)]
     Sheet(#[from] sheet::SheetError),
-    /// `--undo` with no sort to undo.
-    #[error("{}: no sort to undo", .0.display())]
-    NothingToUndo(PathBuf),
 }
 
 /// What a sort did (or, with `--dry-run`, would do).
@@ -210,33 +207,16 @@ pub fn sort(
     Ok(report)
 }
 
-/// Reverts the last sort of the `side` faceset; returns how many files moved back and whether
-/// an interrupted run was finished first.
+/// Reverts the last sort (or trash from the studio) of the `side` faceset; returns how many
+/// files moved back and whether an interrupted run was finished first. The undo itself is the
+/// faceset's ([`journal::undo_last`]), shared with the studio's Undo.
 ///
 /// # Errors
-/// `NothingToUndo` when no sort is recorded; the journal's errors otherwise.
+/// The journal's errors: `NothingToUndo` when nothing is recorded, `Lock` when another run
+/// holds the faceset.
 pub fn undo(ws: &Workspace, side: Side) -> Result<(usize, Option<String>), SortError> {
-    let _lock = lock_faceset(ws, side)?;
-    let side_dir = ws.side_dir(side);
-    let mut mover = Mover::new(ws, side);
-    let recovered = mover.recover()?;
-    if let Some(Batch { action: journal::Action::Undo { .. }, moves, .. }) = &recovered {
-        // The interrupted command was this undo: finishing it was the undo.
-        return Ok((moves.len(), Some("undo".to_owned())));
-    }
-    let last =
-        mover.history()?.pop().ok_or_else(|| SortError::NothingToUndo(ws.sort_history(side)))?;
-    let mut undo = last.undo();
-    // Files moved by hand since are left alone, with a warning.
-    undo.moves.retain(|m| {
-        let there = side_dir.join(&m.from).is_file();
-        if !there {
-            log::warn!("{}: not found, so it cannot be put back", side_dir.join(&m.from).display());
-        }
-        there
-    });
-    mover.apply(&undo)?;
-    Ok((undo.moves.len(), recovered.map(|b| journal::describe(&b.action))))
+    let undone = journal::undo_last(ws, side)?;
+    Ok((undone.moved, undone.recovered))
 }
 
 /// Writes contact sheets of the faceset as it is, without sorting.

@@ -3,10 +3,30 @@
 /// The one page; `{{TOKEN}}` is replaced by the session token, which its script sends in the
 /// `X-DFL-Token` header of every request that changes something.
 pub const INDEX_HTML: &str = include_str!("../../assets/studio/index.html");
-/// The page's script.
-pub const APP_JS: &str = include_str!("../../assets/studio/app.js");
-/// The page's style sheet.
-pub const APP_CSS: &str = include_str!("../../assets/studio/app.css");
+
+/// The scripts and style sheets under `/assets/`: the shell (`app.*`, the overview and the
+/// training monitor) and one pair per page that needs more.
+const FILES: [(&str, &str); 8] = [
+    ("app.js", include_str!("../../assets/studio/app.js")),
+    ("app.css", include_str!("../../assets/studio/app.css")),
+    ("faces.js", include_str!("../../assets/studio/faces.js")),
+    ("faces.css", include_str!("../../assets/studio/faces.css")),
+    ("labeller.js", include_str!("../../assets/studio/labeller.js")),
+    ("labeller.css", include_str!("../../assets/studio/labeller.css")),
+    ("tuner.js", include_str!("../../assets/studio/tuner.js")),
+    ("tuner.css", include_str!("../../assets/studio/tuner.css")),
+];
+
+/// The embedded file `name` with its content type.
+pub fn file(name: &str) -> Option<(&'static str, &'static str)> {
+    let (_, body) = FILES.iter().find(|(n, _)| *n == name)?;
+    let kind = if name.ends_with(".js") {
+        "text/javascript; charset=utf-8"
+    } else {
+        "text/css; charset=utf-8"
+    };
+    Some((body, kind))
+}
 
 /// The content security policy of every page: its own script and style only, images from the
 /// studio itself (and blobs the labeller makes).

@@ -12,9 +12,12 @@
 
 mod assets;
 pub mod auth;
+mod faces;
+mod labeller;
 mod monitor;
 pub mod paths;
 mod server;
+mod tuner;
 pub mod watch;
 
 pub use server::{Running, StudioError, StudioOptions, start};

@@ -11,7 +11,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::paths;
-use super::server::{ApiError, AppState};
+use super::server::{ApiError, AppState, blocking};
 use crate::model::folder::control::{self, Request};
 use crate::model::folder::{LIVE_FILE, ModelFolder, TrainState};
 use crate::workspace::Workspace;
@@ -39,15 +39,6 @@ impl Kind {
             Self::Xseg => "xseg",
         }
     }
-}
-
-/// Runs file work off the async threads.
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }
 
 /// `GET /api/status`: what `dfl status --json` reports.
@@ -133,6 +124,17 @@ pub(super) async fn model(
     })
     .await?;
     Ok(Json(detail).into_response())
+}
+
+/// `GET /api/models/{kind}/{name}/live`: the running trainer's progress (`null` when no run
+/// wrote any).
+pub(super) async fn live(
+    State(state): State<AppState>,
+    Path((kind, name)): Path<(String, String)>,
+) -> Result<Response, ApiError> {
+    let ws = state.ws.clone();
+    let live = blocking(move || Ok(read_live(folder(&ws, &kind, &name)?.1.dir()))).await?;
+    Ok(Json(live).into_response())
 }
 
 /// `GET /api/models/{kind}/{name}/preview.png`: the latest preview grid.

@@ -16,8 +16,9 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use super::assets;
 use super::auth::{self, Guard};
-use super::monitor;
 use super::watch;
+use super::{faces, labeller, monitor, tuner};
+use crate::device::DeviceRequest;
 use crate::workspace::Workspace;
 
 /// Where and how the studio listens.
@@ -29,11 +30,18 @@ pub struct StudioOptions {
     pub port: u16,
     /// The session token (a fresh random one when `None`).
     pub token: Option<String>,
+    /// The device the merge tuner runs models on.
+    pub device: DeviceRequest,
 }
 
 impl Default for StudioOptions {
     fn default() -> Self {
-        Self { host: IpAddr::V4(Ipv4Addr::LOCALHOST), port: 7860, token: None }
+        Self {
+            host: IpAddr::V4(Ipv4Addr::LOCALHOST),
+            port: 7860,
+            token: None,
+            device: DeviceRequest::Auto,
+        }
     }
 }
 
@@ -64,6 +72,12 @@ pub(super) struct AppState {
     pub ws: Arc<Workspace>,
     pub guard: Guard,
     pub changes: broadcast::Sender<Vec<String>>,
+    /// What the faceset browser keeps between requests.
+    pub faces: Arc<faces::FacesState>,
+    /// What the XSeg labeller keeps between requests.
+    pub labeller: Arc<labeller::LabellerState>,
+    /// What the merge tuner keeps between requests (the loaded model).
+    pub tuner: Arc<tuner::TunerState>,
 }
 
 /// A studio that listens.
@@ -136,7 +150,14 @@ pub fn start(ws: Workspace, opts: &StudioOptions) -> Result<Running, StudioError
         listener.local_addr().map_err(|source| StudioError::Bind { addr: wanted, source })?;
     let guard = Guard::new(token.clone(), addr.port(), opts.host.is_loopback());
     let (changes, _) = broadcast::channel(64);
-    let state = AppState { ws: Arc::new(ws), guard: guard.clone(), changes: changes.clone() };
+    let state = AppState {
+        ws: Arc::new(ws),
+        guard: guard.clone(),
+        changes: changes.clone(),
+        faces: Arc::default(),
+        labeller: Arc::default(),
+        tuner: Arc::new(tuner::TunerState::new(opts.device)),
+    };
     let (stop, mut stopped) = tokio::sync::watch::channel(false);
     let app = router(state.clone());
     let mut watcher_stop = stop.subscribe();
@@ -179,21 +200,18 @@ fn router(state: AppState) -> Router {
     let guard = state.guard.clone();
     Router::new()
         .route("/", get(index))
-        .route(
-            "/assets/app.js",
-            get(|| async { asset(assets::APP_JS, "text/javascript; charset=utf-8") }),
-        )
-        .route(
-            "/assets/app.css",
-            get(|| async { asset(assets::APP_CSS, "text/css; charset=utf-8") }),
-        )
+        .route("/assets/{file}", get(static_asset))
         .route("/api/status", get(monitor::status))
         .route("/api/events", get(events))
         .route("/api/models", get(monitor::models))
         .route("/api/models/{kind}/{name}", get(monitor::model))
+        .route("/api/models/{kind}/{name}/live", get(monitor::live))
         .route("/api/models/{kind}/{name}/preview.png", get(monitor::preview))
         .route("/api/models/{kind}/{name}/previews/{iteration}", get(monitor::preview_at))
         .route("/api/models/{kind}/{name}/control", post(monitor::control))
+        .merge(faces::routes())
+        .merge(labeller::routes())
+        .merge(tuner::routes())
         .layer(axum::middleware::from_fn_with_state(guard, auth::check))
         .layer(axum::middleware::from_fn(security_headers))
         .with_state(state)
@@ -202,6 +220,14 @@ fn router(state: AppState) -> Router {
 async fn index(State(state): State<AppState>) -> Response {
     let html = assets::INDEX_HTML.replace("{{TOKEN}}", state.guard.token());
     asset(html, "text/html; charset=utf-8")
+}
+
+/// `GET /assets/{file}`: one of the page's embedded scripts and style sheets.
+async fn static_asset(axum::extract::Path(file): axum::extract::Path<String>) -> Response {
+    match assets::file(&file) {
+        Some((body, kind)) => asset(body, kind),
+        None => StatusCode::NOT_FOUND.into_response(),
+    }
 }
 
 fn asset(body: impl Into<axum::body::Body>, kind: &'static str) -> Response {
@@ -225,8 +251,8 @@ async fn security_headers(
 }
 
 /// Server-sent events: `change` with the JSON list of topics whose files changed
-/// (`status`, `model/<name>`, `xseg/<name>`, `faces/<side>`), within [`watch::POLL`] of the
-/// write.
+/// (`status`, `model/<name>`, `xseg/<name>`, `faces/<side>`, `live/<kind>/<name>`), within
+/// [`watch::POLL`] of the write.
 async fn events(State(state): State<AppState>) -> impl IntoResponse {
     let hello =
         tokio_stream::once(Ok::<Event, Infallible>(Event::default().event("hello").data("{}")));
@@ -249,8 +275,23 @@ impl ApiError {
     }
 }
 
+impl From<super::paths::PathRefused> for ApiError {
+    fn from(e: super::paths::PathRefused) -> Self {
+        Self(StatusCode::BAD_REQUEST, e.to_string())
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         (self.0, axum::Json(serde_json::json!({ "error": self.1 }))).into_response()
     }
+}
+
+/// Runs file work off the async threads.
+pub(super) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
 }

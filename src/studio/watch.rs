@@ -1,5 +1,6 @@
 //! What changed in the workspace: a poller that stats the files each page shows and announces
-//! the topics whose files changed (`status`, `model/<name>`, `xseg/<name>`, `faces/<side>`).
+//! the topics whose files changed (`status`, `model/<name>`, `xseg/<name>`, `faces/<side>`,
+//! and `live/model/<name>`, `live/xseg/<name>` for a running trainer's progress file).
 //!
 //! The studio never shares memory with the commands that write those files; it looks at them.
 //! A stat of a few dozen paths every [`POLL`] is cheap and works on every file system (network
@@ -43,12 +44,17 @@ pub fn snapshot(ws: &Workspace) -> Snapshot {
         stamp(&dir, &mut status);
         for (name, folder) in ModelFolder::list_in(&dir) {
             let mut model = DefaultHasher::new();
-            for file in ["LATEST", LIVE_FILE, "preview.png", "config.json"] {
+            for file in ["LATEST", "preview.png", "config.json"] {
                 stamp(&folder.dir().join(file), &mut model);
             }
             let model = model.finish();
             model.hash(&mut status);
             topics.insert(format!("{kind}/{name}"), model);
+            // A running trainer rewrites its live file every second: its own topic, so the
+            // page fetches only that small file, not the histories and the status.
+            let mut live = DefaultHasher::new();
+            stamp(&folder.dir().join(LIVE_FILE), &mut live);
+            topics.insert(format!("live/{kind}/{name}"), live.finish());
         }
     }
     topics.insert("status".to_owned(), status.finish());
@@ -89,6 +95,9 @@ mod tests {
         assert_eq!(changed(&before, &snapshot(&ws)), ["faces/dst", "status"]);
         let before = snapshot(&ws);
         std::fs::write(ws.models_dir().join("m1/live.json"), b"{}").unwrap();
+        assert_eq!(changed(&before, &snapshot(&ws)), ["live/model/m1"]);
+        let before = snapshot(&ws);
+        std::fs::write(ws.models_dir().join("m1/LATEST"), b"000000010-0").unwrap();
         assert_eq!(changed(&before, &snapshot(&ws)), ["model/m1", "status"]);
     }
 }

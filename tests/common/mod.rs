@@ -98,3 +98,37 @@ pub fn extracted_workspace(src: &[&str], dst: &[&str]) -> (tempfile::TempDir, st
     }
     (tmp, ws)
 }
+
+/// Extracts both sides of `ws` at 96 px and trains the tiny model `m` for 2 iterations on the
+/// CPU: the least a merge needs.
+pub fn extract_and_train_tiny(ws: &Path) {
+    for side in ["src", "dst"] {
+        let out = dfl(ws, &["-q", "extract", side, "--size", "96"]);
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    }
+    let train = [&["-q", "--device", "cpu", "train", "--name", "m"], &TINY[..]].concat();
+    let out = dfl(ws, &[&train[..], &["--iterations", "2"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}
+
+/// The frames of the workspace's `data_dst.mp4` as OpenCV decodes them, in order.
+pub fn dst_frames(ws: &Path) -> Vec<opencv::core::Mat> {
+    use opencv::prelude::*;
+    use opencv::videoio::{self, VideoCapture};
+    let path = ws.join("data_dst.mp4");
+    let mut capture = VideoCapture::from_file(path.to_str().unwrap(), videoio::CAP_FFMPEG).unwrap();
+    let mut frames = Vec::new();
+    loop {
+        let mut frame = opencv::core::Mat::default();
+        if !capture.read(&mut frame).unwrap() || frame.empty() {
+            return frames;
+        }
+        frames.push(frame);
+    }
+}
+
+/// Whether two images have the same size and the same bytes.
+pub fn same_pixels(a: &opencv::core::Mat, b: &opencv::core::Mat) -> bool {
+    use opencv::prelude::*;
+    a.size().unwrap() == b.size().unwrap() && a.data_bytes().unwrap() == b.data_bytes().unwrap()
+}

@@ -42,6 +42,13 @@ impl Studio {
     }
 }
 
+impl Studio {
+    /// The server's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
 impl Drop for Studio {
     fn drop(&mut self) {
         let _ = self.child.kill();

@@ -5,9 +5,14 @@
 use std::path::PathBuf;
 use std::process::Stdio;
 
+#[path = "../common/mod.rs"]
 mod common;
-#[path = "common/studio.rs"]
+#[path = "../common/studio.rs"]
 mod studio_support;
+
+mod faces;
+mod labeller;
+mod tuner;
 
 use common::{TINY, dfl_cmd};
 use studio_support::{Browser, KillOnDrop, Studio, http, screenshot_dir};
@@ -82,6 +87,11 @@ fn requests_without_the_token_are_refused_and_paths_stay_inside_the_workspace() 
             .any(|(k, v)| k == "content-security-policy" && v.contains("default-src 'self'"))
     );
     assert!(headers.iter().any(|(k, v)| k == "cache-control" && v == "no-store"));
+    // Watching and browsing need no network: libtorch's CUDA backend (about 270 MB) stays out
+    // of the process until the merge tuner asks for a device.
+    let maps = std::fs::read_to_string(format!("/proc/{}/maps", studio.pid())).unwrap();
+    assert!(maps.contains("libtorch_cpu.so"), "the studio maps libtorch");
+    assert!(!maps.contains("libtorch_cuda.so"), "the studio loaded the CUDA backend");
 }
 
 #[test]
@@ -224,4 +234,119 @@ fn monitor_latency() {
         latencies[latencies.len() / 2],
         latencies[latencies.len() - 1]
     );
+}
+
+/// The face files of `dir` (no temporary files).
+fn face_files(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "jpg" || e == "png"))
+        .collect();
+    out.sort();
+    out
+}
+
+/// Every `.jpg` under `dir`, recursively.
+fn jpegs_under(dir: &std::path::Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else { return out };
+    for path in entries.flatten().map(|e| e.path()) {
+        if path.is_dir() {
+            out.extend(jpegs_under(&path));
+        } else if path.extension().is_some_and(|e| e == "jpg") {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_studio_killed_while_it_writes_leaves_no_partial_file() {
+    use opencv::core::{Mat, MatTraitConst, Vector};
+    let (_tmp, ws) = workspace();
+    let aligned = ws.join("data_src/aligned");
+    // 300 faces, each its own content (its frame name changed in its metadata), so each needs
+    // its own thumbnail: the background build is still writing when the kill comes.
+    let originals = face_files(&aligned);
+    for i in 0..300 {
+        let copy = aligned.join(format!("copy{i:04}.jpg"));
+        std::fs::copy(&originals[i % originals.len()], &copy).unwrap();
+        dfl::face::metadata::rewrite_metadata(&copy, |m| {
+            m.source_filename = format!("{}_c{i}", m.source_filename);
+        })
+        .unwrap();
+    }
+    let labelled = face_files(&aligned)[0].file_name().unwrap().to_str().unwrap().to_owned();
+    for round in 0..4u64 {
+        let studio = Studio::start(&ws);
+        let token = studio.token.clone();
+        let auth = [("X-DFL-Token", token.as_str()), ("Content-Type", "application/json")];
+        // Opening the side starts the thumbnail build.
+        assert_eq!(http(&studio.base, "GET", "/api/faces/src?limit=50", &auth, "").0, 200);
+        // Label saves, one after another, until the server is gone.
+        let base = studio.base.clone();
+        let name = labelled.clone();
+        let saver = std::thread::spawn(move || {
+            let auth = [("X-DFL-Token", token.as_str()), ("Content-Type", "application/json")];
+            let path = format!("/api/faces/src/{name}/labels");
+            for k in 0.. {
+                let (code, _, body) = http(&base, "GET", &path, &auth, "");
+                assert_eq!(code, 200);
+                let face: serde_json::Value = serde_json::from_slice(&body).unwrap();
+                let x = 10.0 + f64::from(k % 40);
+                let save = serde_json::json!({
+                    "version": face["version"],
+                    "seg_ie_polys": [{"kind": "include",
+                        "points": [[x, 10.0], [80.0, 12.0], [70.0, 80.0], [12.0, 70.0]]}],
+                });
+                http(&base, "PUT", &path, &auth, &save.to_string());
+            }
+        });
+        std::thread::sleep(std::time::Duration::from_millis(40 + 60 * round));
+        drop(studio); // SIGKILL
+        let _ = saver.join(); // ends when the server is gone
+        // Every face file reads whole, with its labels or without.
+        for face in face_files(&aligned) {
+            dfl::face::metadata::read_metadata(&face)
+                .unwrap_or_else(|e| panic!("round {round}: {} is damaged: {e}", face.display()));
+        }
+        // Every thumbnail written decodes; the index, when there is one, parses.
+        let thumbs = ws.join("data_src/thumbs");
+        for thumb in jpegs_under(&thumbs) {
+            let bytes = std::fs::read(&thumb).unwrap();
+            assert!(bytes.ends_with(&[0xFF, 0xD9]), "round {round}: {} is cut", thumb.display());
+            let image =
+                opencv::imgcodecs::imdecode(&Vector::from_slice(&bytes), 1).unwrap_or_default();
+            assert!(!Mat::empty(&image), "round {round}: {} is damaged", thumb.display());
+        }
+        let index = thumbs.join("aligned.index.json");
+        if index.exists() {
+            serde_json::from_slice::<serde_json::Value>(&std::fs::read(&index).unwrap())
+                .unwrap_or_else(|e| panic!("round {round}: the thumbnail index is damaged: {e}"));
+        }
+    }
+    // A new studio takes over: every face listed, every thumbnail made.
+    let studio = Studio::start(&ws);
+    let auth = [("X-DFL-Token", studio.token.as_str())];
+    let (code, _, body) = http(&studio.base, "GET", "/api/faces/src?limit=1000", &auth, "");
+    assert_eq!(code, 200);
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(page["total"], 302, "{page}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, _, body) = http(&studio.base, "GET", "/api/faces/src/build", &auth, "");
+        let build: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        if build["running"] == false && build["last"].is_object() {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the build did not finish: {build}");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let (_, _, body) = http(&studio.base, "GET", "/api/faces/src?limit=1000", &auth, "");
+    let page: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let faces = page["faces"].as_array().unwrap();
+    assert_eq!(faces.len(), 302);
+    assert!(faces.iter().all(|f| f["has_thumb"] == true), "{page}");
 }
