@@ -12,6 +12,7 @@ pub mod cli;
 pub mod color;
 pub mod detect;
 pub mod device;
+pub mod dfl_format;
 pub mod eval;
 pub mod extract;
 pub mod face;
