@@ -4,7 +4,6 @@
 //! face is ever lost: sort → undo restores every name and byte, and a kill at any point is
 //! repaired by `--undo` or a rerun.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -14,7 +13,7 @@ use opencv::imgproc;
 use opencv::prelude::*;
 
 mod common;
-use common::{copy_of, dfl, dfl_cmd, stderr};
+use common::{copy_of, dfl, dfl_cmd, image_files as files, stderr};
 
 /// Faces in the carphone faceset (one per frame).
 const FACES: usize = 120;
@@ -48,17 +47,6 @@ fn aligned(ws: &Path) -> PathBuf {
 
 fn trash(ws: &Path) -> PathBuf {
     ws.join("data_src/aligned_trash")
-}
-
-/// Every image file (name → bytes) directly in `dir`.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
-    entries
-        .flatten()
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
-        .filter(|(name, _)| name.ends_with(".jpg") || name.ends_with(".png"))
-        .collect()
 }
 
 /// The bytes of every face file anywhere in the side folder, sorted: what must never change.

@@ -380,9 +380,26 @@ async function askTrainer(action) {
 document.getElementById("save-now").addEventListener("click", () => askTrainer("save"));
 document.getElementById("stop-now").addEventListener("click", () => askTrainer("stop"));
 
+// An applied XSeg mask (an image, 255 = face) as a see-through canvas of its size: every pixel
+// coloured `rgb`, with the opacity `alpha(mask value)` (both 0–255).
+function maskCanvas(mask, rgb, alpha) {
+  const c = document.createElement("canvas");
+  c.width = mask.naturalWidth; c.height = mask.naturalHeight;
+  const ctx = c.getContext("2d");
+  ctx.drawImage(mask, 0, 0);
+  const data = ctx.getImageData(0, 0, c.width, c.height);
+  const px = data.data;
+  for (let i = 0; i < px.length; i += 4) {
+    const a = alpha(px[i]);
+    px[i] = rgb[0]; px[i + 1] = rgb[1]; px[i + 2] = rgb[2]; px[i + 3] = a;
+  }
+  ctx.putImageData(data, 0, 0);
+  return c;
+}
+
 // The shared helpers the other pages' scripts use.
 window.dfl = {
-  TOKEN, api, el, formatCount, formatValue, state,
+  TOKEN, api, el, formatCount, formatValue, maskCanvas, state,
   onTab(name, f) { (tabHandlers[name] = tabHandlers[name] || []).push(f); },
   onChange(f) { changeHandlers.push(f); },
 };

@@ -424,18 +424,7 @@
 
   // The applied mask as a tinted, see-through image.
   function tintMask(mask) {
-    const c = document.createElement("canvas");
-    c.width = mask.naturalWidth; c.height = mask.naturalHeight;
-    const ctx = c.getContext("2d");
-    ctx.drawImage(mask, 0, 0);
-    const data = ctx.getImageData(0, 0, c.width, c.height);
-    const px = data.data;
-    for (let k = 0; k < px.length; k += 4) {
-      const a = px[k];
-      px[k] = 79; px[k + 1] = 163; px[k + 2] = 255; px[k + 3] = Math.round(a * 0.42);
-    }
-    ctx.putImageData(data, 0, 0);
-    return c;
+    return window.dfl.maskCanvas(mask, [79, 163, 255], v => Math.round(v * 0.42));
   }
 
   async function showDetail(face) {

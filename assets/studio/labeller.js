@@ -316,18 +316,7 @@
     const img = new Image();
     img.src = url;
     await img.decode();
-    const c = document.createElement("canvas");
-    c.width = img.naturalWidth; c.height = img.naturalHeight;
-    const ctx = c.getContext("2d");
-    ctx.drawImage(img, 0, 0);
-    const data = ctx.getImageData(0, 0, c.width, c.height);
-    const px = data.data;
-    for (let i = 0; i < px.length; i += 4) {
-      const keep = px[i] >= 128;
-      px[i] = 20; px[i + 1] = 40; px[i + 2] = 110; px[i + 3] = keep ? 0 : 175;
-    }
-    ctx.putImageData(data, 0, 0);
-    return c;
+    return window.dfl.maskCanvas(img, [20, 40, 110], v => (v >= 128 ? 0 : 175));
   }
 
   function showInfo() {

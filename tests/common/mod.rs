@@ -132,3 +132,14 @@ pub fn same_pixels(a: &opencv::core::Mat, b: &opencv::core::Mat) -> bool {
     use opencv::prelude::*;
     a.size().unwrap() == b.size().unwrap() && a.data_bytes().unwrap() == b.data_bytes().unwrap()
 }
+
+/// Every image file (name → bytes) directly in `dir`; empty when `dir` does not exist.
+pub fn image_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Default::default() };
+    entries
+        .flatten()
+        .filter(|e| e.file_type().unwrap().is_file())
+        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
+        .filter(|(name, _)| name.ends_with(".jpg") || name.ends_with(".png"))
+        .collect()
+}

@@ -4,7 +4,6 @@
 //! faceset; pages, sort orders and thumbnails over raw HTTP. Plus the measurement of the page
 //! over 10,000 faces (ignored: `scripts/bench/studio_faces.sh`).
 
-use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
@@ -20,23 +19,12 @@ use serde_json::Value;
 use dfl::face::metadata::rewrite_metadata;
 use dfl::face::seg::{PolyKind, SegPoly, XSegMask, rasterize};
 
-use crate::common::{self, dfl};
+use crate::common::{self, dfl, image_files as files};
 use crate::studio_support::{Browser, KillOnDrop, Studio, http, screenshot_dir};
 
 /// A workspace with three src faces and one dst face from the bundled portraits.
 fn workspace() -> (tempfile::TempDir, PathBuf) {
     common::extracted_workspace(&["obama.jpg", "obama2.jpg", "obama3.jpg"], &["biden.jpg"])
-}
-
-/// The face files of a folder by name, with their bytes.
-fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return BTreeMap::new() };
-    entries
-        .flatten()
-        .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
-        .filter(|(name, _)| name.ends_with(".jpg") || name.ends_with(".png"))
-        .collect()
 }
 
 /// Gives the face at `path` XSeg labels (its landmarks' hull included, its mouth excluded)
