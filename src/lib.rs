@@ -19,6 +19,7 @@ pub mod face;
 pub mod faceset;
 pub mod frames;
 pub mod img;
+pub mod interop;
 pub mod lock;
 pub mod merge;
 pub mod model;

@@ -7,8 +7,8 @@
 use std::path::{Path, PathBuf};
 
 /// The stage modules: one per subcommand (and `status`, which reads them all).
-const STAGES: [&str; 9] =
-    ["extract", "sort", "train", "merge", "eval", "synth", "status", "xseg", "occlude"];
+const STAGES: [&str; 10] =
+    ["extract", "sort", "train", "merge", "eval", "synth", "status", "xseg", "occlude", "interop"];
 
 /// Words that cite reference notes kept outside the repository (their section numbers mean
 /// nothing to someone with only the repository).

@@ -48,7 +48,6 @@ import json
 import os
 import pickle
 import pickletools
-import shutil
 import struct
 import subprocess
 import sys
@@ -360,9 +359,11 @@ def malformed():
 
 
 def main():
-    if OUT.exists():
-        shutil.rmtree(OUT)
-    OUT.mkdir(parents=True)
+    # Only this script's files: subfolders (models/) belong to other fixture scripts.
+    OUT.mkdir(parents=True, exist_ok=True)
+    for old in OUT.iterdir():
+        if old.is_file():
+            old.unlink()
     rng = np.random.default_rng(7)
     manifest = []
 
@@ -433,7 +434,7 @@ def main():
         f"`scripts/golden/dfl_pickles.py` (CPython {sys.version.split()[0]}, numpy "
         f"{np.__version__}, ffmpeg for the JPEGs); `manifest.json` says what each one must "
         "decode to or which error it must give.\n")
-    total = sum(f.stat().st_size for f in OUT.iterdir())
+    total = sum(f.stat().st_size for f in OUT.iterdir() if f.is_file())
     print(f"wrote {len(manifest)} fixtures, {total} bytes, to {OUT}")
 
 

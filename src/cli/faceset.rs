@@ -2,6 +2,7 @@
 //! footage (`synth` animates still portraits with a video's landmark motion; `occlude` paints
 //! occluders with exact masks over a clip, for measuring XSeg).
 
+mod interop;
 mod occlude;
 
 use std::io::Write;
@@ -60,6 +61,19 @@ pub enum FacesetCommand {
     /// Score face masks against the true masks (mean IoU), and optionally a merge: the share of
     /// occluder pixels it kept.
     OccludeScore(occlude::OccludeScoreArgs),
+    /// Import a DeepFaceLab faceset (a folder of aligned .jpg/.png faces, or a faceset.pak).
+    ///
+    /// Every face keeps its file name and pixels (only the metadata is converted):
+    /// landmarks, face type, source frame, box and landmarks, the image-to-face matrix, XSeg
+    /// polygons and an applied XSeg mask. The source files are only read. Faces already
+    /// imported are skipped, so a rerun finishes an interrupted import.
+    ImportDfl(interop::ImportDflArgs),
+    /// Write a faceset as DeepFaceLab faces (DFLJPG), to go back to DeepFaceLab at any time.
+    ///
+    /// JPEG faces keep their image bytes; PNG faces are re-encoded as JPEG (quality 100).
+    /// Landmarks, face type, source frame, box and landmarks, the matrix, XSeg polygons and
+    /// an applied mask go into DeepFaceLab's metadata. The faceset is only read.
+    ExportDfl(interop::ExportDflArgs),
 }
 
 /// Widest frames `dfl faceset synth` writes (8K): beyond that a typo, not a demo.
@@ -154,8 +168,14 @@ impl<'a> InfoLine<'a> {
 }
 
 /// Runs `dfl faceset`.
-pub fn run(args: &FacesetArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+pub fn run(
+    args: &FacesetArgs,
+    global: &super::GlobalArgs,
+    bars: &MultiProgress,
+) -> anyhow::Result<Outcome> {
     match &args.command {
+        FacesetCommand::ImportDfl(args) => interop::run_import(args, global, bars),
+        FacesetCommand::ExportDfl(args) => interop::run_export(args, global, bars),
         FacesetCommand::Info { files } => info(files),
         FacesetCommand::Synth(synth) => run_synth(synth, bars),
         FacesetCommand::Occlude(args) => occlude::run_occlude(args, bars),

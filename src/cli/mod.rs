@@ -9,6 +9,7 @@ mod eval;
 mod extract;
 mod faceset;
 mod merge;
+mod model;
 mod sort;
 mod status;
 mod studio;
@@ -83,6 +84,8 @@ pub enum Command {
     Demo(demo::DemoArgs),
     /// XSeg face segmentation: export and import the polygons drawn on faces.
     Xseg(xseg::XsegArgs),
+    /// Models in and out of DeepFaceLab's SAEHD layout (import-dfl, export-dfl).
+    Model(model::ModelArgs),
     /// A local web app over the workspace: watch training, clean facesets, label, tune merges.
     Studio(studio::StudioArgs),
 }
@@ -113,7 +116,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
     }
     match &cli.command {
         Command::Extract(args) => extract::run(args, &cli.global, bars),
-        Command::Faceset(args) => faceset::run(args, bars),
+        Command::Faceset(args) => faceset::run(args, &cli.global, bars),
         Command::Sort(args) => sort::run(args, &cli.global, bars),
         Command::Train(args) => train::run(args, &cli.global, bars),
         Command::Merge(args) => merge::run(args, &cli.global, bars),
@@ -122,6 +125,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Demo(args) => demo::run(args, &cli.global),
         Command::Xseg(args) => xseg::run(args, &cli.global, bars),
         Command::Studio(args) => studio::run(args, &cli.global),
+        Command::Model(args) => model::run(args, &cli.global),
     }
 }
 

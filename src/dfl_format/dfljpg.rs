@@ -143,6 +143,132 @@ pub fn layout(bytes: &[u8]) -> Result<Layout<'_>, DflImageError> {
     }
 }
 
+/// The largest payload one JPEG segment holds (its 16-bit length counts itself).
+pub const MAX_SEGMENT_PAYLOAD: usize = 65_533;
+
+/// Returns the file without DeepFaceLab's metadata: every APP15 segment that is not dfl's own
+/// (JPEG), or every `fcWp`/`jaNf` chunk (PNG). The other bytes, the pixels among them, are
+/// kept as they were.
+///
+/// # Errors
+///
+/// [`DflImageError`] when the container is damaged.
+pub fn strip_metadata(bytes: &[u8]) -> Result<Vec<u8>, DflImageError> {
+    let layout = layout(bytes)?;
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut kept = 0;
+    for (start, end) in metadata_spans(bytes, layout.container)? {
+        out.extend_from_slice(&bytes[kept..start]);
+        kept = end;
+    }
+    out.extend_from_slice(&bytes[kept..]);
+    Ok(out)
+}
+
+/// Returns the JPEG `bytes` with `payload` (a pickled dict) as DeepFaceLab stores it: one
+/// APP15 segment right after the last `APPn` segment, replacing any DeepFaceLab metadata.
+///
+/// # Errors
+///
+/// [`DflImageError`] when the container is damaged or not a JPEG, or the payload is longer
+/// than [`MAX_SEGMENT_PAYLOAD`].
+pub fn embed_jpeg(bytes: &[u8], payload: &[u8]) -> Result<Vec<u8>, DflImageError> {
+    if !bytes.starts_with(&[0xFF, 0xD8]) {
+        return Err(DflImageError::UnknownFormat { head: bytes[..bytes.len().min(8)].to_vec() });
+    }
+    if payload.len() > MAX_SEGMENT_PAYLOAD {
+        return Err(DflImageError::Malformed {
+            container: Container::Jpeg,
+            offset: 0,
+            reason: "the metadata is longer than one JPEG segment holds",
+        });
+    }
+    let stripped = strip_metadata(bytes)?;
+    let after_last_app = jpeg_segments(&stripped)?
+        .into_iter()
+        .filter(|s| (0xE0..=0xEF).contains(&s.marker))
+        .map(|s| s.end)
+        .max()
+        .unwrap_or(2);
+    let len = u16::try_from(payload.len() + 2).expect("invariant: checked above").to_be_bytes();
+    Ok([&stripped[..after_last_app], &[0xFF, APP15], &len, payload, &stripped[after_last_app..]]
+        .concat())
+}
+
+/// One JPEG segment before the scan: its marker and byte range, marker bytes included.
+struct Segment {
+    marker: u8,
+    start: usize,
+    end: usize,
+}
+
+/// The segments of a JPEG up to and including start-of-scan (standalone markers included).
+fn jpeg_segments(bytes: &[u8]) -> Result<Vec<Segment>, DflImageError> {
+    let container = Container::Jpeg;
+    let truncated = |offset| DflImageError::Truncated { container, offset };
+    let (mut pos, mut segments) = (2, Vec::new());
+    loop {
+        let start = pos;
+        while bytes.get(pos) == Some(&0xFF) {
+            pos += 1;
+        }
+        if pos == start {
+            let reason = "expected a marker";
+            return Err(DflImageError::Malformed { container, offset: pos, reason });
+        }
+        let marker = *bytes.get(pos).ok_or(truncated(pos))?;
+        pos += 1;
+        if matches!(marker, 0xD0..=0xD7 | 0x01 | 0xD9) {
+            segments.push(Segment { marker, start, end: pos });
+            if marker == 0xD9 {
+                return Ok(segments);
+            }
+            continue;
+        }
+        let len = usize::from(be16(bytes, pos).ok_or(truncated(pos))?);
+        if len < 2 || bytes.len() < pos + len {
+            return Err(truncated(bytes.len()));
+        }
+        pos += len;
+        segments.push(Segment { marker, start, end: pos });
+        if marker == 0xDA {
+            return Ok(segments);
+        }
+    }
+}
+
+/// The byte ranges of DeepFaceLab's metadata in a file whose layout already parsed.
+fn metadata_spans(
+    bytes: &[u8],
+    container: Container,
+) -> Result<Vec<(usize, usize)>, DflImageError> {
+    Ok(match container {
+        Container::Jpeg => jpeg_segments(bytes)?
+            .into_iter()
+            .filter(|s| {
+                let body = bytes.get(s.start + 4..s.end).unwrap_or_default();
+                s.marker == APP15 && !DFL_JSON_SIGNATURES.iter().any(|sig| body.starts_with(*sig))
+            })
+            .map(|s| (s.start, s.end))
+            .collect(),
+        Container::Png => {
+            let (mut pos, mut spans) = (PNG_SIGNATURE.len(), Vec::new());
+            // The layout walked these chunks already, so every length is in bounds.
+            while let (Some(len), Some(kind)) = (be32(bytes, pos), bytes.get(pos + 4..pos + 8)) {
+                let end = pos + 12 + len as usize;
+                if PNG_DFL_CHUNKS.iter().any(|k| k.as_slice() == kind) {
+                    spans.push((pos, end));
+                }
+                if kind == b"IEND" {
+                    break;
+                }
+                pos = end;
+            }
+            spans
+        }
+    })
+}
+
 /// Reads a big-endian u16 at `at`.
 fn be16(bytes: &[u8], at: usize) -> Option<u16> {
     Some(u16::from_be_bytes(bytes.get(at..at.checked_add(2)?)?.try_into().ok()?))

@@ -47,9 +47,11 @@ mod opcodes;
 #[cfg(test)]
 pub(super) mod tests;
 mod value;
+mod write;
 
 pub use error::PickleError;
 pub use value::{ByteOrder, Dtype, Elem, NdArray, Value};
+pub use write::dumps;
 
 /// How deep values may nest by default (DeepFaceLab's files nest about five levels).
 pub const MAX_DEPTH: usize = 100;

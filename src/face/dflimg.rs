@@ -110,16 +110,34 @@ pub fn read(image: &[u8]) -> Result<Option<Vec<u8>>, DflImgError> {
     }
 }
 
+/// Returns `image` (JPEG or PNG bytes) without dfl's metadata; the other bytes as they were.
+///
+/// # Errors
+/// `UnknownFormat`, `Malformed`, `Truncated` or `Incomplete`, as [`read`].
+pub fn strip(image: &[u8]) -> Result<Vec<u8>, DflImgError> {
+    if image.starts_with(&[0xFF, 0xD8]) {
+        let mut out = Vec::with_capacity(image.len());
+        let mut pos = 0;
+        for &(start, end) in &jpeg_segments(image)?.ranges {
+            out.extend_from_slice(&image[pos..start]);
+            pos = end;
+        }
+        out.extend_from_slice(&image[pos..]);
+        Ok(out)
+    } else if image.starts_with(PNG_SIGNATURE) {
+        let mut out = image.to_vec();
+        if let Some(old) = png_chunk(image)? {
+            out.drain(old.start..old.end);
+        }
+        Ok(out)
+    } else {
+        Err(DflImgError::UnknownFormat)
+    }
+}
+
 fn embed_jpeg(jpeg: &[u8], json: &[u8]) -> Result<Vec<u8>, DflImgError> {
     // Drop every earlier segment of ours, wherever it sits.
-    let old = jpeg_segments(jpeg)?;
-    let mut body = Vec::with_capacity(jpeg.len());
-    let mut pos = 0;
-    for &(start, end) in &old.ranges {
-        body.extend_from_slice(&jpeg[pos..start]);
-        pos = end;
-    }
-    body.extend_from_slice(&jpeg[pos..]);
+    let body = strip(jpeg)?;
 
     let first_len = json.len().min(JPEG_FIRST_CHUNK);
     let (first, rest) = json.split_at(first_len);

@@ -139,7 +139,9 @@ pub fn image_files(dir: &Path) -> std::collections::BTreeMap<String, Vec<u8>> {
     entries
         .flatten()
         .filter(|e| e.file_type().unwrap().is_file())
-        .map(|e| (e.file_name().into_string().unwrap(), std::fs::read(e.path()).unwrap()))
+        .map(|e| (e.file_name().into_string().unwrap(), e.path()))
         .filter(|(name, _)| name.ends_with(".jpg") || name.ends_with(".png"))
+        // A file renamed away while the folder is read (a temp file of a running command).
+        .filter_map(|(name, path)| Some((name, std::fs::read(path).ok()?)))
         .collect()
 }

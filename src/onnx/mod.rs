@@ -1,5 +1,9 @@
 //! An ONNX model file read once and shared: every thread builds its own OpenCV DNN network
-//! from the same bytes (a `Net` is not `Sync`), with no further file access.
+//! from the same bytes (a `Net` is not `Sync`), with no further file access; and the writer
+//! of ONNX files (`proto`: the messages, `graph`: a builder).
+
+pub mod graph;
+pub mod proto;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
