@@ -121,16 +121,16 @@ pub fn import_dfl(
     opts: &ImportOptions,
     progress: &dyn Progress,
 ) -> Result<ImportReport, ImportError> {
-    let source = open_source(&opts.from)?;
-    let frames = Frames::new(frames_input(ws, opts)).map_err(ImportError::Frames)?;
     let aligned = ws.aligned_dir(opts.side);
-    let faces_dir = if opts.from.is_dir() { Some(opts.from.as_path()) } else { opts.from.parent() };
+    let faces_dir = faces_dir(&opts.from);
     if faces_dir
         .and_then(|d| d.canonicalize().ok())
         .is_some_and(|d| aligned.canonicalize().ok() == Some(d))
     {
         return Err(ImportError::IntoItself(opts.from.clone()));
     }
+    let source = open_source(&opts.from)?;
+    let frames = Frames::new(frames_input(ws, opts, faces_dir)).map_err(ImportError::Frames)?;
     std::fs::create_dir_all(&aligned)
         .map_err(|source| ImportError::Create { path: aligned.clone(), source })?;
     let _lock =
@@ -208,14 +208,17 @@ fn open_pak(path: &Path) -> Result<Source, ImportError> {
         .map_err(|source| ImportError::Pak { path: path.to_owned(), source })
 }
 
+/// The folder the faces are in: `from` itself, or the folder of a `faceset.pak`.
+fn faces_dir(from: &Path) -> Option<&Path> {
+    if from.is_dir() { Some(from) } else { from.parent() }
+}
+
 /// `--frames`, else the side's input, else the folder above the faces when it holds images.
-fn frames_input(ws: &Workspace, opts: &ImportOptions) -> Option<Input> {
+fn frames_input(ws: &Workspace, opts: &ImportOptions, faces_dir: Option<&Path>) -> Option<Input> {
     if let Some(path) = &opts.frames {
         return Some(Input::from_path(path).unwrap_or_else(|_| Input::Video(path.clone())));
     }
     ws.find_input(opts.side).or_else(|| {
-        let faces_dir =
-            if opts.from.is_dir() { Some(opts.from.as_path()) } else { opts.from.parent() };
         let above = std::path::absolute(faces_dir?).ok()?.parent()?.to_owned();
         (crate::workspace::count_images(&above) > 0).then_some(Input::Images(above))
     })
