@@ -48,14 +48,20 @@ fn main() {
 }
 
 /// Compiles `csrc/` (bfloat16 autocast regions, which tch cannot set up; whether the CUDA
-/// backend is registered) against the same libtorch headers `torch-sys` uses.
+/// backend is registered; libtorch's op profiler, for `examples/train_step.rs --profile`;
+/// `leaky_relu` with a slope, which tch generates without one)
+/// against the same libtorch headers `torch-sys` uses.
 fn build_shim(libtorch: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/cuda.cpp");
+    println!("cargo:rerun-if-changed=csrc/profile.cpp");
+    println!("cargo:rerun-if-changed=csrc/ops.cpp");
     cc::Build::new()
         .cpp(true)
         .file("csrc/autocast.cpp")
         .file("csrc/cuda.cpp")
+        .file("csrc/profile.cpp")
+        .file("csrc/ops.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -4,13 +4,14 @@
 //! stable so every face traces back to its frame: `00001`, `00002`, … for a video (1-based),
 //! the file stem for an image.
 //!
-//! The loop ([`for_each_frame`]): frames are decoded on the calling thread in chunks, each chunk
-//! is processed on all cores, and the results are recorded on the calling thread in frame
-//! order. Extract, merge and eval all run this way, so each records (logs, counts, writes) in
+//! The loop ([`for_each_frame`]): frames are decoded on a thread of their own, processed on all
+//! cores as they arrive, and the results are recorded on the calling thread in frame order. Extract, merge and eval all run this way, so each records (logs, counts, writes) in
 //! the same order whatever the thread count.
 
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::mpsc;
 
 use opencv::core::Mat;
 use opencv::imgcodecs;
@@ -29,25 +30,72 @@ pub fn chunk_len() -> usize {
     rayon::current_num_threads() * FRAMES_PER_THREAD_IN_FLIGHT
 }
 
-/// Runs the shared frame loop over the frames `pick` takes: chunks of [`chunk_len`] frames are
-/// decoded here, `work` runs on each frame of a chunk on all cores, and `record` gets each
-/// result here, in frame order.
+/// Runs the shared frame loop over the frames `pick` takes, as a pipeline: a decoder thread
+/// reads frames ahead, `work` runs on each frame on all cores (rayon) as soon as it is decoded,
+/// and `record` gets each result here, in frame order. Decoding, working and recording overlap,
+/// and no core waits for the slowest frame of a chunk. At most [`chunk_len`] frames are
+/// decoded and not yet recorded at any time, which bounds memory.
 ///
 /// # Errors
-/// The first error `record` returns; the frames after it are not recorded.
+/// The first error `record` returns; the frames after it are not recorded (those in flight
+/// are dropped unprocessed).
 pub fn for_each_frame<R: Send, E>(
     source: &mut FrameSource,
-    pick: impl Fn(usize, &str) -> Pick,
+    pick: impl Fn(usize, &str) -> Pick + Send,
     work: impl Fn(&Frame) -> R + Sync + Send,
     mut record: impl FnMut(&Frame, R) -> Result<(), E>,
 ) -> Result<(), E> {
-    loop {
-        let chunk = source.next_chunk(&pick, chunk_len());
-        if chunk.is_empty() {
-            return Ok(());
-        }
-        process_in_order(&chunk, &work, &mut record)?;
+    let in_flight = chunk_len();
+    // A credit per frame decoded and not yet recorded: the decoder takes one per frame, the
+    // recorder gives it back.
+    let (credit_tx, credit_rx) = mpsc::sync_channel::<()>(in_flight);
+    for _ in 0..in_flight {
+        credit_tx.send(()).expect("invariant: the channel holds in_flight credits");
     }
+    let (frame_tx, frame_rx) = mpsc::sync_channel::<(usize, Frame)>(in_flight);
+    let (done_tx, done_rx) = mpsc::channel::<(usize, Frame, R)>();
+    let stop = AtomicBool::new(false);
+    let stop = &stop;
+    std::thread::scope(|scope| {
+        scope.spawn(move || {
+            let mut seq = 0;
+            while credit_rx.recv().is_ok() && !stop.load(Ordering::Relaxed) {
+                let Some(frame) = source.next_picked(&pick) else { break };
+                if frame_tx.send((seq, frame)).is_err() {
+                    break;
+                }
+                seq += 1;
+            }
+        });
+        let work = &work;
+        scope.spawn(move || {
+            frame_rx.into_iter().par_bridge().for_each(|(seq, frame)| {
+                if stop.load(Ordering::Relaxed) {
+                    return;
+                }
+                let result = work(&frame);
+                // The recorder is gone only after an error: the result is not wanted.
+                let _ = done_tx.send((seq, frame, result));
+            });
+        });
+        // Owned here, so an early return drops them and the other threads wind down.
+        let (credits, done) = (credit_tx, done_rx);
+        let mut waiting = BTreeMap::new();
+        let mut next = 0;
+        for (seq, frame, result) in done.iter() {
+            waiting.insert(seq, (frame, result));
+            while let Some((frame, result)) = waiting.remove(&next) {
+                next += 1;
+                if let Err(e) = record(&frame, result) {
+                    stop.store(true, Ordering::Relaxed);
+                    return Err(e);
+                }
+                // The decoder may have finished and dropped its end.
+                let _ = credits.send(());
+            }
+        }
+        Ok(())
+    })
 }
 
 /// Runs `work` on every item of `chunk` on all cores, then hands each result to `record` on
@@ -368,5 +416,75 @@ mod tests {
         std::fs::write(&fake, b"definitely not h264").unwrap();
         let err = FrameSource::open(&Input::Video(fake)).err().expect("refused").to_string();
         assert!(err.contains("data_src.mp4"), "{err}");
+    }
+
+    /// A folder of `n` tiny images named `000`, `001`, …
+    fn image_folder(n: usize) -> (tempfile::TempDir, FrameSource) {
+        let tmp = tempfile::tempdir().unwrap();
+        let img = Mat::new_rows_cols_with_default(2, 2, CV_8UC3, Scalar::all(1.0)).unwrap();
+        for i in 0..n {
+            let path = tmp.path().join(format!("{i:03}.png"));
+            imgcodecs::imwrite(path.to_str().unwrap(), &img, &Vector::new()).unwrap();
+        }
+        let source = FrameSource::open(&Input::Images(tmp.path().to_owned())).unwrap();
+        (tmp, source)
+    }
+
+    #[test]
+    fn the_pipeline_records_in_frame_order_with_bounded_frames_in_flight() {
+        let (_tmp, mut source) = image_folder(40);
+        let in_flight = std::sync::atomic::AtomicUsize::new(0);
+        let most = std::sync::atomic::AtomicUsize::new(0);
+        let pick = |i: usize, _: &str| {
+            if i % 7 == 3 {
+                return Pick::Skip;
+            }
+            let now = in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+            most.fetch_max(now, Ordering::SeqCst);
+            Pick::Take
+        };
+        // Early frames take longest, so later ones finish first and must wait their turn.
+        let work = |f: &Frame| {
+            std::thread::sleep(std::time::Duration::from_millis(
+                40u64.saturating_sub(f.index as u64),
+            ));
+            f.index * 10
+        };
+        let mut recorded = Vec::new();
+        for_each_frame(&mut source, pick, work, |f, r| {
+            in_flight.fetch_sub(1, Ordering::SeqCst);
+            assert_eq!(r, f.index * 10);
+            recorded.push(f.index);
+            Ok::<(), ()>(())
+        })
+        .unwrap();
+        let want: Vec<usize> = (0..40).filter(|i| i % 7 != 3).collect();
+        assert_eq!(recorded, want);
+        assert!(most.load(Ordering::SeqCst) <= chunk_len(), "{most:?}");
+    }
+
+    #[test]
+    fn an_error_from_record_stops_the_pipeline_and_is_returned() {
+        let (_tmp, mut source) = image_folder(200);
+        let worked = std::sync::atomic::AtomicUsize::new(0);
+        let work = |_: &Frame| worked.fetch_add(1, Ordering::SeqCst);
+        let mut recorded = 0;
+        let result = for_each_frame(
+            &mut source,
+            |_, _| Pick::Take,
+            work,
+            |f, _| {
+                if f.index == 5 {
+                    return Err(format!("disk full at {}", f.name));
+                }
+                recorded += 1;
+                Ok(())
+            },
+        );
+        assert_eq!(result, Err("disk full at 005".to_owned()));
+        assert_eq!(recorded, 5);
+        // Frames in flight when it stopped may have been worked on; the rest were not decoded.
+        let worked = worked.load(Ordering::SeqCst);
+        assert!(worked < 5 + 3 * chunk_len(), "{worked} of 200 frames were processed");
     }
 }

@@ -4,6 +4,7 @@
 pub mod logger;
 pub mod progress;
 
+mod bench;
 mod demo;
 mod eval;
 mod extract;
@@ -88,6 +89,9 @@ pub enum Command {
     Model(model::ModelArgs),
     /// A local web app over the workspace: watch training, clean facesets, label, tune merges.
     Studio(studio::StudioArgs),
+    /// Time standard SAEHD training configurations on random data: ms/iteration, samples/s,
+    /// peak memory; `--json` to share.
+    Bench(bench::BenchArgs),
 }
 
 /// Runs the parsed command; progress bars draw into `bars`.
@@ -105,6 +109,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
             | Command::Status(_)
             | Command::Demo(_)
             | Command::Xseg(_)
+            | Command::Bench(_)
     );
     if computes && cli.global.device != DeviceRequest::Cpu {
         crate::device::load_cuda_backend();
@@ -126,6 +131,7 @@ pub fn run(cli: &Cli, bars: &MultiProgress) -> anyhow::Result<Outcome> {
         Command::Xseg(args) => xseg::run(args, &cli.global, bars),
         Command::Studio(args) => studio::run(args, &cli.global),
         Command::Model(args) => model::run(args, &cli.global),
+        Command::Bench(args) => bench::run(args, &cli.global),
     }
 }
 

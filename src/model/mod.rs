@@ -14,6 +14,7 @@ pub mod loss;
 pub mod onnx_export;
 pub mod optim;
 pub mod precision;
+pub mod profiler;
 pub mod saehd;
 pub mod summary;
 pub mod xseg;

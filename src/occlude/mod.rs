@@ -18,9 +18,9 @@ mod plan;
 mod render;
 mod score;
 
-use std::cell::RefCell;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError};
 
 use opencv::core::Mat;
 use opencv::imgcodecs;
@@ -220,7 +220,7 @@ pub fn occlude(
         masks_dir.join(format!("{name}.png")).is_file()
             && frames_dir.join(format!("{name}.png")).is_file()
     };
-    let already: RefCell<Vec<(usize, String)>> = RefCell::new(Vec::new());
+    let already: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let mut written: BTreeMap<usize, (String, usize, usize)> = BTreeMap::new();
     let mut stage = StageReport::default();
     progress.set_len(frames as u64);
@@ -228,7 +228,7 @@ pub fn occlude(
         if index >= frames {
             Pick::Stop
         } else if done(name) {
-            already.borrow_mut().push((index, name.to_owned()));
+            already.lock().unwrap_or_else(PoisonError::into_inner).push((index, name.to_owned()));
             progress.inc(1);
             Pick::Skip
         } else {
@@ -271,7 +271,7 @@ pub fn occlude(
         Ok::<(), OccludeError>(())
     })?;
     source.warn_if_truncated();
-    for (index, name) in already.into_inner() {
+    for (index, name) in already.into_inner().unwrap_or_else(PoisonError::into_inner) {
         let path = masks_dir.join(format!("{name}.png"));
         let (covered, total) = count_mask(&path)?;
         stage.already_done += 1;

@@ -1,6 +1,7 @@
 //! `dfl train`: the run around the SAEHD models (issue #5): the sampler that feeds them, the
 //! trainer step with its divergence guard, checkpoint sets, previews.
 
+pub mod bench;
 mod discriminators;
 mod holdout;
 pub mod memory;
