@@ -415,20 +415,9 @@ fn run_config(
     let label = format!("{} {}", preset.name, precision_name(precision));
     let peak_resets = release_and_reset_peak();
     let rss_before = read_status_bytes("VmRSS:");
-    let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-        measure(&cfg, opts, device, &label)
-    }));
-    let outcome = match caught {
-        Ok(outcome) => outcome?,
-        Err(panic) => {
-            let text = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            if !text.to_lowercase().contains("out of memory") {
-                std::panic::resume_unwind(panic);
-            }
+    let outcome = match super::catch_out_of_memory(|| measure(&cfg, opts, device, &label)) {
+        Some(outcome) => outcome?,
+        None => {
             Err(format!("ran out of memory on {} at batch {}", device_label(device), opts.batch))
         }
     };

@@ -282,20 +282,9 @@ fn step(
     cfg: &TrainConfig,
     device: Device,
 ) -> Result<(), RunError> {
-    let stepped = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| trainer.step(src, dst)));
-    match stepped {
-        Ok(result) => Ok(result?),
-        Err(panic) => {
-            let text = panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| (*s).to_owned()))
-                .unwrap_or_default();
-            if !text.to_lowercase().contains("out of memory") {
-                std::panic::resume_unwind(panic);
-            }
-            Err(RunError::OutOfMemory { device: format!("{device:?}"), batch: cfg.batch_size })
-        }
+    match super::catch_out_of_memory(|| trainer.step(src, dst)) {
+        Some(result) => Ok(result?),
+        None => Err(RunError::OutOfMemory { device: format!("{device:?}"), batch: cfg.batch_size }),
     }
 }
 
