@@ -14,8 +14,12 @@ use super::{
 };
 use crate::onnx::OnnxFile;
 
-/// Side of the square input the folded fp32 model is fixed to (its ONNX input is 1×3×640×640).
-const INPUT_PX: i32 = 640;
+/// The longest side of the network input: larger frames are scaled down to it, smaller ones
+/// are detected at their own size (the network is fully convolutional, so the input only has
+/// to be a multiple of [`INPUT_MULTIPLE`]; the model file's 1×3×640×640 is a placeholder).
+const MAX_INPUT_PX: i32 = 640;
+/// The input's sides are padded up to a multiple of the coarsest stride.
+const INPUT_MULTIPLE: i32 = 32;
 /// Strides of the three detection heads (appendix C).
 const STRIDES: [usize; 3] = [8, 16, 32];
 /// Output kinds per head, in the order they are requested from the network.
@@ -28,7 +32,7 @@ const KPS_LEN: usize = 10;
 /// The raw outputs of one stride's head, as flat row-major slices over its anchor grid.
 ///
 /// # Shapes
-/// With `n = (input_px / stride)²` anchors: `cls`, `obj` `[n]`; `bbox` `[n, 4]`;
+/// With `n = (input_w / stride)·(input_h / stride)` anchors: `cls`, `obj` `[n]`; `bbox` `[n, 4]`;
 /// `kps` `[n, 10]`, all f32.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Head<'a> {
@@ -44,15 +48,15 @@ pub(crate) struct Head<'a> {
     pub kps: &'a [f32],
 }
 
-/// Decodes all heads into candidate faces in input (640-px letterbox) pixels, keeping those
-/// scoring at least `score_threshold`. No NMS.
+/// Decodes all heads into candidate faces in input pixels, keeping those scoring at least
+/// `score_threshold`. No NMS. `input_w` is the network input's width in pixels.
 ///
 /// Per appendix C: `score = sqrt(clamp(cls)·clamp(obj))`, centre `(c + dx, r + dy)·s`,
 /// size `exp(dw, dh)·s`, landmark k `(c + kx, r + ky)·s`.
-pub(crate) fn decode(heads: &[Head<'_>], input_px: usize, score_threshold: f32) -> Vec<Detection> {
+pub(crate) fn decode(heads: &[Head<'_>], input_w: usize, score_threshold: f32) -> Vec<Detection> {
     let mut found = Vec::new();
     for head in heads {
-        decode_head(head, input_px / head.stride, score_threshold, &mut found);
+        decode_head(head, input_w / head.stride, score_threshold, &mut found);
     }
     found
 }
@@ -77,12 +81,25 @@ fn decode_head(head: &Head<'_>, cols: usize, score_threshold: f32, found: &mut V
     }
 }
 
-/// Returns the size `(w, h)` a `cols×rows` frame is resized to so its longer side is
-/// `input_px` (aspect kept, at least 1 px a side).
-fn letterbox_size(cols: i32, rows: i32, input_px: i32) -> (i32, i32) {
-    let scale = input_px as f64 / cols.max(rows) as f64;
-    let side = |n: i32| ((n as f64 * scale).round() as i32).clamp(1, input_px);
-    (side(cols), side(rows))
+/// Where a `cols×rows` frame goes in the network input: resized to `resized` (aspect kept,
+/// longer side at most `max_px`, never enlarged, at least 1 px a side) at the top-left of an
+/// `input` whose sides are the next multiples of [`INPUT_MULTIPLE`]; the rest is black.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Letterbox {
+    /// The frame's size after resizing, `(w, h)`.
+    resized: (i32, i32),
+    /// The network input's size, `(w, h)`.
+    input: (i32, i32),
+}
+
+impl Letterbox {
+    fn of(cols: i32, rows: i32, max_px: i32) -> Self {
+        let scale = (max_px as f64 / cols.max(rows) as f64).min(1.0);
+        let side = |n: i32| ((n as f64 * scale).round() as i32).clamp(1, max_px);
+        let (w, h) = (side(cols), side(rows));
+        let pad = |n: i32| (n + INPUT_MULTIPLE - 1) / INPUT_MULTIPLE * INPUT_MULTIPLE;
+        Self { resized: (w, h), input: (pad(w), pad(h)) }
+    }
 }
 
 /// Maps a detection from letterbox pixels back to frame pixels (dividing by the per-axis
@@ -109,12 +126,13 @@ fn output_names() -> Vector<String> {
     names
 }
 
-/// Borrows the forward outputs (in [`output_names`] order) as [`Head`]s, checking sizes.
-fn heads_of(mats: &[Mat]) -> Result<Vec<Head<'_>>, DetectError> {
+/// Borrows the forward outputs (in [`output_names`] order) as [`Head`]s, checking their sizes
+/// against the `(w, h)` input.
+fn heads_of(mats: &[Mat], input: (usize, usize)) -> Result<Vec<Head<'_>>, DetectError> {
     let per_anchor = [1, 1, BBOX_LEN, KPS_LEN];
     let mut heads = Vec::with_capacity(STRIDES.len());
     for (&stride, group) in STRIDES.iter().zip(mats.chunks_exact(KINDS.len())) {
-        let cells = (INPUT_PX as usize / stride).pow(2);
+        let cells = (input.0 / stride) * (input.1 / stride);
         let mut slices = [&[][..]; 4];
         for (i, mat) in group.iter().enumerate() {
             let data = mat.data_typed::<f32>()?;
@@ -226,23 +244,28 @@ impl YuNet {
         &self.model.cfg
     }
 
-    /// Letterboxes `bgr` into the reused input blob; returns the per-axis resize scale.
-    fn prepare(&mut self, bgr: &Mat) -> Result<[f32; 2], DetectError> {
-        let (w, h) = letterbox_size(bgr.cols(), bgr.rows(), INPUT_PX);
-        imgproc::resize(bgr, &mut self.resized, Size::new(w, h), 0.0, 0.0, INTER_LINEAR)?;
-        let (bottom, right) = (INPUT_PX - h, INPUT_PX - w);
+    /// Letterboxes `bgr` into the reused input blob.
+    fn prepare(&mut self, bgr: &Mat) -> Result<Letterbox, DetectError> {
+        let letterbox = Letterbox::of(bgr.cols(), bgr.rows(), MAX_INPUT_PX);
+        let ((w, h), (input_w, input_h)) = (letterbox.resized, letterbox.input);
+        let source = if (w, h) == (bgr.cols(), bgr.rows()) {
+            bgr
+        } else {
+            imgproc::resize(bgr, &mut self.resized, Size::new(w, h), 0.0, 0.0, INTER_LINEAR)?;
+            &self.resized
+        };
         let black = Scalar::all(0.0);
         core::copy_make_border(
-            &self.resized,
+            source,
             &mut self.padded,
             0,
-            bottom,
+            input_h - h,
             0,
-            right,
+            input_w - w,
             BORDER_CONSTANT,
             black,
         )?;
-        let size = Size::new(INPUT_PX, INPUT_PX);
+        let size = Size::new(input_w, input_h);
         dnn::blob_from_image_to(
             &self.padded,
             &mut self.blob,
@@ -253,7 +276,7 @@ impl YuNet {
             false,
             CV_32F,
         )?;
-        Ok([w as f32 / bgr.cols() as f32, h as f32 / bgr.rows() as f32])
+        Ok(letterbox)
     }
 }
 
@@ -276,13 +299,16 @@ fn build_net(model: &OnnxFile) -> Result<Net, opencv::Error> {
 impl FaceDetector for YuNet {
     fn detect(&mut self, bgr: &Mat) -> Result<Vec<Detection>, DetectError> {
         check_bgr(bgr)?;
-        let scale = self.prepare(bgr)?;
+        let letterbox = self.prepare(bgr)?;
         self.net.set_input(&self.blob, "", 1.0, Scalar::default())?;
         // Outputs come back in the order of the names asked for (OpenCV's Net::forward).
         self.net.forward(&mut self.outputs, &self.output_names)?;
         let mats = self.outputs.to_vec();
-        let found = decode(&heads_of(&mats)?, INPUT_PX as usize, self.model.cfg.score_threshold);
+        let input = (letterbox.input.0 as usize, letterbox.input.1 as usize);
+        let found = decode(&heads_of(&mats, input)?, input.0, self.model.cfg.score_threshold);
         let (cols, rows) = (bgr.cols(), bgr.rows());
+        let (w, h) = letterbox.resized;
+        let scale = [w as f32 / cols as f32, h as f32 / rows as f32];
         let faces =
             nms(found, self.model.cfg.nms_iou).into_iter().map(|d| to_frame(d, scale, cols, rows));
         Ok(rank_largest_first(faces.collect(), &self.model.cfg))
@@ -365,12 +391,19 @@ mod tests {
     }
 
     #[test]
-    fn letterbox_keeps_aspect() {
-        assert_eq!(letterbox_size(176, 144, 640), (640, 524));
-        assert_eq!(letterbox_size(720, 528, 640), (640, 469));
-        assert_eq!(letterbox_size(480, 960, 640), (320, 640));
-        assert_eq!(letterbox_size(640, 640, 640), (640, 640));
-        assert_eq!(letterbox_size(5000, 1, 640), (640, 1));
+    fn letterbox_shrinks_large_frames_keeps_small_ones_and_pads_to_32() {
+        let lb = |cols, rows| {
+            let l = Letterbox::of(cols, rows, 640);
+            (l.resized, l.input)
+        };
+        assert_eq!(lb(176, 144), ((176, 144), (192, 160)));
+        assert_eq!(lb(426, 240), ((426, 240), (448, 256)));
+        assert_eq!(lb(720, 528), ((640, 469), (640, 480)));
+        assert_eq!(lb(480, 960), ((320, 640), (320, 640)));
+        assert_eq!(lb(1920, 1080), ((640, 360), (640, 384)));
+        assert_eq!(lb(640, 640), ((640, 640), (640, 640)));
+        assert_eq!(lb(5000, 1), ((640, 1), (640, 32)));
+        assert_eq!(lb(1, 1), ((1, 1), (32, 32)));
     }
 
     #[test]
@@ -405,6 +438,6 @@ mod tests {
     fn short_outputs_are_an_error() {
         let short = Mat::from_slice(&[0f32; 3]).unwrap().try_clone().unwrap();
         let mats = vec![short; 12];
-        assert!(matches!(heads_of(&mats), Err(DetectError::OutputShape { .. })));
+        assert!(matches!(heads_of(&mats, (64, 64)), Err(DetectError::OutputShape { .. })));
     }
 }
