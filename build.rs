@@ -45,11 +45,66 @@ fn main() {
     // `device::load_cuda_backend` loads it at run time, only for commands that may use a GPU.
     println!("cargo:rustc-env=DFL_LIBTORCH_LIB={}", lib_dir.display());
     build_shim(&libtorch);
+    build_cuda_runtime(&libtorch, &lib_dir);
 }
 
-/// Compiles `csrc/` (bfloat16 autocast regions, which tch cannot set up; whether the CUDA
-/// backend is registered; libtorch's op profiler, for `examples/train_step.rs --profile`;
-/// `leaky_relu` with a slope, which tch generates without one)
+/// Builds `csrc/cuda_runtime.cpp` into `$OUT_DIR/libdfl_cuda.so`, linked to libtorch_cuda and
+/// c10_cuda, and tells the crate where it is (`DFL_CUDA_RUNTIME`, empty when it cannot be
+/// built). It is a separate library so that the binary does not link the CUDA libraries:
+/// `device::cuda_runtime` opens it after libtorch_cuda.so is loaded.
+///
+/// A torch without CUDA (no libtorch_cuda.so, or no CUDA headers in the venv) builds no
+/// library; the CUDA-only features then say they are unavailable.
+fn build_cuda_runtime(libtorch: &std::path::Path, lib_dir: &std::path::Path) {
+    println!("cargo:rerun-if-changed=csrc/cuda_runtime.cpp");
+    // pip installs the CUDA runtime's headers beside torch (site-packages/nvidia/cu13).
+    let cuda_include = libtorch.parent().map(|p| p.join("nvidia/cu13/include"));
+    let cuda_include = match cuda_include {
+        Some(dir) if dir.join("cuda_runtime_api.h").exists() => dir,
+        _ => {
+            println!(
+                "cargo:warning=no CUDA headers beside {}: CUDA extras not built",
+                libtorch.display()
+            );
+            println!("cargo:rustc-env=DFL_CUDA_RUNTIME=");
+            return;
+        }
+    };
+    let cuda_lib = cuda_include.with_file_name("lib");
+    if !lib_dir.join("libtorch_cuda.so").exists() || !cuda_lib.join("libcudart.so.13").exists() {
+        println!("cargo:rustc-env=DFL_CUDA_RUNTIME=");
+        return;
+    }
+    let out = PathBuf::from(std::env::var_os("OUT_DIR").expect("cargo sets OUT_DIR"))
+        .join("libdfl_cuda.so");
+    let compiler = cc::Build::new().cpp(true).get_compiler();
+    let status = compiler
+        .to_command()
+        .args(["-shared", "-fPIC", "-O2", "-std=c++17", "-D_GLIBCXX_USE_CXX11_ABI=1", "-w"])
+        .arg("-I")
+        .arg(libtorch.join("include"))
+        .arg("-I")
+        .arg(libtorch.join("include/torch/csrc/api/include"))
+        .arg("-I")
+        .arg(&cuda_include)
+        .arg("csrc/cuda_runtime.cpp")
+        .arg("-o")
+        .arg(&out)
+        .arg(format!("-L{}", lib_dir.display()))
+        .args(["-ltorch_cuda", "-lc10_cuda", "-ltorch_cpu", "-lc10"])
+        .arg(format!("-L{}", cuda_lib.display()))
+        .arg("-l:libcudart.so.13")
+        .arg(format!("-Wl,-rpath,{}:{}", lib_dir.display(), cuda_lib.display()))
+        .status()
+        .unwrap_or_else(|e| panic!("cannot run the C++ compiler for csrc/cuda_runtime.cpp: {e}"));
+    assert!(status.success(), "compiling csrc/cuda_runtime.cpp failed ({status})");
+    println!("cargo:rustc-env=DFL_CUDA_RUNTIME={}", out.display());
+}
+
+/// Compiles `csrc/` but the CUDA library (bfloat16 autocast regions, which tch cannot set up;
+/// whether the CUDA backend is registered, and its TF32 and cuDNN benchmark flags; libtorch's op
+/// profiler, for `examples/train_step.rs --profile`; `leaky_relu` with a slope, which tch
+/// generates without one; the channels-last memory format, which tch cannot name)
 /// against the same libtorch headers `torch-sys` uses.
 fn build_shim(libtorch: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");

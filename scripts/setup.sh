@@ -20,8 +20,11 @@ DOWNLOADS=$DFL_HOME/downloads
 MANIFEST=$REPO/scripts/assets.sha256
 
 TORCH_VERSION=2.13.0
-# Pinned so that the fp32 fold of the ONNX models is byte-for-byte reproducible.
+# Pinned so that the fp32 fold of the ONNX models is byte-for-byte reproducible. nvidia-cuda-crt
+# is headers only (1 MB): the CUDA runtime headers that torch's wheel leaves out and its CUDA
+# headers include, for the shim's CUDA library (csrc/cuda_runtime.cpp).
 PY_PACKAGES="torch==$TORCH_VERSION onnx==1.23.2 numpy==2.4.6 protobuf==7.36.2 ml_dtypes==0.6.0"
+PY_PACKAGES="$PY_PACKAGES nvidia-cuda-crt==13.0.88"
 APT_PACKAGES="build-essential pkg-config clang libclang-dev libopencv-dev libdlib-data opencv-data
   opencv-doc ffmpeg python3 python3-venv ca-certificates chromium chromium-driver fonts-dejavu-core"
 DLIB_MODEL=/usr/share/dlib/shape_predictor_68_face_landmarks.dat

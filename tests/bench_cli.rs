@@ -6,17 +6,21 @@ use common::{dfl, dfl_cmd, stderr};
 use serde_json::Value;
 
 #[test]
-fn quick_json_times_both_networks_and_says_it_is_quick() {
+fn quick_json_times_both_networks_with_the_levers_asked_for() {
     let tmp = tempfile::tempdir().unwrap();
     // One libtorch thread: on a machine busy with other tests, OpenMP threads that wait on
     // each other make a step many times slower (the JSON is what is checked here, not speed).
-    let out = dfl_cmd(tmp.path(), &["--device", "cpu", "bench", "--quick", "--json"])
+    let args = ["--device", "cpu", "bench", "--quick", "--json", "--channels-last", "true"];
+    let out = dfl_cmd(tmp.path(), &[&args[..], &["--tf32", "false"]].concat())
         .env("OMP_NUM_THREADS", "1")
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document on stdout");
     assert_eq!(doc["quick"], true, "{doc:#}");
+    let levers =
+        serde_json::json!({"channels_last": true, "tf32": false, "cudnn_benchmark": false});
+    assert_eq!(doc["levers"], levers, "the speed options are reported as run");
     assert!(doc["device"].as_str().unwrap().starts_with("cpu"), "{doc:#}");
     assert_eq!(doc["device_name"], "cpu (1 thread)", "{doc:#}");
     assert_eq!(doc["threads"], 1, "{doc:#}");

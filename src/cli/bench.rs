@@ -7,9 +7,10 @@ use anyhow::Context;
 
 use crate::device;
 use crate::report::Outcome;
-use crate::train::bench::{self, BenchOptions, BenchRequest};
+use crate::train::bench::{self, BenchOptions, BenchRequest, Levers};
 
 use super::GlobalArgs;
+use super::train::LeverArgs;
 
 /// Arguments of `dfl bench`.
 #[derive(Debug, clap::Args)]
@@ -31,6 +32,8 @@ pub struct BenchArgs {
     /// Not comparable with the standard numbers (the JSON says "quick": true).
     #[arg(long, conflicts_with = "configs")]
     pub quick: bool,
+    #[command(flatten)]
+    pub levers: LeverArgs,
     /// Print one JSON document instead of the table.
     #[arg(long)]
     pub json: bool,
@@ -44,6 +47,7 @@ pub fn run(args: &BenchArgs, global: &GlobalArgs) -> anyhow::Result<Outcome> {
         steps: args.steps,
         warmup: args.warmup,
         quick: args.quick,
+        levers: args.levers.over(Levers::default()),
     };
     // The flags are checked before the device is resolved, so a typo costs nothing.
     BenchOptions::new(&request, tch::Device::Cpu)?;

@@ -21,6 +21,7 @@ use crate::model::precision::Precision;
 use crate::model::saehd::Saehd;
 use crate::model::summary::summarize;
 use crate::report::Outcome;
+use crate::train::bench::Levers;
 use crate::train::{RunOptions, run as run_training};
 use crate::workspace::Workspace;
 
@@ -96,6 +97,8 @@ pub struct TrainArgs {
     /// Forward-pass precision: fp32, or bf16 autocast for CUDA GPUs [fp32].
     #[arg(long, value_enum)]
     pub precision: Option<Precision>,
+    #[command(flatten)]
+    pub levers: LeverArgs,
     /// Random warp of the inputs: on early, off late for sharpness [true].
     #[arg(long, value_name = "BOOL")]
     pub random_warp: Option<bool>,
@@ -177,6 +180,33 @@ pub struct TrainArgs {
     pub json: bool,
 }
 
+/// The speed options of `dfl train` and `dfl bench`: how a step runs, not what it computes.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct LeverArgs {
+    /// Convolution weights and inputs channels-last (NHWC), the layout of tensor-core
+    /// convolutions; same numbers, often faster on GPUs [false].
+    #[arg(long, value_name = "BOOL")]
+    pub channels_last: Option<bool>,
+    /// TF32 tensor cores for fp32 matmuls and convolutions on Ampere+ GPUs [true].
+    #[arg(long, value_name = "BOOL")]
+    pub tf32: Option<bool>,
+    /// cuDNN benchmark mode: the fastest algorithm per convolution shape, at up to twice the
+    /// peak GPU memory [false].
+    #[arg(long, value_name = "BOOL")]
+    pub cudnn_benchmark: Option<bool>,
+}
+
+impl LeverArgs {
+    /// `base` with the options given on the command line.
+    pub fn over(&self, base: Levers) -> Levers {
+        Levers {
+            channels_last: self.channels_last.unwrap_or(base.channels_last),
+            tf32: self.tf32.unwrap_or(base.tf32),
+            cudnn_benchmark: self.cudnn_benchmark.unwrap_or(base.cudnn_benchmark),
+        }
+    }
+}
+
 impl TrainArgs {
     /// Applies the options given on the command line to `base` (saved or default).
     fn apply(&self, mut cfg: TrainConfig) -> TrainConfig {
@@ -204,6 +234,15 @@ impl TrainArgs {
         cfg.preview_history = self.preview_history.unwrap_or(cfg.preview_history);
         cfg.eval_every = self.eval_every.unwrap_or(cfg.eval_every);
         cfg.precision = self.precision.unwrap_or(cfg.precision);
+        let saved = Levers {
+            channels_last: cfg.channels_last,
+            tf32: cfg.tf32,
+            cudnn_benchmark: cfg.cudnn_benchmark,
+        };
+        let levers = self.levers.over(saved);
+        cfg.channels_last = levers.channels_last;
+        cfg.tf32 = levers.tf32;
+        cfg.cudnn_benchmark = levers.cudnn_benchmark;
         cfg.random_warp = self.random_warp.unwrap_or(cfg.random_warp);
         cfg.eyes_mouth_prio = self.eyes_mouth_prio.unwrap_or(cfg.eyes_mouth_prio);
         self.apply_style(&mut cfg);

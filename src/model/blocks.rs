@@ -7,6 +7,8 @@
 use tch::Tensor;
 use tch::nn::{self, Module};
 
+use crate::model::layout;
+
 /// LeakyReLU slope after Downscale and Upscale convs.
 pub const LRELU_SLOPE: f64 = 0.1;
 /// LeakyReLU slope inside and after residual blocks.
@@ -206,9 +208,19 @@ impl Module for LeakyRelu {
 ///
 /// (`torch.pixel_shuffle` uses CRD order, `in[4c + 2i + j]`; both train the same from scratch,
 /// but DCR keeps DFL's weights importable.)
+///
+/// A channels-last input gives a channels-last output (one copy either way).
 pub fn depth_to_space(xs: &Tensor) -> Tensor {
     let (n, c4, h, w) = xs.size4().expect("invariant: depth_to_space takes NCHW");
     let c = c4 / 4;
+    if layout::is_channels_last(xs) {
+        return xs
+            .permute([0, 2, 3, 1]) // [N, H, W, 4C], contiguous
+            .view([n, h, w, 2, 2, c]) // [N, H, W, i, j, C]
+            .permute([0, 1, 3, 2, 4, 5]) // [N, H, i, W, j, C]
+            .reshape([n, h * 2, w * 2, c]) // [N, 2H, 2W, C]
+            .permute([0, 3, 1, 2]); // [N, C, 2H, 2W], channels-last
+    }
     xs.view([n, 2, 2, c, h, w]) // [N, i, j, C, H, W]
         .permute([0, 3, 4, 1, 5, 2]) // [N, C, H, i, W, j]
         .reshape([n, c, h * 2, w * 2]) // [N, C, 2H, 2W]
@@ -263,6 +275,14 @@ mod tests {
             let want = (100 * (2 * i + j) + 10 * c + 2 * h + w) as f64;
             assert_eq!(ys.double_value(&[0, c, y, x]), want, "at c={c} y={y} x={x}");
         }
+    }
+
+    #[test]
+    fn depth_to_space_keeps_channels_last() {
+        let xs = Tensor::randn([2, 12, 3, 5], (Kind::Float, Device::Cpu));
+        let nhwc = depth_to_space(&layout::channels_last(&xs));
+        assert!(layout::is_channels_last(&nhwc) && !nhwc.is_contiguous());
+        assert_eq!(f64::try_from((&nhwc - depth_to_space(&xs)).abs().max()).unwrap(), 0.0);
     }
 
     #[test]

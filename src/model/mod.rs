@@ -10,6 +10,7 @@ pub mod discriminator;
 pub mod encoder;
 pub mod folder;
 pub mod inter;
+pub mod layout;
 pub mod loss;
 pub mod onnx_export;
 pub mod optim;

@@ -117,32 +117,50 @@ impl Saehd {
         self.resolution
     }
 
-    /// Reconstructs both people through their own paths (one encoder pass for both batches).
+    /// Reconstructs both people through their own paths.
+    ///
+    /// On a GPU the src and dst batches share each pass (one encoder pass over both, and for
+    /// LIAE one decoder pass): twice the batch keeps more of the GPU busy. On the CPU each side
+    /// has its own passes, which oneDNN's convolutions run faster per sample
+    /// (`docs/performance.md`, "Training step"). The results are the same either way.
     ///
     /// # Shapes
     /// `src`, `dst`: `[N, 3, R, R]` f32 in [0,1], BGR (the warped inputs).
     pub fn train_forward(&self, src: &Tensor, dst: &Tensor) -> TrainPredictions {
+        self.forward_sides(src, dst, src.device().is_cuda())
+    }
+
+    /// [`Saehd::train_forward`] with the passes shared (`joint`) or one per side.
+    fn forward_sides(&self, src: &Tensor, dst: &Tensor, joint: bool) -> TrainPredictions {
         let n = src.size()[0];
         let split = |t: &Tensor| (t.narrow(0, 0, n), t.narrow(0, n, t.size()[0] - n));
+        // Applies `f` to both batches: one call on their concatenation, or one call each.
+        let both = |f: &dyn Fn(&Tensor) -> Tensor, a: &Tensor, b: &Tensor| {
+            if joint { split(&f(&Tensor::cat(&[a, b], 0))) } else { (f(a), f(b)) }
+        };
         let (src_src, dst_dst, codes) = match &self.net {
             Net::Df(df) => {
-                let codes = Tensor::cat(&[src, dst], 0).apply(&df.encoder).apply(&df.inter);
-                let (src_code, dst_code) = split(&codes);
+                let (src_code, dst_code) =
+                    both(&|x| x.apply(&df.encoder).apply(&df.inter), src, dst);
                 let (ss, dd) =
                     (df.decoder_src.forward(&src_code), df.decoder_dst.forward(&dst_code));
                 let swap = dst_code.shallow_clone();
                 (ss, dd, Codes { src: src_code, dst: dst_code, swap })
             }
             Net::Liae(liae) => {
-                let encoded = Tensor::cat(&[src, dst], 0).apply(&liae.encoder);
-                let (src_enc, dst_enc) = split(&encoded);
+                let (src_enc, dst_enc) = both(&|x| x.apply(&liae.encoder), src, dst);
                 let src_ab = src_enc.apply(&liae.inter_ab);
                 let src_code = Tensor::cat(&[&src_ab, &src_ab], 1);
                 let dst_ab = dst_enc.apply(&liae.inter_ab);
                 let dst_code = Tensor::cat(&[&dst_enc.apply(&liae.inter_b), &dst_ab], 1);
-                // One decoder pass for both codes.
-                let (image, mask) = liae.decoder.forward(&Tensor::cat(&[&src_code, &dst_code], 0));
-                let ((si, di), (sm, dm)) = (split(&image), split(&mask));
+                let ((si, sm), (di, dm)) = if joint {
+                    let (image, mask) =
+                        liae.decoder.forward(&Tensor::cat(&[&src_code, &dst_code], 0));
+                    let ((si, di), (sm, dm)) = (split(&image), split(&mask));
+                    ((si, sm), (di, dm))
+                } else {
+                    (liae.decoder.forward(&src_code), liae.decoder.forward(&dst_code))
+                };
                 let swap = Tensor::cat(&[&dst_ab, &dst_ab], 1);
                 ((si, sm), (di, dm), Codes { src: src_code, dst: dst_code, swap })
             }
@@ -301,6 +319,28 @@ mod tests {
         let vs = nn::VarStore::new(Device::Cpu);
         let model = Saehd::new(&vs.root(), &cfg);
         (vs, model)
+    }
+
+    #[test]
+    fn shared_and_separate_side_passes_give_the_same_predictions() {
+        for arch in ["df-ud", "liae-ud"] {
+            let (_vs, model) = tiny(arch, 32);
+            let src = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let dst = Tensor::rand([2, 3, 32, 32], (Kind::Float, Device::Cpu));
+            let (a, b) =
+                (model.forward_sides(&src, &dst, true), model.forward_sides(&src, &dst, false));
+            let pairs = [
+                (&a.src_src.image, &b.src_src.image),
+                (&a.dst_dst.mask, &b.dst_dst.mask),
+                (&a.codes.src, &b.codes.src),
+                (&a.codes.swap, &b.codes.swap),
+            ];
+            for (x, y) in pairs {
+                assert_eq!(x.size(), y.size());
+                let diff = f64::try_from((x - y).abs().max()).unwrap();
+                assert!(diff < 1e-5, "{arch}: {diff}");
+            }
+        }
     }
 
     #[test]

@@ -19,6 +19,7 @@ use tch::{Device, Kind, Tensor};
 
 use super::memory::{self, Need};
 use super::trainer::{Check, SideTensors, TrainError, Trainer};
+use crate::device;
 use crate::model::arch::{Arch, ModelConfig};
 use crate::model::folder::TrainConfig;
 use crate::model::precision::Precision;
@@ -151,6 +152,31 @@ pub struct BenchOptions {
     pub warmup: u64,
     /// The `--quick` set (small networks) rather than the standard one.
     pub quick: bool,
+    /// Memory format and math modes every configuration runs with.
+    pub levers: Levers,
+}
+
+/// The speed options of `dfl train` that change how a step runs, not what it computes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Levers {
+    /// Weights and inputs stored channels-last (`--channels-last`).
+    pub channels_last: bool,
+    /// TF32 tensor cores for fp32 on Ampere+ GPUs (`--tf32`).
+    pub tf32: bool,
+    /// cuDNN benchmark mode (`--cudnn-benchmark`).
+    pub cudnn_benchmark: bool,
+}
+
+impl Default for Levers {
+    /// `dfl train`'s defaults.
+    fn default() -> Self {
+        let cfg = TrainConfig::default();
+        Self {
+            channels_last: cfg.channels_last,
+            tf32: cfg.tf32,
+            cudnn_benchmark: cfg.cudnn_benchmark,
+        }
+    }
 }
 
 /// The command-line choices, before validation.
@@ -166,6 +192,8 @@ pub struct BenchRequest {
     pub warmup: Option<u64>,
     /// `--quick`.
     pub quick: bool,
+    /// `--channels-last`, `--tf32`, `--cudnn-benchmark`.
+    pub levers: Levers,
 }
 
 impl BenchOptions {
@@ -212,7 +240,7 @@ impl BenchOptions {
             vec![Precision::Fp32]
         };
         let batch = usize::try_from(batch).map_err(|_| BenchError::Batch(batch))?;
-        Ok(Self { presets, precisions, batch, steps, warmup, quick: req.quick })
+        Ok(Self { presets, precisions, batch, steps, warmup, quick: req.quick, levers: req.levers })
     }
 }
 
@@ -260,8 +288,11 @@ pub struct ConfigResult {
     pub host_peak_rss_bytes: Option<u64>,
     /// That peak minus the resident set before the configuration started, bytes.
     pub host_peak_rss_increase_bytes: Option<u64>,
-    /// The device's peak allocated memory, bytes: not measured yet, always null.
+    /// On CUDA, the peak bytes libtorch's caching allocator reserved on the card during the
+    /// config (what the card must have free); null on the CPU, or when it cannot be read.
     pub device_peak_bytes: Option<u64>,
+    /// On CUDA, the peak bytes held by tensors (at most `device_peak_bytes`); null otherwise.
+    pub device_peak_allocated_bytes: Option<u64>,
     /// What the memory numbers mean here.
     pub note: String,
     /// True when the configuration did not run.
@@ -290,6 +321,8 @@ pub struct BenchReport {
     pub load_average: Option<f64>,
     /// True for `--quick`: small networks, not the standard numbers.
     pub quick: bool,
+    /// The memory format and math modes of every configuration.
+    pub levers: Levers,
     /// How the times were taken.
     pub timing: &'static str,
     /// One entry per configuration and precision.
@@ -375,6 +408,7 @@ pub fn run(opts: &BenchOptions, device: Device) -> Result<BenchReport, BenchErro
         threads,
         load_average,
         quick: opts.quick,
+        levers: opts.levers,
         timing: TIMING,
         configs,
     })
@@ -410,9 +444,21 @@ fn run_config(
         model: preset.model,
         batch_size: opts.batch,
         precision,
+        channels_last: opts.levers.channels_last,
+        tf32: opts.levers.tf32,
+        cudnn_benchmark: opts.levers.cudnn_benchmark,
         ..TrainConfig::default()
     };
     let label = format!("{} {}", preset.name, precision_name(precision));
+    let cuda = match device {
+        Device::Cuda(n) => {
+            let runtime = device::cuda_runtime()
+                .map_err(|why| log::warn!("GPU memory is not measured: {why}"))
+                .ok();
+            runtime.filter(|r| r.reset_peak(n)).map(|r| (r, n))
+        }
+        _ => None,
+    };
     let peak_resets = release_and_reset_peak();
     let rss_before = read_status_bytes("VmRSS:");
     let outcome = match super::catch_out_of_memory(|| measure(&cfg, opts, device, &label)) {
@@ -422,8 +468,10 @@ fn run_config(
         }
     };
     let m = &cfg.model;
-    let mut note = match device {
-        Device::Cuda(_) => "device memory is not measured yet (no allocator statistics); host_peak_rss_bytes is the host process only".to_owned(),
+    let device_peak = cuda.and_then(|(runtime, n)| runtime.peak_memory(n));
+    let mut note = match (device, device_peak) {
+        (Device::Cuda(_), Some(_)) => "device_peak_bytes is what libtorch's caching allocator reserved on the card (device_peak_allocated_bytes: held by tensors); host_peak_rss_bytes is the host process only".to_owned(),
+        (Device::Cuda(_), None) => "device memory could not be read from libtorch's allocator; host_peak_rss_bytes is the host process only".to_owned(),
         _ => "on the CPU the device's memory is the host's: see host_peak_rss_bytes".to_owned(),
     };
     if !peak_resets {
@@ -445,6 +493,7 @@ fn run_config(
         host_peak_rss_bytes: None,
         host_peak_rss_increase_bytes: None,
         device_peak_bytes: None,
+        device_peak_allocated_bytes: None,
         note,
         skipped: false,
         reason: None,
@@ -459,6 +508,8 @@ fn run_config(
             result.host_peak_rss_bytes = measured.peak_rss;
             result.host_peak_rss_increase_bytes =
                 measured.peak_rss.zip(rss_before).map(|(p, b)| p.saturating_sub(b));
+            result.device_peak_bytes = device_peak.map(|p| p.reserved);
+            result.device_peak_allocated_bytes = device_peak.map(|p| p.allocated);
         }
         Err(reason) => {
             log::warn!("bench {label} skipped: {reason}");
@@ -619,7 +670,9 @@ pub fn table(report: &BenchReport) -> String {
                 let rise = c
                     .host_peak_rss_increase_bytes
                     .map_or(String::new(), |b| format!(" (+{})", gib(b)));
-                (format!("{ms:.1}"), format!("{sps:.2}"), format!("host {peak}{rise}"))
+                let gpu =
+                    c.device_peak_bytes.map_or(String::new(), |b| format!("gpu {}, ", gib(b)));
+                (format!("{ms:.1}"), format!("{sps:.2}"), format!("{gpu}host {peak}{rise}"))
             }
             _ => (
                 "-".to_owned(),
@@ -653,6 +706,16 @@ pub fn table(report: &BenchReport) -> String {
     if report.quick {
         out.push_str("--quick: small networks at 64 px, not the standard configurations\n");
     }
+    let on = |b: bool| if b { "on" } else { "off" };
+    let l = report.levers;
+    let _ = writeln!(
+        out,
+        "channels-last {}, TF32 {}, cuDNN benchmark {}{}",
+        on(l.channels_last),
+        on(l.tf32),
+        on(l.cudnn_benchmark),
+        if report.device.starts_with("cuda") { "" } else { " (TF32 and cuDNN act on GPUs only)" },
+    );
     for row in &rows {
         let mut line = String::new();
         for (i, (cell, w)) in row.iter().zip(widths).enumerate() {
@@ -669,10 +732,14 @@ pub fn table(report: &BenchReport) -> String {
     let steps = report.configs.first().map_or((0, 0), |c| (c.steps, c.warmup));
     let _ = writeln!(
         out,
-        "ms/it: mean of {} timed steps after {} warm-up, each synchronised; peak memory: the host's peak resident set during the config (its increase over the start){}",
+        "ms/it: mean of {} timed steps after {} warm-up, each synchronised; peak memory: {}the host's peak resident set during the config (its increase over the start)",
         steps.0,
         steps.1,
-        if report.device.starts_with("cuda") { "; GPU memory is not measured yet" } else { "" },
+        if report.device.starts_with("cuda") {
+            "what libtorch reserved on the GPU, and "
+        } else {
+            ""
+        },
     );
     out
 }
@@ -784,6 +851,7 @@ mod tests {
             host_peak_rss_bytes: ms.map(|_| 3 << 30),
             host_peak_rss_increase_bytes: ms.map(|_| 1 << 30),
             device_peak_bytes: None,
+            device_peak_allocated_bytes: None,
             note: String::new(),
             skipped: ms.is_none(),
             reason: ms
@@ -803,23 +871,25 @@ mod tests {
             threads: 2,
             load_average: Some(0.1),
             quick: false,
+            levers: Levers { channels_last: true, ..Levers::default() },
             timing: TIMING,
             configs: vec![result("df-128", Some(4000.0)), result("df-256", None)],
         };
         let text = table(&report);
         let lines: Vec<&str> = text.lines().collect();
         assert_eq!(lines[0], "dfl 0.1.0, libtorch 2.13.0+cpu, cpu (2 threads)");
-        assert!(lines[1].starts_with("config ") && lines[1].contains("ms/it"), "{text}");
-        assert!(lines[2].contains("4000.0") && lines[2].contains("2.00"), "{text}");
+        assert!(lines[1].starts_with("channels-last on, TF32 on, cuDNN benchmark off"), "{text}");
+        assert!(lines[2].starts_with("config ") && lines[2].contains("ms/it"), "{text}");
+        assert!(lines[3].contains("4000.0") && lines[3].contains("2.00"), "{text}");
         assert!(
-            lines[2].contains("host 3.00 GiB (+1.00 GiB)") && lines[2].ends_with("cpu (2 threads)"),
+            lines[3].contains("host 3.00 GiB (+1.00 GiB)") && lines[3].ends_with("cpu (2 threads)"),
             "{text}"
         );
-        assert!(lines[3].contains("skipped: does not fit in 7.5 GiB"), "{text}");
+        assert!(lines[4].contains("skipped: does not fit in 7.5 GiB"), "{text}");
         // The samples/s column ends at the same place in the header and in every row.
         let end = |l: &str, s: &str| l.find(s).unwrap() + s.len();
-        assert_eq!(end(lines[1], "samples/s"), end(lines[2], "2.00"), "{text}");
-        assert!(lines[4].starts_with("ms/it: mean of 5 timed steps after 2 warm-up"), "{text}");
+        assert_eq!(end(lines[2], "samples/s"), end(lines[3], "2.00"), "{text}");
+        assert!(lines[5].starts_with("ms/it: mean of 5 timed steps after 2 warm-up"), "{text}");
     }
 
     #[test]
@@ -833,6 +903,7 @@ mod tests {
             steps: 2,
             warmup: 0,
             quick: true,
+            levers: Levers::default(),
         };
         let report = run(&opts, Device::Cpu).unwrap();
         let c = &report.configs[0];

@@ -31,6 +31,7 @@ use crate::model::folder::{
     CODE_DISCRIMINATOR_FILE, CODE_DISCRIMINATOR_OPTIMIZER_FILE, DISCRIMINATOR_FILES, GAN_FILE,
     GAN_OPTIMIZER_FILE, TrainConfig,
 };
+use crate::model::layout;
 use crate::model::optim::{OptimError, Optimizer, trainable_variables};
 use crate::model::precision::{AutocastError, Precision, run_at};
 
@@ -63,6 +64,9 @@ struct Trained {
 impl Trained {
     /// Wraps a freshly built network; the optimizer takes every variable of `vs`.
     fn new(vs: VarStore, cfg: &TrainConfig) -> Result<Self, OptimError> {
+        if cfg.channels_last {
+            layout::vars_to_channels_last(&vs);
+        }
         let optimizer = Optimizer::new(trainable_variables(&vs), cfg.optimizer.clone())?;
         Ok(Self { vs, optimizer })
     }

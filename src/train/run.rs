@@ -696,8 +696,22 @@ fn src_identity(ws: &Workspace, sface: Option<&SFaceModel>) -> Option<(Embedding
     attempt().map_err(|e| log::warn!("held-out identity is not measured: {e}")).ok()
 }
 
+/// Moves a batch to the device. On CUDA the copies go on a side stream, so that they overlap
+/// the step already queued; the sampler's batches are pinned, so they do not block the CPU.
 fn to_side(batch: Batch, device: Device) -> SideTensors {
-    let move_ = |t: Tensor| t.to_device_(device, tch::Kind::Float, true, false);
+    let side_stream = match device {
+        Device::Cuda(n) => crate::device::cuda_runtime().ok().map(|runtime| (runtime, n)),
+        _ => None,
+    };
+    let move_ = |t: Tensor| match side_stream.map(|(runtime, n)| runtime.copy_on_side_stream(&t, n))
+    {
+        Some(Ok(on_device)) => on_device,
+        Some(Err(err)) => {
+            log::warn!("{err}; copying it on the current stream instead");
+            t.to_device_(device, tch::Kind::Float, true, false)
+        }
+        None => t.to_device_(device, tch::Kind::Float, true, false),
+    };
     SideTensors {
         warped: move_(batch.warped),
         target: move_(batch.target),

@@ -9,7 +9,9 @@ use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::discriminators::{DiscriminatorError, Discriminators, Judged, UnitState};
+use crate::device::{self, MathModeError, MathModes};
 use crate::model::folder::TrainConfig;
+use crate::model::layout;
 use crate::model::loss::{
     LossOptions, SideBatch, background_style_loss, blur_out_mask, face_style_loss, loss_mask,
     side_loss,
@@ -50,6 +52,9 @@ pub enum TrainError {
     /// bf16 autocast failed.
     #[error(transparent)]
     Autocast(#[from] AutocastError),
+    /// libtorch refused the TF32 or cuDNN benchmark setting.
+    #[error(transparent)]
+    MathModes(#[from] MathModeError),
     /// A discriminator failed.
     #[error(transparent)]
     Discriminator(#[from] DiscriminatorError),
@@ -117,8 +122,12 @@ impl Trainer {
     /// `Optimizer` when an optimizer cannot be set up.
     pub fn new(cfg: &TrainConfig, device: Device) -> Result<Self, TrainError> {
         tch::manual_seed(i64::from_ne_bytes(cfg.seed.to_ne_bytes()));
+        device::set_math_modes(MathModes { tf32: cfg.tf32, cudnn_benchmark: cfg.cudnn_benchmark })?;
         let vs = VarStore::new(device);
         let model = Saehd::new(&vs.root(), &cfg.model);
+        if cfg.channels_last {
+            layout::vars_to_channels_last(&vs);
+        }
         let optimizer = Optimizer::new(trainable_variables(&vs), cfg.optimizer.clone())?;
         let discriminators = Discriminators::new(cfg, device)?;
         let last_good =
@@ -215,9 +224,13 @@ impl Trainer {
         } else {
             (src.target.shallow_clone(), dst.target.shallow_clone())
         };
-        let pred = run_at(self.cfg.precision, device, || {
-            self.model.train_forward(&src.warped, &dst.warped)
-        })?;
+        let (src_in, dst_in) = if self.cfg.channels_last {
+            (layout::channels_last(&src.warped), layout::channels_last(&dst.warped))
+        } else {
+            (src.warped.shallow_clone(), dst.warped.shallow_clone())
+        };
+        let pred =
+            run_at(self.cfg.precision, device, || self.model.train_forward(&src_in, &dst_in))?;
         let (src_src, dst_dst) =
             (as_f32_prediction(&pred.src_src), as_f32_prediction(&pred.dst_dst));
         let mut src_loss = self.side_loss(src, &src_target, &src_src);
@@ -442,6 +455,42 @@ mod tests {
         let Check::Good { src: later, .. } = t.check().unwrap() else { panic!("sane steps") };
         assert!(later < first, "the src loss fell: {first} → {later}");
         assert_eq!(t.check().unwrap(), Check::Idle);
+    }
+
+    #[test]
+    fn channels_last_trains_to_the_same_weights_in_nhwc() {
+        let cfg = |channels_last| TrainConfig { channels_last, gan_power: 0.1, ..config() };
+        let mut nchw = Trainer::new(&cfg(false), Device::Cpu).unwrap();
+        let mut nhwc = Trainer::new(&cfg(true), Device::Cpu).unwrap();
+        // The same start whatever other tests did to libtorch's global generator meanwhile.
+        nhwc.vs.copy(&nchw.vs).unwrap();
+        nhwc.discriminators.restore(&nchw.discriminators.snapshot_sources()).unwrap();
+        let (src, dst) = (side(1), side(2));
+        let train = |t: &mut Trainer| {
+            for _ in 0..3 {
+                t.step(&src, &dst).unwrap();
+            }
+            let Check::Good { src: loss, .. } = t.check().unwrap() else { panic!("sane steps") };
+            loss
+        };
+        let (nchw_loss, nhwc_loss) = (train(&mut nchw), train(&mut nhwc));
+        assert!((nchw_loss - nhwc_loss).abs() < 1e-5 * nchw_loss.abs(), "{nchw_loss} {nhwc_loss}");
+        let convs = nhwc.var_store().variables().into_iter().filter(|(_, v)| v.dim() == 4);
+        let mut count = 0;
+        for (name, var) in convs {
+            let wide = var.size()[2] > 1;
+            if wide {
+                assert!(layout::is_channels_last(&var) && !var.is_contiguous(), "{name}");
+                assert!(layout::is_channels_last(&var.grad()), "{name}'s gradient");
+                count += 1;
+            }
+        }
+        assert!(count > 5, "{count} convolution weights checked");
+        for ((name, a), (_, b)) in weights(&nchw).iter().zip(&weights(&nhwc)) {
+            let diff = f64::try_from((a - b).abs().max()).unwrap();
+            let scale = f64::try_from(a.abs().max()).unwrap();
+            assert!(diff <= 1e-5 * scale.max(1.0), "{name}: {diff} of {scale}");
+        }
     }
 
     #[test]

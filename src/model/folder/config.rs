@@ -40,6 +40,14 @@ pub struct TrainConfig {
     pub optimizer: OptimizerConfig,
     /// Forward-pass precision.
     pub precision: Precision,
+    /// Store convolution weights and network inputs channels-last (NHWC), the layout of
+    /// tensor-core convolutions (`model::layout`). Same numbers either way.
+    pub channels_last: bool,
+    /// Let fp32 matmuls and convolutions use TF32 tensor cores on Ampere and later GPUs.
+    pub tf32: bool,
+    /// cuDNN benchmark mode: the fastest algorithm per convolution shape, at up to twice the
+    /// peak memory.
+    pub cudnn_benchmark: bool,
     /// Restrict the image losses to the blurred face mask.
     pub masked_training: bool,
     /// Which face mask the losses, masked training and the style terms use.
@@ -108,6 +116,9 @@ impl Default for TrainConfig {
             batch_size: 8,
             optimizer: OptimizerConfig::default(),
             precision: Precision::Fp32,
+            channels_last: false,
+            tf32: true,
+            cudnn_benchmark: false,
             masked_training: true,
             mask: TrainMask::Auto,
             eyes_mouth_prio: false,
@@ -276,6 +287,9 @@ pub fn compare(saved: &TrainConfig, now: &TrainConfig) -> Result<Vec<String>, Fr
         batch_size,
         optimizer,
         precision,
+        channels_last,
+        tf32,
+        cudnn_benchmark,
         masked_training,
         mask,
         eyes_mouth_prio,
@@ -317,6 +331,9 @@ pub fn compare(saved: &TrainConfig, now: &TrainConfig) -> Result<Vec<String>, Fr
         change("batch_size", &saved.batch_size, batch_size),
         change("optimizer", &saved.optimizer, optimizer),
         change("precision", &saved.precision, precision),
+        change("channels_last", &saved.channels_last, channels_last),
+        change("tf32", &saved.tf32, tf32),
+        change("cudnn_benchmark", &saved.cudnn_benchmark, cudnn_benchmark),
         change("masked_training", &saved.masked_training, masked_training),
         change("mask", &saved.mask, mask),
         change("eyes_mouth_prio", &saved.eyes_mouth_prio, eyes_mouth_prio),

@@ -17,12 +17,16 @@
 //!   from a file in another dtype, a backward with `create_graph`) breaks the binding.
 //!   [`FlatParams::sync`] compares data pointers before every step (no kernels), copies moved
 //!   values back into the buffers and re-binds them; a changed shape, dtype or device is an error.
+//! - Memory format: a variable stored channels-last (`model::layout`) gets a slice in its own
+//!   memory order and a permuted view, so binding keeps its strides and the gradients autograd
+//!   makes in the same format are adopted without a transpose.
 //! - One optimizer per set of variables: two optimizers over the same variables would keep
 //!   stealing the binding from each other (correct, but every step copies).
 
 use tch::{Device, Kind, Tensor};
 
 use super::OptimError;
+use crate::model::layout;
 
 /// The only parameter dtype the flat buffers hold.
 const FLAT_KIND: Kind = Kind::Float;
@@ -39,12 +43,29 @@ struct Slot {
     offset: i64,
     /// Number of elements.
     numel: i64,
+    /// The variable is a 4-D tensor stored channels-last: its slice holds `[O, H, W, I]` in
+    /// memory order, so the view keeps the variable's strides.
+    channels_last: bool,
 }
 
 impl Slot {
-    /// This slot's part of a flat buffer, shaped like the variable: `[P]` → `[*shape]`.
+    /// This slot's part of a flat buffer, shaped like the variable: `[P]` → `[*shape]`, with
+    /// the variable's memory format.
     fn view(&self, flat: &Tensor) -> Tensor {
-        flat.narrow(0, self.offset, self.numel).view(self.shape.as_slice()) // [*shape]
+        let slice = flat.narrow(0, self.offset, self.numel);
+        match (self.channels_last, self.shape.as_slice()) {
+            (true, &[o, i, h, w]) => slice.view([o, h, w, i]).permute([0, 3, 1, 2]), // [O, I, H, W]
+            _ => slice.view(self.shape.as_slice()),                                  // [*shape]
+        }
+    }
+
+    /// The variable's values in this slot's memory order, flattened: `[*shape]` → `[numel]`.
+    fn flatten(&self, var: &Tensor) -> Tensor {
+        if self.channels_last {
+            var.detach().permute([0, 2, 3, 1]).reshape([-1])
+        } else {
+            var.detach().reshape([-1])
+        }
     }
 
     /// Whether `xs` is stored at this slot's place in the flat buffer starting at `base`.
@@ -82,11 +103,12 @@ impl FlatParams {
         let mut slots = Vec::with_capacity(vars.len());
         for (name, var) in vars {
             let (shape, numel) = (var.size(), var.numel() as i64);
-            slots.push(Slot { name, var, shape, offset, numel });
+            let channels_last = shape.len() == 4 && layout::is_channels_last(&var);
+            slots.push(Slot { name, var, shape, offset, numel, channels_last });
             offset += numel;
         }
         tch::no_grad(|| {
-            let pieces: Vec<Tensor> = slots.iter().map(|s| s.var.detach().reshape([-1])).collect();
+            let pieces: Vec<Tensor> = slots.iter().map(|s| s.flatten(&s.var)).collect();
             let params = Tensor::f_cat(&pieces, 0)?; // [P]
             let grads = params.f_zeros_like()?; // [P]
             let mut flat = Self { slots, params, grads };

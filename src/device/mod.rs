@@ -9,6 +9,10 @@
 //! answer. So the CLI loads it first thing for every command that may compute on a device, and
 //! [`resolve`] loads it too.
 
+mod cuda_runtime;
+
+pub use cuda_runtime::{CopyError, CudaRuntime, PeakMemory, cuda_runtime};
+
 use std::fmt;
 use std::str::FromStr;
 use std::sync::OnceLock;
@@ -217,6 +221,62 @@ pub fn cuda_device_count() -> usize {
     }
 }
 
+unsafe extern "C" {
+    fn dfl_set_tf32(on: std::ffi::c_int) -> std::ffi::c_int;
+    fn dfl_math_modes() -> std::ffi::c_int;
+}
+
+/// Process-wide math modes of CUDA kernels (`dfl train --tf32`, `--cudnn-benchmark`).
+///
+/// They are flags of libtorch's global context: setting them needs no GPU and changes nothing
+/// on the CPU, where they are kept only so that a run reports what it would use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct MathModes {
+    /// fp32 matmuls and convolutions use TF32 tensor cores on Ampere and later GPUs (inputs
+    /// rounded to 10 mantissa bits inside the product; accumulation and everything else stay
+    /// fp32). No effect under bf16 autocast, whose products are bf16 already.
+    pub tf32: bool,
+    /// cuDNN times the candidate algorithms of each new convolution shape and keeps the
+    /// fastest: a slower first step, sometimes faster later ones, and up to about twice the
+    /// peak memory while it tries workspace-hungry algorithms.
+    pub cudnn_benchmark: bool,
+}
+
+/// libtorch refused to set or read its math modes.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("libtorch refused to set its CUDA math modes (TF32, cuDNN benchmark)")]
+pub struct MathModeError;
+
+/// Sets the process-wide math modes.
+///
+/// # Errors
+/// `MathModeError` when libtorch throws.
+pub fn set_math_modes(modes: MathModes) -> Result<(), MathModeError> {
+    // SAFETY: a plain C function of the shim, which catches every C++ exception.
+    if unsafe { dfl_set_tf32(modes.tf32.into()) } != 0 {
+        return Err(MathModeError);
+    }
+    tch::Cuda::cudnn_set_benchmark(modes.cudnn_benchmark);
+    match math_modes()? {
+        now if now == modes => Ok(()),
+        _ => Err(MathModeError),
+    }
+}
+
+/// Reads the process-wide math modes back from libtorch (TF32 counts as on when both cuBLAS
+/// and cuDNN allow it).
+///
+/// # Errors
+/// `MathModeError` when libtorch throws.
+pub fn math_modes() -> Result<MathModes, MathModeError> {
+    // SAFETY: a plain C function of the shim, which catches every C++ exception.
+    let bits = unsafe { dfl_math_modes() };
+    if bits < 0 {
+        return Err(MathModeError);
+    }
+    Ok(MathModes { tf32: bits & 3 == 3, cudnn_benchmark: bits & 4 != 0 })
+}
+
 /// What libtorch offers on this machine, for `dfl status`.
 #[derive(Debug, Clone, Serialize)]
 pub struct DeviceInfo {
@@ -248,6 +308,19 @@ pub fn info(request: DeviceRequest) -> Result<DeviceInfo, DeviceError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn math_modes_are_set_and_read_back() {
+        let before = math_modes().unwrap();
+        for modes in [
+            MathModes { tf32: false, cudnn_benchmark: true },
+            MathModes { tf32: true, cudnn_benchmark: false },
+        ] {
+            set_math_modes(modes).unwrap();
+            assert_eq!(math_modes().unwrap(), modes);
+        }
+        set_math_modes(before).unwrap();
+    }
 
     #[test]
     fn parses_every_documented_form() {
