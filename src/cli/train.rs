@@ -234,15 +234,7 @@ impl TrainArgs {
         cfg.preview_history = self.preview_history.unwrap_or(cfg.preview_history);
         cfg.eval_every = self.eval_every.unwrap_or(cfg.eval_every);
         cfg.precision = self.precision.unwrap_or(cfg.precision);
-        let saved = Levers {
-            channels_last: cfg.channels_last,
-            tf32: cfg.tf32,
-            cudnn_benchmark: cfg.cudnn_benchmark,
-        };
-        let levers = self.levers.over(saved);
-        cfg.channels_last = levers.channels_last;
-        cfg.tf32 = levers.tf32;
-        cfg.cudnn_benchmark = levers.cudnn_benchmark;
+        self.levers.over(Levers::of(&cfg)).set_in(&mut cfg);
         cfg.random_warp = self.random_warp.unwrap_or(cfg.random_warp);
         cfg.eyes_mouth_prio = self.eyes_mouth_prio.unwrap_or(cfg.eyes_mouth_prio);
         self.apply_style(&mut cfg);

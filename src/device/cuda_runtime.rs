@@ -41,7 +41,7 @@ pub struct PeakMemory {
 /// A CUDA copy that did not happen.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "copying a {shape:?} batch to cuda:{device} on a side stream failed (no such device, or libtorch refused)"
+    "copying a {shape:?} batch to cuda:{device} on a side stream failed (no such device, or libtorch refused); check `nvidia-smi`, or run with --device cpu"
 )]
 pub struct CopyError {
     /// The host tensor's shape.

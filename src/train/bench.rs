@@ -9,7 +9,8 @@
 //!
 //! Memory: the host's peak resident set (Linux `VmHWM`), reset before each configuration when
 //! the kernel allows it, and its increase over the resident set before the configuration
-//! started. Device memory on CUDA is not measured (there is no allocator-statistics binding).
+//! started. On CUDA also the peak memory libtorch's caching allocator reserved and allocated on
+//! the card (`device::cuda_runtime`), reset before each configuration.
 
 use std::fmt::Write as _;
 use std::time::{Duration, Instant};
@@ -167,15 +168,28 @@ pub struct Levers {
     pub cudnn_benchmark: bool,
 }
 
-impl Default for Levers {
-    /// `dfl train`'s defaults.
-    fn default() -> Self {
-        let cfg = TrainConfig::default();
+impl Levers {
+    /// The levers `cfg` runs with.
+    pub fn of(cfg: &TrainConfig) -> Self {
         Self {
             channels_last: cfg.channels_last,
             tf32: cfg.tf32,
             cudnn_benchmark: cfg.cudnn_benchmark,
         }
+    }
+
+    /// Sets these levers in `cfg`.
+    pub fn set_in(self, cfg: &mut TrainConfig) {
+        cfg.channels_last = self.channels_last;
+        cfg.tf32 = self.tf32;
+        cfg.cudnn_benchmark = self.cudnn_benchmark;
+    }
+}
+
+impl Default for Levers {
+    /// `dfl train`'s defaults.
+    fn default() -> Self {
+        Self::of(&TrainConfig::default())
     }
 }
 
@@ -440,15 +454,13 @@ fn run_config(
     opts: &BenchOptions,
     device: Device,
 ) -> Result<ConfigResult, BenchError> {
-    let cfg = TrainConfig {
+    let mut cfg = TrainConfig {
         model: preset.model,
         batch_size: opts.batch,
         precision,
-        channels_last: opts.levers.channels_last,
-        tf32: opts.levers.tf32,
-        cudnn_benchmark: opts.levers.cudnn_benchmark,
         ..TrainConfig::default()
     };
+    opts.levers.set_in(&mut cfg);
     let label = format!("{} {}", preset.name, precision_name(precision));
     let cuda = match device {
         Device::Cuda(n) => {

@@ -64,6 +64,9 @@ pub enum RunError {
     /// The batch does not fit in the host's memory.
     #[error(transparent)]
     TooBig(#[from] memory::TooBig),
+    /// A training batch could not be copied to the GPU.
+    #[error(transparent)]
+    Copy(#[from] crate::device::CopyError),
     /// A step ran out of the device's memory.
     #[error(
         "a training step ran out of memory on {device} at batch {batch}; nothing since the last save is kept: pass a smaller --batch-size (half, {half}, is a start)", half = (.batch / 2).max(1)
@@ -570,7 +573,7 @@ impl Feeds {
         let ended = || SampleError::WorkerStopped;
         let src = self.src.next().ok_or_else(ended)??;
         let dst = self.dst.next().ok_or_else(ended)??;
-        Ok((to_side(src, device), to_side(dst, device)))
+        Ok((to_side(src, device)?, to_side(dst, device)?))
     }
 
     fn preview_batches(&self, keep_history: bool) -> Result<PreviewBatches, RunError> {
@@ -698,24 +701,22 @@ fn src_identity(ws: &Workspace, sface: Option<&SFaceModel>) -> Option<(Embedding
 
 /// Moves a batch to the device. On CUDA the copies go on a side stream, so that they overlap
 /// the step already queued; the sampler's batches are pinned, so they do not block the CPU.
-fn to_side(batch: Batch, device: Device) -> SideTensors {
+///
+/// # Errors
+/// `Copy` when libtorch refuses a side-stream copy.
+fn to_side(batch: Batch, device: Device) -> Result<SideTensors, RunError> {
     let side_stream = match device {
         Device::Cuda(n) => crate::device::cuda_runtime().ok().map(|runtime| (runtime, n)),
         _ => None,
     };
-    let move_ = |t: Tensor| match side_stream.map(|(runtime, n)| runtime.copy_on_side_stream(&t, n))
-    {
-        Some(Ok(on_device)) => on_device,
-        Some(Err(err)) => {
-            log::warn!("{err}; copying it on the current stream instead");
-            t.to_device_(device, tch::Kind::Float, true, false)
-        }
-        None => t.to_device_(device, tch::Kind::Float, true, false),
+    let move_ = |t: Tensor| match side_stream {
+        Some((runtime, n)) => runtime.copy_on_side_stream(&t, n),
+        None => Ok(t.to_device_(device, tch::Kind::Float, true, false)),
     };
-    SideTensors {
-        warped: move_(batch.warped),
-        target: move_(batch.target),
-        mask: move_(batch.mask),
-        eyes_mouth: move_(batch.eyes_mouth),
-    }
+    Ok(SideTensors {
+        warped: move_(batch.warped)?,
+        target: move_(batch.target)?,
+        mask: move_(batch.mask)?,
+        eyes_mouth: move_(batch.eyes_mouth)?,
+    })
 }
