@@ -57,6 +57,7 @@ fn main() {
 /// library; the CUDA-only features then say they are unavailable.
 fn build_cuda_runtime(libtorch: &std::path::Path, lib_dir: &std::path::Path) {
     println!("cargo:rerun-if-changed=csrc/cuda_runtime.cpp");
+    println!("cargo:rerun-if-changed=csrc/distributed.h");
     // pip installs the CUDA runtime's headers beside torch (site-packages/nvidia/cu13).
     let cuda_include = libtorch.parent().map(|p| p.join("nvidia/cu13/include"));
     let cuda_include = match cuda_include {
@@ -71,6 +72,17 @@ fn build_cuda_runtime(libtorch: &std::path::Path, lib_dir: &std::path::Path) {
         }
     };
     let cuda_lib = cuda_include.with_file_name("lib");
+    // NCCL's header comes with torch's own NCCL wheel; `nv/target` with nvidia-cuda-cccl.
+    let nccl_include = cuda_include.join("../../nccl/include");
+    let complete = cuda_include.join("nv/target").exists() && nccl_include.join("nccl.h").exists();
+    if !complete {
+        println!(
+            "cargo:warning=no NCCL or CCCL headers beside {}: CUDA extras not built (run scripts/setup.sh)",
+            libtorch.display()
+        );
+        println!("cargo:rustc-env=DFL_CUDA_RUNTIME=");
+        return;
+    }
     if !lib_dir.join("libtorch_cuda.so").exists() || !cuda_lib.join("libcudart.so.13").exists() {
         println!("cargo:rustc-env=DFL_CUDA_RUNTIME=");
         return;
@@ -87,6 +99,8 @@ fn build_cuda_runtime(libtorch: &std::path::Path, lib_dir: &std::path::Path) {
         .arg(libtorch.join("include/torch/csrc/api/include"))
         .arg("-I")
         .arg(&cuda_include)
+        .arg("-I")
+        .arg(&nccl_include)
         .arg("csrc/cuda_runtime.cpp")
         .arg("-o")
         .arg(&out)
@@ -105,18 +119,30 @@ fn build_cuda_runtime(libtorch: &std::path::Path, lib_dir: &std::path::Path) {
 /// whether the CUDA backend is registered, and its TF32 and cuDNN benchmark flags; libtorch's op
 /// profiler, for `examples/train_step.rs --profile`; `leaky_relu` with a slope, which tch
 /// generates without one; the channels-last memory format, which tch cannot name)
-/// against the same libtorch headers `torch-sys` uses.
+/// `distributed.cpp`: c10d's rendezvous store, Gloo backend and collectives, for data-parallel
+/// training) against the same libtorch headers `torch-sys` uses. Gloo's own headers, which the
+/// torch wheel leaves out, come from Debian's libgloo-dev (declarations only: the code is
+/// libtorch's).
 fn build_shim(libtorch: &std::path::Path) {
+    if !std::path::Path::new("/usr/include/gloo/context.h").exists() {
+        panic!(
+            "Gloo's headers (/usr/include/gloo) are missing; run scripts/setup.sh (it installs \
+             Debian's libgloo-dev)"
+        );
+    }
     println!("cargo:rerun-if-changed=csrc/autocast.cpp");
     println!("cargo:rerun-if-changed=csrc/cuda.cpp");
     println!("cargo:rerun-if-changed=csrc/profile.cpp");
     println!("cargo:rerun-if-changed=csrc/ops.cpp");
+    println!("cargo:rerun-if-changed=csrc/distributed.cpp");
+    println!("cargo:rerun-if-changed=csrc/distributed.h");
     cc::Build::new()
         .cpp(true)
         .file("csrc/autocast.cpp")
         .file("csrc/cuda.cpp")
         .file("csrc/profile.cpp")
         .file("csrc/ops.cpp")
+        .file("csrc/distributed.cpp")
         .include(libtorch.join("include"))
         .include(libtorch.join("include/torch/csrc/api/include"))
         .flag("-std=c++17")

@@ -10,6 +10,10 @@
 #include <c10/cuda/CUDAGuard.h>
 #include <c10/cuda/CUDAException.h>
 #include <c10/cuda/CUDAStream.h>
+#define USE_C10D_NCCL
+#include <torch/csrc/distributed/c10d/ProcessGroupNCCL.hpp>
+
+#include "distributed.h"
 
 namespace {
 bool is_device(int device) {
@@ -87,6 +91,27 @@ at::Tensor* dfl_cuda_copy_on_side_stream(const at::Tensor* host, int device) {
     return new at::Tensor(out);
   } catch (...) {
     return nullptr;
+  }
+}
+
+// Gives `group` (from `dfl_group_rendezvous` in csrc/distributed.cpp) an NCCL backend on CUDA
+// `device`, whose collectives time out after the group's timeout. NCCL creates its
+// communicator on the first collective. Returns 0, or 1 with the reason in `err`.
+int dfl_cuda_group_use_nccl(DflGroup* group, int device, char* err, size_t err_len) {
+  try {
+    if (!is_device(device)) {
+      dfl_write_error("no CUDA device " + std::to_string(device), err, err_len);
+      return 1;
+    }
+    c10::cuda::set_device(static_cast<c10::DeviceIndex>(device));
+    auto opts = c10d::ProcessGroupNCCL::Options::create();
+    opts->timeout = group->timeout;
+    group->backend =
+        c10::make_intrusive<c10d::ProcessGroupNCCL>(group->store, group->rank, group->world, opts);
+    return 0;
+  } catch (...) {
+    dfl_write_error(dfl_current_error(), err, err_len);
+    return 1;
   }
 }
 

@@ -3,7 +3,8 @@
 # developers and CI; idempotent (a second run checks and does nothing, in seconds).
 #
 #   1. Debian packages: the C/C++ toolchain, clang for the OpenCV binding generator, OpenCV 4.6,
-#      dlib's 68-point model, OpenCV's sample data, ffmpeg, python3-venv.
+#      dlib's 68-point model, OpenCV's sample data, ffmpeg, python3-venv, Gloo's headers (the
+#      C++ shim's data-parallel training calls libtorch's Gloo backend; the wheel has no headers).
 #   2. A Python venv outside the checkout ($DFL_HOME/venv) with torch 2.13.0, the libtorch that
 #      tch 0.26 links against (the PyPI wheel is a CUDA build that also runs on CPU).
 #   3. Face models and sample media into $DFL_HOME/models and $DFL_HOME/samples, each checked
@@ -21,12 +22,14 @@ MANIFEST=$REPO/scripts/assets.sha256
 
 TORCH_VERSION=2.13.0
 # Pinned so that the fp32 fold of the ONNX models is byte-for-byte reproducible. nvidia-cuda-crt
-# is headers only (1 MB): the CUDA runtime headers that torch's wheel leaves out and its CUDA
-# headers include, for the shim's CUDA library (csrc/cuda_runtime.cpp).
+# and nvidia-cuda-cccl are headers only (1 MB and 3 MB): CUDA runtime and libcu++ headers that
+# torch's wheel leaves out and its CUDA and NCCL headers include, for the shim's CUDA library
+# (csrc/cuda_runtime.cpp).
 PY_PACKAGES="torch==$TORCH_VERSION onnx==1.23.2 numpy==2.4.6 protobuf==7.36.2 ml_dtypes==0.6.0"
-PY_PACKAGES="$PY_PACKAGES nvidia-cuda-crt==13.0.88"
+PY_PACKAGES="$PY_PACKAGES nvidia-cuda-crt==13.0.88 nvidia-cuda-cccl==13.0.85"
 APT_PACKAGES="build-essential pkg-config clang libclang-dev libopencv-dev libdlib-data opencv-data
-  opencv-doc ffmpeg python3 python3-venv ca-certificates chromium chromium-driver fonts-dejavu-core"
+  opencv-doc ffmpeg python3 python3-venv ca-certificates chromium chromium-driver fonts-dejavu-core
+  libgloo-dev"
 DLIB_MODEL=/usr/share/dlib/shape_predictor_68_face_landmarks.dat
 OPENCV_SAMPLES=/usr/share/doc/opencv-doc/examples/data
 

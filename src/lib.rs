@@ -13,6 +13,7 @@ pub mod color;
 pub mod detect;
 pub mod device;
 pub mod dfl_format;
+pub mod distributed;
 pub mod eval;
 pub mod extract;
 pub mod face;

@@ -9,6 +9,7 @@ mod demo;
 mod eval;
 mod extract;
 mod faceset;
+mod launch;
 mod merge;
 mod model;
 mod sort;

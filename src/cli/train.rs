@@ -11,6 +11,7 @@ use tch::{Device, nn};
 use crate::assets::SFACE_FILE;
 use crate::color::ColorTransfer;
 use crate::device;
+use crate::distributed::Group;
 use crate::face::align::FaceType;
 use crate::face::identity::SFaceModel;
 use crate::model::arch::{Arch, default_mask_dims};
@@ -20,12 +21,14 @@ use crate::model::optim::OptimizerKind;
 use crate::model::precision::Precision;
 use crate::model::saehd::Saehd;
 use crate::model::summary::summarize;
+use crate::progress::{NoProgress, Progress};
 use crate::report::Outcome;
 use crate::train::bench::Levers;
 use crate::train::{RunOptions, run as run_training};
 use crate::workspace::Workspace;
 
 use super::GlobalArgs;
+use super::launch::{self, DistArgs};
 use super::progress::Bar;
 
 /// Arguments of `dfl train`. Unset options keep the saved ones on resume, DFL's defaults on a
@@ -99,6 +102,8 @@ pub struct TrainArgs {
     pub precision: Option<Precision>,
     #[command(flatten)]
     pub levers: LeverArgs,
+    #[command(flatten)]
+    pub dist: DistArgs,
     /// Random warp of the inputs: on early, off late for sharpness [true].
     #[arg(long, value_name = "BOOL")]
     pub random_warp: Option<bool>,
@@ -245,24 +250,17 @@ impl TrainArgs {
     }
 }
 
-/// Runs `dfl train`.
-pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
-    if args.dry_run {
-        return dry_run(args);
-    }
-    let name = args
-        .name
-        .as_deref()
-        .context("--name NAME is required: the model's folder under workspace/model/")?;
-    let ws = Workspace::new(&global.workspace);
-    let folder = ModelFolder::open(&ws, name)?;
+/// The options of this run: a config file, or the saved ones, or `--from`'s, or DFL's
+/// defaults, with the flags applied and checked.
+fn resolve_options(args: &TrainArgs, ws: &Workspace, name: &str) -> anyhow::Result<TrainConfig> {
+    let folder = ModelFolder::open(ws, name)?;
     let saved = folder.read_config()?;
     let is_new = saved.is_none();
     let base = match (&args.config, saved, &args.from) {
         (Some(file), _, _) => read_config(file)?,
         (None, Some(saved), _) => saved,
         (None, None, Some(from)) => {
-            ModelFolder::open(&ws, from)?.read_config()?.with_context(|| {
+            ModelFolder::open(ws, from)?.read_config()?.with_context(|| {
                 format!("--from {from}: workspace/model/{from} has no config.json; train it first")
             })?
         }
@@ -278,14 +276,48 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         cfg.model.validate().with_context(context)?;
     }
     cfg.validate().with_context(context)?;
-    let device = device::resolve(global.device)?.device;
+    Ok(cfg)
+}
+
+/// Runs `dfl train`.
+pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyhow::Result<Outcome> {
+    if args.dry_run {
+        return dry_run(args);
+    }
+    let name = args
+        .name
+        .as_deref()
+        .context("--name NAME is required: the model's folder under workspace/model/")?;
+    let ws = Workspace::new(&global.workspace);
+    let rendezvous = launch::worker_rendezvous(&args.dist)?;
+    if rendezvous.is_none() && args.dist.launches() {
+        let cuda = device::resolve(global.device)?.device.is_cuda();
+        return launch::supervise(&args.dist, cuda);
+    }
+    let mut device = device::resolve(global.device)?.device;
+    let group = match rendezvous {
+        Some((rendezvous, local_rank)) => {
+            if device.is_cuda() {
+                device = Device::Cuda(local_rank);
+            }
+            Some(Arc::new(Group::join(rendezvous, device)?))
+        }
+        None => None,
+    };
+    // Ranks other than 0 take their options from rank 0; this machine may not have the model.
+    let cfg = match &group {
+        Some(g) if !g.is_leader() => TrainConfig::default(),
+        _ => resolve_options(args, &ws, name)?,
+    };
     let stop = Arc::new(AtomicBool::new(false));
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(signal, Arc::clone(&stop))
             .context("installing the Ctrl-C handler")?;
     }
     opencv::core::set_num_threads(1).context("setting OpenCV's thread count")?;
+    let leader = group.as_ref().is_none_or(|g| g.is_leader());
     let bar = Bar::new(bars, "iterations");
+    let progress: &dyn Progress = if leader { &bar } else { &NoProgress };
     let from = args.from.as_deref();
     let time_limit = args.minutes.map(|m| std::time::Duration::from_secs_f64(m * 60.0));
     let sface = (cfg.eval_every > 0).then(load_sface).flatten();
@@ -295,12 +327,16 @@ pub fn run(args: &TrainArgs, global: &GlobalArgs, bars: &MultiProgress) -> anyho
         time_limit,
         stop,
         device,
-        progress: &bar,
+        progress,
         from,
         sface: sface.as_ref(),
+        group,
     };
     let report = run_training(&cfg, &ws, &opts)?;
     drop(bar);
+    if !leader {
+        return Ok(Outcome::Done);
+    }
     log::info!(
         "model {name} at iteration {} ({} this run); preview: {}",
         report.iteration,

@@ -5,7 +5,7 @@
 //! links to libtorch_cuda; [`cuda_runtime`] opens it once libtorch's CUDA backend is loaded.
 //! Without the backend (a CPU-only torch) or without a GPU, every call says so.
 
-use std::ffi::{c_int, c_longlong, c_void};
+use std::ffi::{c_char, c_int, c_longlong, c_void};
 use std::sync::OnceLock;
 
 use tch::Tensor;
@@ -19,6 +19,7 @@ type PeakBytes = unsafe extern "C" fn(c_int, *mut c_longlong, *mut c_longlong) -
 type ResetPeak = unsafe extern "C" fn(c_int) -> c_int;
 type DeviceCount = unsafe extern "C" fn() -> c_int;
 type CopyOnSideStream = unsafe extern "C" fn(*const c_void, c_int) -> *mut c_void;
+type GroupUseNccl = unsafe extern "C" fn(*mut c_void, c_int, *mut c_char, usize) -> c_int;
 
 /// The functions of `libdfl_cuda.so`, which stays loaded for the life of the process.
 #[derive(Debug)]
@@ -27,6 +28,7 @@ pub struct CudaRuntime {
     peak_bytes: PeakBytes,
     reset_peak: ResetPeak,
     copy_on_side_stream: CopyOnSideStream,
+    group_use_nccl: GroupUseNccl,
 }
 
 /// Peak device memory since the last reset.
@@ -83,6 +85,9 @@ fn open() -> Result<CudaRuntime, String> {
             copy_on_side_stream: *library
                 .get(b"dfl_cuda_copy_on_side_stream\0")
                 .map_err(|e| e.to_string())?,
+            group_use_nccl: *library
+                .get(b"dfl_cuda_group_use_nccl\0")
+                .map_err(|e| e.to_string())?,
         }
     };
     // The function pointers above stay valid because the library is never closed.
@@ -91,6 +96,27 @@ fn open() -> Result<CudaRuntime, String> {
 }
 
 impl CudaRuntime {
+    /// Gives a process group from the shim's rendezvous an NCCL backend on CUDA `device`.
+    ///
+    /// # Errors
+    /// libtorch's reason, in one line (no such device, NCCL refused).
+    ///
+    /// # Safety
+    /// `group` must be a live group from `dfl_group_rendezvous` (`distributed::Group`).
+    pub unsafe fn group_use_nccl(&self, group: *mut c_void, device: usize) -> Result<(), String> {
+        let index = c_int::try_from(device).map_err(|_| format!("no CUDA device {device}"))?;
+        let mut err = [0u8; 1024];
+        // SAFETY: the caller guarantees `group`; the function checks the device index, catches
+        // every C++ exception and writes at most `err.len()` bytes.
+        let failed =
+            unsafe { (self.group_use_nccl)(group, index, err.as_mut_ptr().cast(), err.len()) } != 0;
+        if !failed {
+            return Ok(());
+        }
+        let end = err.iter().position(|&b| b == 0).unwrap_or(err.len());
+        Err(String::from_utf8_lossy(&err[..end]).split_whitespace().collect::<Vec<_>>().join(" "))
+    }
+
     /// How many CUDA devices the CUDA runtime sees.
     pub fn device_count(&self) -> usize {
         // SAFETY: a plain C function of the library, which cannot throw.

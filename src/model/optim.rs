@@ -9,11 +9,14 @@
 mod flat;
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use tch::{Kind, TchError, Tensor, nn};
 
 use flat::FlatParams;
+
+use crate::distributed::{Group, GroupError, ReduceOp};
 
 /// SAEHD's learning rate. DFL: `Model_SAEHD/Model.py`, `lr=5e-5`.
 pub const DEFAULT_LR: f64 = 5e-5;
@@ -216,6 +219,9 @@ pub enum OptimError {
     /// libtorch refused an operation.
     #[error("libtorch failed in the optimizer: {0}")]
     Torch(#[from] TchError),
+    /// A collective with the other ranks of a data-parallel run failed.
+    #[error(transparent)]
+    Group(#[from] GroupError),
 }
 
 /// Lists a `VarStore`'s trainable variables sorted by name, as [`Optimizer::new`] takes them.
@@ -250,6 +256,8 @@ pub struct Optimizer {
     noise: Option<Tensor>,
     /// Completed steps.
     iteration: u64,
+    /// The other ranks of a data-parallel run, whose gradients each step sums with ours.
+    group: Option<Arc<Group>>,
 }
 
 impl Optimizer {
@@ -263,7 +271,7 @@ impl Optimizer {
         let flat = FlatParams::new(vars)?;
         let m = flat.params().f_zeros_like()?;
         let (v, work) = (m.f_zeros_like()?, m.f_zeros_like()?);
-        Ok(Self { cfg, flat, m, v, work, noise: None, iteration: 0 })
+        Ok(Self { cfg, flat, m, v, work, noise: None, iteration: 0, group: None })
     }
 
     /// The hyper-parameters.
@@ -291,9 +299,36 @@ impl Optimizer {
         self.cfg.lr * ((std::f64::consts::TAU * phase).cos() + 1.0) / 2.0
     }
 
+    /// Joins a data-parallel run: every rank takes rank 0's parameters, moments and iteration,
+    /// and from then on each step sums the gradients of all ranks (one all-reduce of the flat
+    /// gradient buffer) before the update, so the update is the same everywhere.
+    ///
+    /// Summed, not averaged: the losses are sums over the samples of a batch, so `world` ranks
+    /// of batch b step exactly as one rank of batch world·b on the same samples.
+    ///
+    /// # Errors
+    /// `Group` when a broadcast fails.
+    pub fn join(&mut self, group: Arc<Group>) -> Result<(), OptimError> {
+        tch::no_grad(|| -> Result<(), OptimError> {
+            self.flat.sync()?;
+            group.broadcast(self.flat.params(), 0, "broadcast of rank 0's weights")?;
+            group.broadcast(&self.m, 0, "broadcast of rank 0's optimizer state")?;
+            group.broadcast(&self.v, 0, "broadcast of rank 0's optimizer state")?;
+            let iteration =
+                Tensor::from_slice(&[i64::try_from(self.iteration).unwrap_or(i64::MAX)])
+                    .to_device(self.m.device());
+            group.broadcast(&iteration, 0, "broadcast of rank 0's iteration")?;
+            self.iteration = read_iteration(&iteration)?;
+            Ok(())
+        })?;
+        self.group = Some(group);
+        Ok(())
+    }
+
     /// Applies one update from the variables' current gradients, then counts the iteration.
     ///
-    /// With `clip_grad_norm`, the gradients are scaled in place by c / max(‖g‖, c), where ‖g‖
+    /// In a data-parallel run the gradients are first summed over the ranks. With
+    /// `clip_grad_norm`, the gradients are scaled in place by c / max(‖g‖, c), where ‖g‖
     /// is the norm over all variables together. A variable without a gradient counts as zero.
     ///
     /// # Errors
@@ -301,6 +336,9 @@ impl Optimizer {
     pub fn step(&mut self) -> Result<(), OptimError> {
         tch::no_grad(|| {
             self.flat.sync()?;
+            if let Some(group) = &self.group {
+                group.all_reduce(self.flat.grads(), ReduceOp::Sum, "gradient all-reduce")?;
+            }
             if let Some(max_norm) = self.cfg.clip_grad_norm {
                 clip_global_norm(self.flat.grads_mut(), max_norm)?;
             }

@@ -15,10 +15,12 @@
 //! resumes it.
 
 use std::path::Path;
+use std::sync::Arc;
 
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
+use crate::distributed::Group;
 use crate::model::adversarial::{
     code_discriminator_loss, gan_generator_loss, gan_stabilisers, patch_discriminator_loss,
     true_face_generator_loss,
@@ -196,6 +198,18 @@ impl Discriminators {
 
     fn units(&self) -> impl Iterator<Item = &Trained> {
         self.true_face.iter().map(|t| &t.trained).chain(self.gan.iter().map(|g| &g.trained))
+    }
+
+    /// Joins a data-parallel run: each discriminator takes rank 0's weights and optimizer state,
+    /// and sums its gradients over the ranks at every step (see [`Optimizer::join`]).
+    ///
+    /// # Errors
+    /// `Optimizer` when a collective fails.
+    pub fn join(&mut self, group: &Arc<Group>) -> Result<(), DiscriminatorError> {
+        for unit in self.units_mut() {
+            unit.optimizer.join(Arc::clone(group))?;
+        }
+        Ok(())
     }
 
     fn units_mut(&mut self) -> impl Iterator<Item = &mut Trained> {

@@ -15,10 +15,11 @@ use super::memory;
 use super::preview::{PreviewTensors, write_eval_plot, write_loss_plot, write_preview};
 use super::sampler::{
     Batch, ColorReference, FaceCache, SampleConfig, SampleError, SampleSet, SampleSetError,
-    Sampler, SamplerOptions, make_batch,
+    Sampler, SamplerOptions, Shard, make_batch,
 };
 use super::trainer::{Check, SideTensors, TrainError, Trainer};
 use crate::color::ColorTransfer;
+use crate::distributed::{Group, GroupError, ReduceOp};
 use crate::face::identity::{Embedding, RecognizerPool, SFaceModel};
 use crate::faceset::scores::{self, ScoreCache};
 use crate::faceset::{Faceset, FacesetError};
@@ -112,6 +113,31 @@ pub enum RunError {
     /// Training failed (divergence, autocast).
     #[error(transparent)]
     Train(#[from] TrainError),
+    /// A collective with the other ranks failed, or they disagree on the run.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// Rank 0 sent settings this rank cannot read (another dfl version).
+    #[error(
+        "rank {rank} cannot read rank 0's run settings ({reason}); run the same dfl build on every rank"
+    )]
+    RunSettings {
+        /// This rank.
+        rank: usize,
+        /// Why.
+        reason: String,
+    },
+    /// A rank's facesets differ from rank 0's.
+    #[error(
+        "rank {rank}'s facesets have {mine:?} faces (src, dst) but rank 0's have {leader:?}; give every machine the same workspace facesets (copy them, or use a shared mount)"
+    )]
+    FacesetsDiffer {
+        /// This rank.
+        rank: usize,
+        /// This rank's usable faces, src and dst.
+        mine: (usize, usize),
+        /// Rank 0's.
+        leader: (usize, usize),
+    },
     /// A preview could not be written.
     #[error(transparent)]
     Preview(#[from] ImageWriteError),
@@ -139,6 +165,9 @@ pub struct RunOptions<'a> {
     pub from: Option<&'a str>,
     /// SFace, to measure the held-out swaps' identity (`--eval-every`); `None` skips identity.
     pub sface: Option<&'a SFaceModel>,
+    /// The ranks of a data-parallel run, if this is one. Rank 0 does what a single process
+    /// does (and alone writes the model folder); the others train beside it.
+    pub group: Option<Arc<Group>>,
 }
 
 /// What a run did.
@@ -167,9 +196,19 @@ pub fn run(
     ws: &Workspace,
     opts: &RunOptions<'_>,
 ) -> Result<RunReport, RunError> {
+    if let Some(group) = opts.group.as_ref().filter(|g| !g.is_leader()) {
+        let result = work_beside_leader(ws, opts, group);
+        if let Err(e) = &result {
+            group.publish_error(&e.to_string());
+        }
+        return result;
+    }
     let folder = ModelFolder::open(ws, opts.name)?;
     let locks = lock_inputs(cfg, ws, &folder)?;
     let result = train(cfg, ws, opts, &folder);
+    if let (Err(e), Some(group)) = (&result, &opts.group) {
+        group.publish_error(&e.to_string());
+    }
     if result.is_err() {
         // A new model whose first run failed leaves no folder that looks like a model.
         folder.remove_if_never_saved();
@@ -193,6 +232,22 @@ fn train(
     adapt_start(&stored, saved.as_ref(), ws, opts, &mut trainer, &mut state, resumed)?;
     let (feeds, held_out) = Feeds::start(&cfg, ws, state.iteration, opts)?;
     let skipped_faces = feeds.skipped_faces;
+    let goal = opts.iterations.map(|n| state.iteration + n);
+    if let Some(group) = &opts.group {
+        let plan =
+            RunPlan { cfg: cfg.clone(), iteration: state.iteration, goal, faces: feeds.faces };
+        let plan = serde_json::to_vec(&plan)
+            .map_err(|e| RunError::RunSettings { rank: group.rank(), reason: e.to_string() })?;
+        group.store_set(PLAN_KEY, &plan)?;
+        trainer.join(Arc::clone(group))?;
+        log::info!(
+            "{} ranks ({}) × batch {}: {} samples per side per iteration",
+            group.world(),
+            group.backend(),
+            cfg.batch_size,
+            group.world() * cfg.batch_size
+        );
+    }
     let mut good_checks = 0u64;
     let preview = feeds.preview_batches(cfg.preview_history)?;
     let mut clock =
@@ -200,7 +255,6 @@ fn train(
     let (mut last_save, mut last_check, first_iteration) =
         (Instant::now(), Instant::now(), state.iteration);
     let skipped_before = state.skipped_batches;
-    let goal = opts.iterations.map(|n| state.iteration + n);
     // The bar counts this run's iterations, so its rate and ETA are this run's.
     let end = goal.or((cfg.target_iter > 0).then_some(cfg.target_iter));
     opts.progress.set_len(end.map_or(0, |e| e.saturating_sub(state.iteration)));
@@ -209,7 +263,11 @@ fn train(
     let out_of_time = || opts.time_limit.is_some_and(|limit| started.elapsed() >= limit);
     let mut control = ControlWatch::start(folder);
     let (mut live, mut saved_at) = (LiveWriter::new(folder.dir()), state.iteration);
-    while !is_done(&cfg, &state, goal, &opts.stop) && !out_of_time() {
+    loop {
+        let done = is_done(&cfg, state.iteration, goal, &opts.stop) || out_of_time();
+        if agree_to_stop(opts.group.as_deref(), done, opts.device)? {
+            break;
+        }
         let (src, dst) = feeds.next(opts.device)?;
         step(&mut trainer, &src, &dst, &cfg, opts.device)?;
         state.iteration += 1;
@@ -309,10 +367,84 @@ fn lock_inputs(
     Ok(locks)
 }
 
-fn is_done(cfg: &TrainConfig, state: &TrainState, goal: Option<u64>, stop: &AtomicBool) -> bool {
+fn is_done(cfg: &TrainConfig, iteration: u64, goal: Option<u64>, stop: &AtomicBool) -> bool {
     stop.load(Ordering::Relaxed)
-        || goal.is_some_and(|g| state.iteration >= g)
-        || (cfg.target_iter > 0 && state.iteration >= cfg.target_iter)
+        || goal.is_some_and(|g| iteration >= g)
+        || (cfg.target_iter > 0 && iteration >= cfg.target_iter)
+}
+
+/// Whether the run stops before the next iteration: in a data-parallel run, when any rank
+/// wants to (Ctrl-C on one machine, rank 0's time limit), so that every rank stops after the
+/// same iteration. One tiny all-reduce per iteration.
+fn agree_to_stop(group: Option<&Group>, done: bool, device: Device) -> Result<bool, RunError> {
+    let Some(group) = group else { return Ok(done) };
+    let flag = Tensor::from_slice(&[f32::from(u8::from(done))]).to_device(device);
+    group.all_reduce(&flag, ReduceOp::Max, "stop agreement")?;
+    Ok(flag.double_value(&[0]) > 0.0)
+}
+
+/// The store key under which rank 0 shares the [`RunPlan`].
+const PLAN_KEY: &str = "dfl/run-plan";
+
+/// What rank 0 tells the other ranks before training: the effective options (the saved ones
+/// on resume), where the run starts and ends, and the faces it found, so that every rank
+/// builds the same model, samples its share of the same stream, and stops at the same time.
+#[derive(serde::Serialize, serde::Deserialize)]
+struct RunPlan {
+    cfg: TrainConfig,
+    iteration: u64,
+    goal: Option<u64>,
+    faces: (usize, usize),
+}
+
+/// A rank other than 0: takes the plan from rank 0, builds the same trainer, joins (taking
+/// rank 0's weights) and trains its share of every batch until the ranks agree to stop. It
+/// writes nothing: the model folder is rank 0's (and may not exist on this machine).
+fn work_beside_leader(
+    ws: &Workspace,
+    opts: &RunOptions<'_>,
+    group: &Arc<Group>,
+) -> Result<RunReport, RunError> {
+    let rank = group.rank();
+    let plan: RunPlan = serde_json::from_slice(&group.store_get(PLAN_KEY)?)
+        .map_err(|e| RunError::RunSettings { rank, reason: e.to_string() })?;
+    let cfg = plan.cfg;
+    let mut trainer = Trainer::new(&cfg, opts.device)?;
+    let worker_opts = RunOptions {
+        sface: None,
+        progress: &NoProgress,
+        stop: Arc::clone(&opts.stop),
+        group: opts.group.clone(),
+        ..*opts
+    };
+    let (mut feeds, _) = Feeds::start(&cfg, ws, plan.iteration, &worker_opts)?;
+    if feeds.faces != plan.faces {
+        return Err(RunError::FacesetsDiffer { rank, mine: feeds.faces, leader: plan.faces });
+    }
+    trainer.join(Arc::clone(group))?;
+    let mut iteration = plan.iteration;
+    loop {
+        let done = is_done(&cfg, iteration, plan.goal, &opts.stop);
+        if agree_to_stop(Some(group), done, opts.device)? {
+            break;
+        }
+        let (src, dst) = feeds.next(opts.device)?;
+        step(&mut trainer, &src, &dst, &cfg, opts.device)?;
+        iteration += 1;
+        opts.progress.inc(1);
+        if iteration.is_multiple_of(CHECK_EVERY) {
+            trainer.check()?;
+        }
+    }
+    trainer.check()?;
+    Ok(RunReport {
+        iteration,
+        ran: iteration - plan.iteration,
+        resumed: plan.iteration > 0,
+        preview: PathBuf::new(),
+        skipped_batches: 0,
+        skipped_faces: feeds.skipped_faces,
+    })
 }
 
 /// First run: saves `cfg`. Resume: keeps the saved frozen options (refusing changes), takes the
@@ -525,6 +657,8 @@ struct Feeds {
     dst_set: SideFeed,
     /// Face files of either faceset that are not usable faces.
     skipped_faces: usize,
+    /// The usable faces of each side, src and dst (held-out ones included).
+    faces: (usize, usize),
 }
 
 impl Feeds {
@@ -538,6 +672,7 @@ impl Feeds {
     ) -> Result<(Self, Option<HeldOut>), RunError> {
         let (mut src_loaded, src_skipped) = load_side(cfg, ws, Side::Src)?;
         let (mut dst_loaded, dst_skipped) = load_side(cfg, ws, Side::Dst)?;
+        let faces = (src_loaded.faces().len(), dst_loaded.faces().len());
         check_masks(cfg, ws, &src_loaded, &dst_loaded)?;
         // Pretraining reads one faceset for both sides: its skipped files count once.
         let skipped_faces = if cfg.pretrain { src_skipped } else { src_skipped + dst_skipped };
@@ -552,12 +687,20 @@ impl Feeds {
             ColorReference { faceset: Arc::clone(&dst_faces), cache: Arc::clone(&dst_cache) };
         let src_faces = Arc::new(src_loaded.recolor_toward(reference));
         let seed = cfg.seed.wrapping_mul(2);
+        let shard = opts.group.as_ref().map_or_else(Shard::default, |g| Shard {
+            rank: u32::try_from(g.rank()).unwrap_or(u32::MAX),
+            ranks: u32::try_from(g.world()).unwrap_or(u32::MAX),
+        });
         let src_sample = SampleConfig {
             random_hsv_power: cfg.random_hsv_power as f32,
+            shard,
             ..sample_config(cfg, cfg.random_src_flip, seed, cfg.ct_mode)
         };
         let src_set = (src_faces, Arc::new(FaceCache::default()), src_sample);
-        let dst_sample = sample_config(cfg, cfg.random_dst_flip, seed + 1, ColorTransfer::None);
+        let dst_sample = SampleConfig {
+            shard,
+            ..sample_config(cfg, cfg.random_dst_flip, seed + 1, ColorTransfer::None)
+        };
         let dst_set = (dst_faces, dst_cache, dst_sample);
         let pin = opts.device.is_cuda().then_some(opts.device);
         let options = || SamplerOptions { threads: 1, pin_memory: pin, ..Default::default() };
@@ -565,7 +708,7 @@ impl Feeds {
             Sampler::start(f.clone(), c.clone(), *s, cfg.batch_size, iteration, options())
         };
         let (src, dst) = (start(&src_set)?, start(&dst_set)?);
-        let feeds = Self { src, dst, src_set, dst_set, skipped_faces };
+        let feeds = Self { src, dst, src_set, dst_set, skipped_faces, faces };
         Ok((feeds, held_out))
     }
 
@@ -655,6 +798,7 @@ fn sample_config(cfg: &TrainConfig, flip: bool, seed: u64, ct_mode: ColorTransfe
         ct_mode,
         random_hsv_power: 0.0,
         mask: cfg.mask,
+        shard: Shard::default(),
     }
 }
 

@@ -5,11 +5,14 @@
 //! Losses stay on the device between checks: [`Trainer::step`] only queues work, and
 //! [`Trainer::check`] (called every few iterations) reads the accumulated losses back once.
 
+use std::sync::Arc;
+
 use tch::nn::VarStore;
 use tch::{Device, Kind, Tensor};
 
 use super::discriminators::{DiscriminatorError, Discriminators, Judged, UnitState};
 use crate::device::{self, MathModeError, MathModes};
+use crate::distributed::{Group, GroupError, ReduceOp};
 use crate::model::folder::TrainConfig;
 use crate::model::layout;
 use crate::model::loss::{
@@ -63,6 +66,22 @@ pub enum TrainError {
         "the loss diverged {0} checks in a row even after rolling back; lower the learning rate (--lr), pass --clip-grad true, or resume from a backup"
     )]
     Diverged(u32),
+    /// A collective with the other ranks of a data-parallel run failed.
+    #[error(transparent)]
+    Group(#[from] GroupError),
+    /// The ranks' weights drifted apart, which summed gradients and identical updates rule out
+    /// unless a rank computes differently (another libtorch, another device kind).
+    #[error(
+        "the ranks' weights differ after iteration {iteration} (checksums {min} to {max}); run every rank with the same dfl build and device kind"
+    )]
+    RanksDiverged {
+        /// The iteration checked.
+        iteration: u64,
+        /// The smallest rank checksum.
+        min: f64,
+        /// The largest rank checksum.
+        max: f64,
+    },
     /// A part to re-initialise is not in the model's archi.
     #[error("{archi} has no part {part}; its parts are encoder and its inters and decoders")]
     NoSuchPart {
@@ -112,6 +131,8 @@ pub struct Trainer {
     last_good: Snapshot,
     last_mean: Option<f64>,
     failed_checks: u32,
+    /// The other ranks of a data-parallel run.
+    group: Option<Arc<Group>>,
 }
 
 impl Trainer {
@@ -143,6 +164,7 @@ impl Trainer {
             last_good,
             last_mean: None,
             failed_checks: 0,
+            group: None,
         };
         trainer.save_good();
         Ok(trainer)
@@ -201,6 +223,27 @@ impl Trainer {
             }
         });
         self.mark_good();
+        Ok(())
+    }
+
+    /// Joins a data-parallel run (after rank 0 loaded its checkpoint): every rank takes rank
+    /// 0's weights, optimizer states and discriminators; from then on each optimizer step sums
+    /// the gradients of all ranks, and [`Trainer::check`] decides on the losses of all ranks,
+    /// so every rank keeps or rolls back the same weights.
+    ///
+    /// # Errors
+    /// `Group` (through `Optimizer` or `Discriminator`) when a broadcast fails.
+    pub fn join(&mut self, group: Arc<Group>) -> Result<(), TrainError> {
+        self.optimizer.join(Arc::clone(&group))?;
+        // Variables outside the optimizer (none train today) would still differ: copy them too.
+        let frozen: Vec<Tensor> =
+            self.vs.variables().into_values().filter(|v| !v.requires_grad()).collect();
+        for var in &frozen {
+            group.broadcast(var, 0, "broadcast of rank 0's weights")?;
+        }
+        self.discriminators.join(&group)?;
+        self.group = Some(group);
+        self.save_good();
         Ok(())
     }
 
@@ -325,7 +368,10 @@ impl Trainer {
         let Some((acc_s, acc_d)) = self.loss_sum.take() else { return Ok(Check::Idle) };
         let n = self.steps_since_check.max(1) as f64;
         self.steps_since_check = 0;
-        let (src, dst) = (acc_s.double_value(&[]) / n, acc_d.double_value(&[]) / n);
+        let (src, dst) = match &self.group {
+            Some(group) => self.reduce_losses(group, &acc_s, &acc_d, n)?,
+            None => (acc_s.double_value(&[]) / n, acc_d.double_value(&[]) / n),
+        };
         let mean = src + dst;
         let spiked = self.last_mean.is_some_and(|last| mean > last * SPIKE_FACTOR);
         if mean.is_finite() && !spiked {
@@ -340,6 +386,37 @@ impl Trainer {
         }
         self.restore()?;
         Ok(Check::RolledBack { undone: n as u64 })
+    }
+
+    /// The mean src and dst losses over the ranks since the last check (every rank's batch is
+    /// the same size), after checking that the ranks still hold the same weights.
+    fn reduce_losses(
+        &self,
+        group: &Group,
+        acc_s: &Tensor,
+        acc_d: &Tensor,
+        n: f64,
+    ) -> Result<(f64, f64), TrainError> {
+        let losses = Tensor::stack(&[acc_s.to_kind(Kind::Double), acc_d.to_kind(Kind::Double)], 0);
+        group.all_reduce(&losses, ReduceOp::Sum, "loss all-reduce")?;
+        let world = group.world() as f64;
+        let (src, dst) =
+            (losses.double_value(&[0]) / n / world, losses.double_value(&[1]) / n / world);
+        // One number per rank that any difference in any weight changes.
+        let checksum = tch::no_grad(|| {
+            let mut vars: Vec<(String, Tensor)> = self.vs.variables().into_iter().collect();
+            vars.sort_by(|a, b| a.0.cmp(&b.0));
+            let sums: Vec<Tensor> = vars.iter().map(|(_, v)| v.sum(Kind::Double)).collect();
+            Tensor::stack(&sums, 0).sum(Kind::Double)
+        });
+        let bounds = Tensor::stack(&[checksum.shallow_clone(), -checksum], 0);
+        group.all_reduce(&bounds, ReduceOp::Max, "weight check")?;
+        let (max, min) = (bounds.double_value(&[0]), -bounds.double_value(&[1]));
+        if max != min {
+            let iteration = self.optimizer.iteration();
+            return Err(TrainError::RanksDiverged { iteration, min, max });
+        }
+        Ok((src, dst))
     }
 
     /// Copies every weight and optimizer-state tensor into the last-good buffers, on the
@@ -491,6 +568,121 @@ mod tests {
             let scale = f64::try_from(a.abs().max()).unwrap();
             assert!(diff <= 1e-5 * scale.max(1.0), "{name}: {diff} of {scale}");
         }
+    }
+
+    /// The autoencoder's gradients by name (as the last optimizer step used them).
+    fn grads(t: &Trainer) -> Vec<(String, Tensor)> {
+        let mut v: Vec<(String, Tensor)> =
+            t.var_store().variables().into_iter().map(|(n, t)| (n, t.grad().copy())).collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    /// Rows `range` of every tensor of a side's batch.
+    fn rows(side: &SideTensors, range: std::ops::Range<i64>) -> SideTensors {
+        let cut = |t: &Tensor| t.narrow(0, range.start, range.end - range.start).copy();
+        SideTensors {
+            warped: cut(&side.warped),
+            target: cut(&side.target),
+            mask: cut(&side.mask),
+            eyes_mouth: cut(&side.eyes_mouth),
+        }
+    }
+
+    fn batch(seed: i64, n: i64) -> SideTensors {
+        tch::manual_seed(seed);
+        let opts = (Kind::Float, Device::Cpu);
+        SideTensors {
+            warped: Tensor::rand([n, 3, R, R], opts),
+            target: Tensor::rand([n, 3, R, R], opts),
+            mask: Tensor::rand([n, 1, R, R], opts).gt(0.3).to_kind(Kind::Float),
+            eyes_mouth: Tensor::rand([n, 1, R, R], opts).gt(0.8).to_kind(Kind::Float),
+        }
+    }
+
+    #[test]
+    fn two_ranks_of_batch_b_train_to_the_weights_of_one_rank_of_batch_2b() {
+        use crate::distributed::{Rendezvous, free_local_port};
+        // GAN on, so the discriminator's optimizer is covered too. (Not clipping: it would
+        // scale a wrongly reduced gradient back to the same norm and hide the error.)
+        let cfg = TrainConfig { gan_power: 0.1, ..config() };
+        let (b, steps) = (2i64, 5);
+        let batches: Vec<(SideTensors, SideTensors)> =
+            (0..steps).map(|i| (batch(10 + i, 2 * b), batch(20 + i, 2 * b))).collect();
+        let mut single = Trainer::new(&cfg, Device::Cpu).unwrap();
+        let mut rank0 = Trainer::new(&cfg, Device::Cpu).unwrap();
+        rank0.vs.copy(&single.vs).unwrap();
+        rank0.discriminators.restore(&single.discriminators.snapshot_sources()).unwrap();
+        rank0.mark_good();
+        let initial = weights(&rank0);
+        // Rank 1 starts from other weights: joining gives it rank 0's.
+        let rank1 = Trainer::new(&TrainConfig { seed: 7, ..cfg.clone() }, Device::Cpu).unwrap();
+
+        for (src, dst) in &batches {
+            single.step(src, dst).unwrap();
+        }
+        let Check::Good { src: single_loss, .. } = single.check().unwrap() else { panic!() };
+
+        let port = free_local_port().unwrap();
+        let ranks = std::thread::scope(|s| {
+            let handles: Vec<_> = [rank0, rank1]
+                .into_iter()
+                .enumerate()
+                .map(|(rank, mut trainer)| {
+                    let mine = rank as i64 * b..(rank as i64 + 1) * b;
+                    let slices: Vec<(SideTensors, SideTensors)> = batches
+                        .iter()
+                        .map(|(src, dst)| (rows(src, mine.clone()), rows(dst, mine.clone())))
+                        .collect();
+                    s.spawn(move || {
+                        let rendezvous = Rendezvous {
+                            master_addr: "127.0.0.1".into(),
+                            master_port: port,
+                            rank,
+                            world: 2,
+                            timeout: std::time::Duration::from_secs(60),
+                            interface: None,
+                        };
+                        let group = Group::join(rendezvous, Device::Cpu).unwrap();
+                        trainer.join(Arc::new(group)).unwrap();
+                        for (src, dst) in &slices {
+                            trainer.step(src, dst).unwrap();
+                        }
+                        let Check::Good { src: loss, .. } = trainer.check().unwrap() else {
+                            panic!("sane steps")
+                        };
+                        (weights(&trainer), loss, trainer.optimizer().iteration(), grads(&trainer))
+                    })
+                })
+                .collect();
+            handles.into_iter().map(|h| h.join().unwrap()).collect::<Vec<_>>()
+        });
+        let reference = weights(&single);
+        let reference_grads = grads(&single);
+        for (rank, (weights, loss, iteration, grads)) in ranks.iter().enumerate() {
+            assert_eq!(*iteration, steps as u64, "rank {rank}");
+            // The step used the sum of both ranks' gradients: what one rank of batch 2b gets.
+            for ((name, a), (_, b)) in reference_grads.iter().zip(grads) {
+                let diff = f64::try_from((a - b).abs().max()).unwrap();
+                let scale = f64::try_from(a.abs().max()).unwrap();
+                assert!(diff <= 1e-3 * scale, "rank {rank} ∇{name}: {diff} of {scale}");
+            }
+            let tolerance = 1e-5 * single_loss.abs();
+            assert!(
+                (loss - single_loss).abs() <= tolerance,
+                "rank {rank}: {loss} vs {single_loss}"
+            );
+            for ((name, a), (_, b)) in reference.iter().zip(weights) {
+                let diff = f64::try_from((a - b).abs().max()).unwrap();
+                let scale = f64::try_from(a.abs().max()).unwrap();
+                assert!(diff <= 1e-5 * scale.max(1.0), "rank {rank} {name}: {diff} of {scale}");
+            }
+        }
+        for ((name, a), (_, b)) in ranks[0].0.iter().zip(&ranks[1].0) {
+            assert!(a.equal(b), "{name} differs between the ranks");
+        }
+        let moved = reference.iter().zip(&initial).any(|((_, a), (_, b))| !a.equal(b));
+        assert!(moved, "training changed nothing");
     }
 
     #[test]

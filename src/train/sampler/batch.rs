@@ -45,8 +45,8 @@ impl Batch {
 }
 
 /// Makes batch `iteration` of `batch_size` samples on the current rayon pool. Sample `i`
-/// uses an RNG keyed by `(cfg.seed, iteration, i)`, so the batch does not depend on the
-/// number of threads; the shuffled order counts `iteration · batch_size` samples, so keep the
+/// uses an RNG keyed by `(cfg.seed, iteration, i)` (`i` counted over all ranks, see
+/// [`super::Shard`]), so the batch does not depend on the number of threads; the shuffled order counts `iteration · batch_size` samples, so keep the
 /// batch size when resuming.
 ///
 /// # Errors
@@ -62,10 +62,11 @@ pub fn make_batch(
         let resolution_px = cfg.resolution_px;
         return Err(SampleError::EmptyBatch { batch_size, resolution_px });
     }
-    let mut rngs: Vec<_> =
-        (0..batch_size as u64).map(|i| sample_rng(cfg.seed, iteration, i)).collect();
-    let faces =
-        Order::new(faceset, cfg.uniform_yaw).faces_for_batch(cfg.seed, iteration, &mut rngs);
+    let (positions, total) = cfg.shard.positions(batch_size as u64);
+    let first = positions.start;
+    let mut rngs: Vec<_> = positions.map(|i| sample_rng(cfg.seed, iteration, i)).collect();
+    let faces = Order::new(faceset, cfg.uniform_yaw)
+        .faces_for_batch(cfg.seed, iteration, first, total, &mut rngs);
     let samples = rngs
         .into_par_iter()
         .zip(faces.par_iter())
@@ -131,6 +132,21 @@ mod tests {
         let other_seed = SampleConfig { seed: 1, ..cfg };
         let other = make_batch(&set, &cache, &other_seed, 3, 4).unwrap();
         assert!(!other.target.equal(&one.target), "seeds 42 and 1 are the same");
+    }
+
+    #[test]
+    fn the_shards_of_two_ranks_are_the_halves_of_one_double_batch() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (set, cache, cfg) = small_faceset(tmp.path());
+        let shard = |rank| SampleConfig { shard: super::super::Shard { rank, ranks: 2 }, ..cfg };
+        for iteration in [0, 5] {
+            let whole = make_batch(&set, &cache, &cfg, iteration, 4).unwrap();
+            let halves = [0, 1].map(|r| make_batch(&set, &cache, &shard(r), iteration, 2).unwrap());
+            let faces: Vec<usize> = halves.iter().flat_map(|h| h.face_indices.clone()).collect();
+            assert_eq!(faces, whole.face_indices, "iteration {iteration}");
+            let joined = Tensor::cat(&[&halves[0].warped, &halves[1].warped], 0);
+            assert!(joined.equal(&whole.warped), "iteration {iteration}: warps differ");
+        }
     }
 
     #[test]

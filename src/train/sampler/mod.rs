@@ -64,6 +64,36 @@ pub struct SampleConfig {
     /// landmarks).
     #[serde(default)]
     pub mask: TrainMask,
+    /// Which part of each iteration's samples this process makes (data-parallel training).
+    #[serde(skip)]
+    pub shard: Shard,
+}
+
+/// A rank's share of each iteration: of the `ranks · batch_size` samples of iteration `t`
+/// (numbered from 0, each drawn from its own RNG), rank r makes `r · batch_size ..
+/// (r + 1) · batch_size`. So `ranks` processes of batch b together draw exactly what one
+/// process of batch `ranks · b` draws, and a rank's stream resumes with the iteration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Shard {
+    /// This process's rank.
+    pub rank: u32,
+    /// The number of ranks.
+    pub ranks: u32,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { rank: 0, ranks: 1 }
+    }
+}
+
+impl Shard {
+    /// The numbers of this rank's samples among the iteration's, for batches of `batch_size`
+    /// per rank, and the iteration's total.
+    pub fn positions(self, batch_size: u64) -> (std::ops::Range<u64>, u64) {
+        let first = u64::from(self.rank) * batch_size;
+        (first..first + batch_size, u64::from(self.ranks.max(1)) * batch_size)
+    }
 }
 
 impl Default for SampleConfig {
@@ -79,6 +109,7 @@ impl Default for SampleConfig {
             ct_mode: ColorTransfer::None,
             random_hsv_power: 0.0,
             mask: TrainMask::Hull,
+            shard: Shard::default(),
         }
     }
 }

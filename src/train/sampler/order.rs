@@ -69,18 +69,21 @@ impl Order {
     /// Returns the face of each sample of `iteration`, drawing from the samples' own RNGs
     /// where the order is random per sample.
     ///
-    /// Shuffled order counts positions `iteration · batch_size + index` through the epochs,
-    /// so resuming needs the same batch size.
+    /// Shuffled order counts positions `iteration · total + first + index` through the epochs
+    /// (`total` samples per iteration, of which these are `first..first + rngs.len()`), so
+    /// resuming needs the same total.
     pub fn faces_for_batch(
         &self,
         seed: u64,
         iteration: u64,
+        first: u64,
+        total: u64,
         rngs: &mut [ChaCha8Rng],
     ) -> Vec<usize> {
         match self {
             Order::Shuffled { len } => {
                 let batch = rngs.len() as u64;
-                let first = iteration * batch;
+                let first = iteration * total + first;
                 let mut epoch: Option<(u64, Vec<usize>)> = None;
                 (first..first + batch)
                     .map(|pos| {
@@ -158,7 +161,7 @@ mod tests {
         let order = Order::new(&set, false);
         // Batches of 4 over 10 faces: iterations 0..5 cover exactly two epochs.
         let mut seen: Vec<usize> =
-            (0..5).flat_map(|t| order.faces_for_batch(7, t, &mut rngs(7, t, 4))).collect();
+            (0..5).flat_map(|t| order.faces_for_batch(7, t, 0, 4, &mut rngs(7, t, 4))).collect();
         let (first, second) = seen.split_at_mut(10);
         assert_ne!(first, second, "each epoch has its own shuffle");
         first.sort();
@@ -177,7 +180,7 @@ mod tests {
         let Order::UniformYaw { bins } = &order else { panic!("{order:?}") };
         assert_eq!(bins.iter().map(Vec::len).collect::<Vec<_>>(), [1, 20, 1]);
         let picks: Vec<usize> =
-            (0..100).flat_map(|t| order.faces_for_batch(1, t, &mut rngs(1, t, 3))).collect();
+            (0..100).flat_map(|t| order.faces_for_batch(1, t, 0, 3, &mut rngs(1, t, 3))).collect();
         let count = |face: usize| picks.iter().filter(|&&f| f == face).count();
         // Each bin gets about a third of 300 picks, although the profiles are 2 of 22 faces.
         for profile in [20, 21] {

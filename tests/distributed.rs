@@ -1,0 +1,168 @@
+//! Data-parallel `dfl train` through the real binary, two CPU ranks on Gloo over loopback:
+//! two processes train one model that rank 0 saves; Ctrl-C stops both after the same step and
+//! a one-rank run resumes there; kill -9 of one rank makes the other exit naming it, with the
+//! last checkpoint intact. (That two ranks of batch b step as one rank of batch 2b is
+//! `train::trainer`'s `two_ranks_of_batch_b_…` test.)
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+use std::time::{Duration, Instant};
+
+use dfl::model::checkpoint::read_tensors;
+use dfl::model::folder::{ModelFolder, TrainState, WEIGHTS_FILE};
+
+mod common;
+use common::{TINY, dfl, dfl_cmd, stderr, wait_for};
+
+/// The tiny model's shape flags, without TINY's batch size.
+fn shape() -> &'static [&'static str] {
+    &TINY[..12]
+}
+
+fn workspace() -> (tempfile::TempDir, PathBuf) {
+    common::extracted_workspace(
+        &["obama.jpg", "obama2.jpg", "obama3.jpg"],
+        &["biden.jpg", "astronaut.png"],
+    )
+}
+
+fn latest_state(ws: &Path, name: &str) -> TrainState {
+    ModelFolder::new(ws.join("model").join(name)).load().unwrap().expect("a checkpoint").state
+}
+
+fn latest_weights(ws: &Path, name: &str) -> Vec<(String, tch::Tensor)> {
+    let set = ModelFolder::new(ws.join("model").join(name)).latest().unwrap().unwrap();
+    let mut weights = read_tensors(&set.join(WEIGHTS_FILE)).unwrap();
+    weights.sort_by(|a, b| a.0.cmp(&b.0));
+    weights
+}
+
+/// A running `dfl`, killed when dropped.
+struct Running(Child);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn exit_within(run: &mut Running, secs: u64) -> std::process::ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = run.0.try_wait().unwrap() {
+            return status;
+        }
+        assert!(start.elapsed() < Duration::from_secs(secs), "still running after {secs} s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn read(log: &Path) -> String {
+    std::fs::read_to_string(log).unwrap_or_default()
+}
+
+#[test]
+fn two_ranks_train_one_model_that_only_rank_0_saves() {
+    let (_tmp, ws) = workspace();
+    let two = [&["--device", "cpu", "train", "--name", "two"], shape()].concat();
+    let args = ["--batch-size", "2", "--iterations", "5", "--nproc", "2"];
+    let out = dfl(&ws, &[&two[..], &args[..]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stderr(&out).contains("2 ranks (Gloo) × batch 2"), "{}", stderr(&out));
+    assert_eq!(latest_state(&ws, "two").iteration, 5);
+    let sets = std::fs::read_dir(ws.join("model/two")).unwrap().count();
+    assert!(sets > 0);
+    assert!(!latest_weights(&ws, "two").is_empty());
+}
+
+#[test]
+fn ctrl_c_stops_both_ranks_after_the_same_step_and_one_rank_resumes_there() {
+    let (tmp, ws) = workspace();
+    let log = tmp.path().join("two.log");
+    let args = [&["--device", "cpu", "train", "--name", "m"], &TINY[..]].concat();
+    let long = ["--iterations", "100000", "--preview-every", "1", "--nproc", "2"];
+    let child = dfl_cmd(&ws, &[&args[..], &long[..]].concat())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut run = Running(child);
+    wait_for(120, "the first preview", || ws.join("model/m/preview.png").is_file());
+    std::thread::sleep(Duration::from_millis(1500));
+    // SAFETY: kill(2) on our own child, not yet reaped.
+    unsafe { libc::kill(run.0.id() as libc::pid_t, libc::SIGINT) };
+    let status = exit_within(&mut run, 120);
+    assert_eq!(status.code(), Some(0), "{}", read(&log));
+    let saved = latest_state(&ws, "m").iteration;
+    assert!(saved > 0);
+
+    let out = dfl(&ws, &[&args[..], &["--iterations", "2"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains(&format!("at iteration {saved}")),
+        "resumed elsewhere than {saved}: {}",
+        stderr(&out)
+    );
+    assert_eq!(latest_state(&ws, "m").iteration, saved + 2);
+}
+
+/// The pid of the worker of rank `rank` under the launcher `parent` (from /proc).
+fn worker_pid(parent: u32, rank: usize) -> Option<u32> {
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else { continue };
+        let stat = std::fs::read_to_string(entry.path().join("stat")).unwrap_or_default();
+        // "pid (comm) state ppid …"
+        let after = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
+        let ppid: Option<u32> = after.split_whitespace().nth(1).and_then(|p| p.parse().ok());
+        if ppid != Some(parent) {
+            continue;
+        }
+        let environ = std::fs::read(entry.path().join("environ")).unwrap_or_default();
+        let wanted = format!("RANK={rank}");
+        if environ.split(|&b| b == 0).any(|v| v == wanted.as_bytes()) {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+#[test]
+fn killing_one_rank_stops_the_other_naming_it_and_the_model_resumes() {
+    let (tmp, ws) = workspace();
+    let log = tmp.path().join("two.log");
+    let args = [&["--device", "cpu", "train", "--name", "m"], &TINY[..]].concat();
+    // Saves every step's worth of minutes is too slow to wait for; the first save comes
+    // from --iterations 3, then the long run is killed.
+    let out = dfl(&ws, &[&args[..], &["--iterations", "3"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let long = ["--iterations", "100000", "--preview-every", "1", "--nproc", "2"];
+    let timeout = ["--dist-timeout", "60"];
+    let child = dfl_cmd(&ws, &[&args[..], &long[..], &timeout[..]].concat())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut run = Running(child);
+    let preview = ws.join("model/m/preview.png");
+    let before = std::fs::metadata(&preview).and_then(|m| m.modified()).ok();
+    wait_for(120, "a preview of the two-rank run", || {
+        std::fs::metadata(&preview).and_then(|m| m.modified()).ok() != before
+    });
+    let pid = worker_pid(run.0.id(), 1).expect("rank 1's process");
+    let killed_at = Instant::now();
+    // SAFETY: kill(2) on a process of this test's launcher.
+    unsafe { libc::kill(pid as libc::pid_t, libc::SIGKILL) };
+    let status = exit_within(&mut run, 120);
+    let text = read(&log);
+    eprintln!("the launcher exited {:.1} s after the kill", killed_at.elapsed().as_secs_f64());
+    assert_eq!(status.code(), Some(2), "{text}");
+    assert!(text.contains("rank 1 stopped answering"), "{text}");
+    assert!(text.contains("rank 1 ended: killed by signal 9"), "{text}");
+    assert!(killed_at.elapsed() < Duration::from_secs(60), "not within the timeout");
+    let saved = latest_state(&ws, "m").iteration;
+    assert!(saved >= 3);
+    let out = dfl(&ws, &[&args[..], &["--iterations", "1"]].concat());
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert_eq!(latest_state(&ws, "m").iteration, saved + 1);
+}
