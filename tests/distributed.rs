@@ -122,6 +122,11 @@ fn ctrl_c_stops_both_ranks_after_the_same_step_and_one_rank_resumes_there() {
         "resumed elsewhere than {saved}: {}",
         stderr(&out)
     );
+    assert!(
+        stderr(&out).contains("the last run trained with 2 rank(s), this one with 1"),
+        "{}",
+        stderr(&out)
+    );
     assert_eq!(latest_state(&ws, "m").iteration, saved + 2);
 }
 
@@ -150,8 +155,7 @@ fn killing_one_rank_stops_the_other_naming_it_and_the_model_resumes() {
     let (tmp, ws) = workspace();
     let log = tmp.path().join("two.log");
     let args = [&["--device", "cpu", "train", "--name", "m"], &TINY[..]].concat();
-    // Saves every step's worth of minutes is too slow to wait for; the first save comes
-    // from --iterations 3, then the long run is killed.
+    // A first checkpoint at iteration 3; then a two-rank run that is killed.
     let out = dfl(&ws, &[&args[..], &["--iterations", "3"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     let long = ["--iterations", "100000", "--preview-every", "1", "--nproc", "2"];
@@ -162,10 +166,13 @@ fn killing_one_rank_stops_the_other_naming_it_and_the_model_resumes() {
         .spawn()
         .unwrap();
     let mut run = Running(child);
-    let preview = ws.join("model/m/preview.png");
-    let before = std::fs::metadata(&preview).and_then(|m| m.modified()).ok();
-    wait_for(120, "a preview of the two-rank run", || {
-        std::fs::metadata(&preview).and_then(|m| m.modified()).ok() != before
+    // Past the first check of the two-rank run (every 10 iterations), so there is something
+    // newer than iteration 3 to save.
+    let live = ws.join("model/m/live.json");
+    wait_for(120, "iteration 15 of the two-rank run", || {
+        let text = std::fs::read_to_string(&live).unwrap_or_default();
+        let progress: Option<dfl::model::folder::LiveProgress> = serde_json::from_str(&text).ok();
+        progress.is_some_and(|p| p.iteration >= 15)
     });
     let pid = worker_pid(run.0.id(), 1).expect("rank 1's process");
     let killed_at = Instant::now();
@@ -178,8 +185,10 @@ fn killing_one_rank_stops_the_other_naming_it_and_the_model_resumes() {
     assert!(text.contains("rank 1 stopped answering"), "{text}");
     assert!(text.contains("rank 1 ended: killed by signal 9"), "{text}");
     assert!(killed_at.elapsed() < Duration::from_secs(60), "not within the timeout");
+    // Rank 0 saved the last iteration every rank had checked before it stopped.
     let saved = latest_state(&ws, "m").iteration;
-    assert!(saved >= 3);
+    assert!(saved >= 10 && saved.is_multiple_of(10), "saved {saved}: {text}");
+    assert!(text.contains(&format!("a rank is gone: saving iteration {saved}")), "{text}");
     let out = dfl(&ws, &[&args[..], &["--iterations", "1"]].concat());
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
     assert_eq!(latest_state(&ws, "m").iteration, saved + 1);

@@ -168,6 +168,10 @@ pub fn supervise(args: &DistArgs, cuda: bool) -> anyhow::Result<Outcome> {
             .env("WORLD_SIZE", world.to_string())
             .env("MASTER_ADDR", &master_addr)
             .env("MASTER_PORT", port.to_string());
+        if rank > 0 {
+            // Rank 0 reports the run; the others only their warnings and errors.
+            command.arg("-q");
+        }
         if !cuda {
             command.env("OMP_NUM_THREADS", threads.to_string());
             command.env("RAYON_NUM_THREADS", threads.to_string());

@@ -400,6 +400,11 @@ impl Group {
         self.backend
     }
 
+    /// Whether a collective failed: the run cannot go on (another rank is gone or hung).
+    pub fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::SeqCst)
+    }
+
     /// Combines `tensor` over all ranks, in place; every rank ends with bit-identical values.
     ///
     /// # Errors

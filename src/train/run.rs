@@ -233,6 +233,16 @@ fn train(
     let (feeds, held_out) = Feeds::start(&cfg, ws, state.iteration, opts)?;
     let skipped_faces = feeds.skipped_faces;
     let goal = opts.iterations.map(|n| state.iteration + n);
+    let ranks = opts.group.as_ref().map_or(1, |g| u32::try_from(g.world()).unwrap_or(u32::MAX));
+    if resumed && state.ranks.max(1) != ranks {
+        log::info!(
+            "the last run trained with {} rank(s), this one with {ranks}: {} samples per side per iteration instead of {} (the batch size is per rank)",
+            state.ranks.max(1),
+            ranks as usize * cfg.batch_size,
+            state.ranks.max(1) as usize * cfg.batch_size,
+        );
+    }
+    state.ranks = if ranks > 1 { ranks } else { 0 };
     if let Some(group) = &opts.group {
         let plan =
             RunPlan { cfg: cfg.clone(), iteration: state.iteration, goal, faces: feeds.faces };
@@ -263,40 +273,60 @@ fn train(
     let out_of_time = || opts.time_limit.is_some_and(|limit| started.elapsed() >= limit);
     let mut control = ControlWatch::start(folder);
     let (mut live, mut saved_at) = (LiveWriter::new(folder.dir()), state.iteration);
-    loop {
-        let done = is_done(&cfg, state.iteration, goal, &opts.stop) || out_of_time();
-        if agree_to_stop(opts.group.as_deref(), done, opts.device)? {
-            break;
-        }
-        let (src, dst) = feeds.next(opts.device)?;
-        step(&mut trainer, &src, &dst, &cfg, opts.device)?;
-        state.iteration += 1;
-        opts.progress.inc(1);
-        live.step(state.iteration, saved_at, &state.loss_history);
-        if state.iteration % CHECK_EVERY == 0 {
-            good_checks += u64::from(record_check(&mut trainer, &mut state)?);
-            // ms/iteration over the last check interval (a moving window, not the run's mean).
-            let ms = last_check.elapsed().as_secs_f64() * 1000.0 / CHECK_EVERY as f64;
-            last_check = Instant::now();
-            if let Some(p) = state.loss_history.last() {
-                opts.progress.note(&format!("src {:.4} dst {:.4}, {ms:.0} ms/it", p.src, p.dst));
+    let mut good_iteration = state.iteration;
+    let looped = (|| -> Result<(), RunError> {
+        loop {
+            let done = is_done(&cfg, state.iteration, goal, &opts.stop) || out_of_time();
+            if agree_to_stop(opts.group.as_deref(), done, opts.device)? {
+                break;
+            }
+            let (src, dst) = feeds.next(opts.device)?;
+            step(&mut trainer, &src, &dst, &cfg, opts.device)?;
+            state.iteration += 1;
+            opts.progress.inc(1);
+            live.step(state.iteration, saved_at, &state.loss_history);
+            if state.iteration.is_multiple_of(CHECK_EVERY) {
+                let good = record_check(&mut trainer, &mut state)?;
+                good_checks += u64::from(good);
+                if good {
+                    good_iteration = state.iteration;
+                }
+                // ms/iteration over the last check interval (a moving window, not the run's mean).
+                let ms = last_check.elapsed().as_secs_f64() * 1000.0 / CHECK_EVERY as f64;
+                last_check = Instant::now();
+                if let Some(p) = state.loss_history.last() {
+                    opts.progress
+                        .note(&format!("src {:.4} dst {:.4}, {ms:.0} ms/it", p.src, p.dst));
+                }
+            }
+            let asked = control.heed(&opts.stop, state.iteration);
+            if asked || last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
+                save(folder, &mut trainer, &mut state, &mut clock, &preview, &stored)?;
+                (last_save, saved_at) = (Instant::now(), state.iteration);
+                if asked {
+                    log::info!(
+                        "saved at iteration {} (asked through {CONTROL_FILE})",
+                        state.iteration
+                    );
+                }
+            } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
+                write_previews(folder, &trainer, &state, &preview)?;
+            }
+            if let Some(held) = held_out.as_ref().filter(|_| state.iteration % cfg.eval_every == 0)
+            {
+                let point = held.measure(trainer.model(), opts.device, state.iteration)?;
+                log::info!("{}", describe_eval(&point));
+                state.eval_history.push(point);
             }
         }
-        let asked = control.heed(&opts.stop, state.iteration);
-        if asked || last_save.elapsed().as_secs_f64() >= cfg.save_every_min * 60.0 {
-            save(folder, &mut trainer, &mut state, &mut clock, &preview, &stored)?;
-            (last_save, saved_at) = (Instant::now(), state.iteration);
-            if asked {
-                log::info!("saved at iteration {} (asked through {CONTROL_FILE})", state.iteration);
-            }
-        } else if cfg.preview_every > 0 && state.iteration % cfg.preview_every == 0 {
-            write_previews(folder, &trainer, &state, &preview)?;
+        Ok(())
+    })();
+    if let Err(err) = looped {
+        if opts.group.as_ref().is_some_and(|g| g.is_poisoned()) && good_iteration > saved_at {
+            let last = LastGood { iteration: good_iteration };
+            last.save(folder, &mut trainer, &mut state, &mut clock, &preview, &stored)?;
         }
-        if let Some(held) = held_out.as_ref().filter(|_| state.iteration % cfg.eval_every == 0) {
-            let point = held.measure(trainer.model(), opts.device, state.iteration)?;
-            log::info!("{}", describe_eval(&point));
-            state.eval_history.push(point);
-        }
+        return Err(err);
     }
     good_checks += u64::from(record_check(&mut trainer, &mut state)?);
     let ran = state.iteration - first_iteration;
@@ -409,6 +439,15 @@ fn work_beside_leader(
     let plan: RunPlan = serde_json::from_slice(&group.store_get(PLAN_KEY)?)
         .map_err(|e| RunError::RunSettings { rank, reason: e.to_string() })?;
     let cfg = plan.cfg;
+    // This machine's facesets, read together with other readers (no sort renames a face under
+    // this rank); the model folder is rank 0's.
+    let mut locks = Vec::new();
+    if !cfg.pretrain {
+        for side in Side::ALL {
+            let what = format!("the {side} faceset");
+            locks.push(crate::lock::shared(&ws.faceset_lock(side), &what)?);
+        }
+    }
     let mut trainer = Trainer::new(&cfg, opts.device)?;
     let worker_opts = RunOptions {
         sface: None,
@@ -437,6 +476,7 @@ fn work_beside_leader(
         }
     }
     trainer.check()?;
+    drop(locks);
     Ok(RunReport {
         iteration,
         ran: iteration - plan.iteration,
@@ -562,6 +602,33 @@ fn record_check(trainer: &mut Trainer, state: &mut TrainState) -> Result<bool, R
         Check::Idle => {}
     }
     Ok(false)
+}
+
+/// The last iteration whose losses a check found good: the state a data-parallel run saves
+/// when a rank is lost (the weights then may be halfway through a step).
+struct LastGood {
+    iteration: u64,
+}
+
+impl LastGood {
+    /// Rolls the trainer back to its last good snapshot and saves it as this iteration.
+    fn save(
+        &self,
+        folder: &ModelFolder,
+        trainer: &mut Trainer,
+        state: &mut TrainState,
+        clock: &mut Clock,
+        preview: &PreviewBatches,
+        stored: &TrainConfig,
+    ) -> Result<(), RunError> {
+        let at = self.iteration;
+        log::warn!("a rank is gone: saving iteration {at}, the last one checked on every rank");
+        trainer.roll_back()?;
+        state.iteration = at;
+        state.loss_history.retain(|p| p.iteration <= at);
+        state.eval_history.retain(|p| p.iteration <= at);
+        save(folder, trainer, state, clock, preview, stored)
+    }
 }
 
 /// Training time: what earlier runs spent, plus this run's; and when the last backup was made.

@@ -247,6 +247,17 @@ impl Trainer {
         Ok(())
     }
 
+    /// Puts back the weights, optimizer states and discriminators of the last good check (or
+    /// of the start): what a run saves when it cannot go on after a rank is lost mid-step.
+    ///
+    /// # Errors
+    /// `Optimizer` or `Discriminator` when a state does not fit (never for its own snapshot).
+    pub fn roll_back(&mut self) -> Result<(), TrainError> {
+        self.loss_sum = None;
+        self.steps_since_check = 0;
+        self.restore()
+    }
+
     /// Marks the current weights as the last good state (after loading a checkpoint).
     pub fn mark_good(&mut self) {
         self.save_good();

@@ -31,6 +31,14 @@ pub struct TrainState {
     /// An XSeg model's held-out evaluations, oldest first (absent for SAEHD models).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub iou_history: Vec<IouPoint>,
+    /// The data-parallel ranks of the last run (each with the config's batch size); 0 (not
+    /// written) for a single process.
+    #[serde(skip_serializing_if = "is_single")]
+    pub ranks: u32,
+}
+
+fn is_single(ranks: &u32) -> bool {
+    *ranks <= 1
 }
 
 /// One held-out evaluation of an XSeg model (`dfl xseg train --eval-every`).
@@ -87,10 +95,14 @@ mod tests {
             skipped_batches: 1,
             eval_history: Vec::new(),
             iou_history: Vec::new(),
+            ranks: 2,
         };
         let json = serde_json::to_string(&state).unwrap();
         assert_eq!(serde_json::from_str::<TrainState>(&json).unwrap(), state);
         // `dfl status` reads only this key.
         assert_eq!(serde_json::from_str::<serde_json::Value>(&json).unwrap()["iteration"], 1200);
+        // A single-process run writes no `ranks`, so its state.json reads as before.
+        let single = serde_json::to_string(&TrainState { ranks: 0, ..state }).unwrap();
+        assert!(!single.contains("ranks"), "{single}");
     }
 }
