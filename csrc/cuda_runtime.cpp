@@ -98,7 +98,7 @@ at::Tensor* dfl_cuda_copy_on_side_stream(const at::Tensor* host, int device) {
 // `device`, whose collectives time out after the group's timeout. NCCL creates its
 // communicator on the first collective. Returns 0, or 1 with the reason in `err`.
 int dfl_cuda_group_use_nccl(DflGroup* group, int device, char* err, size_t err_len) {
-  try {
+  return dfl_guarded(err, err_len, [&] {
     if (!is_device(device)) {
       dfl_write_error("no CUDA device " + std::to_string(device), err, err_len);
       return 1;
@@ -109,10 +109,7 @@ int dfl_cuda_group_use_nccl(DflGroup* group, int device, char* err, size_t err_l
     group->backend =
         c10::make_intrusive<c10d::ProcessGroupNCCL>(group->store, group->rank, group->world, opts);
     return 0;
-  } catch (...) {
-    dfl_write_error(dfl_current_error(), err, err_len);
-    return 1;
-  }
+  });
 }
 
 }  // extern "C"

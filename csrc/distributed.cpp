@@ -80,7 +80,7 @@ DflGroup* dfl_group_rendezvous(const char* host, int port, int rank, int world,
 // or 1 with the reason in `err`.
 int dfl_group_use_gloo(DflGroup* group, const char* interface, const char* hostname, char* err,
                        size_t err_len) {
-  try {
+  return dfl_guarded(err, err_len, [&] {
     auto opts = c10d::ProcessGroupGloo::Options::create(group->timeout);
     if (interface != nullptr && interface[0] != '\0') {
       opts->devices.push_back(c10d::ProcessGroupGloo::createDeviceForInterface(interface));
@@ -92,17 +92,14 @@ int dfl_group_use_gloo(DflGroup* group, const char* interface, const char* hostn
     group->backend =
         c10::make_intrusive<c10d::ProcessGroupGloo>(group->store, group->rank, group->world, opts);
     return 0;
-  } catch (...) {
-    dfl_write_error(dfl_current_error(), err, err_len);
-    return 1;
-  }
+  });
 }
 
 // Reduces `tensor` in place over all ranks (op 0 sum, 1 max, 2 min); every rank ends with the
 // same values. Returns 0, or 1 with the reason in `err`.
 int dfl_group_all_reduce(DflGroup* group, const at::Tensor* tensor, int op, char* err,
                          size_t err_len) {
-  try {
+  return dfl_guarded(err, err_len, [&] {
     if (!ready(group, err, err_len)) return 1;
     std::vector<at::Tensor> tensors{*tensor};
     c10d::AllreduceOptions opts;
@@ -110,16 +107,13 @@ int dfl_group_all_reduce(DflGroup* group, const at::Tensor* tensor, int op, char
     opts.timeout = group->timeout;
     finish(*group, group->backend->allreduce(tensors, opts));
     return 0;
-  } catch (...) {
-    dfl_write_error(dfl_current_error(), err, err_len);
-    return 1;
-  }
+  });
 }
 
 // Overwrites `tensor` on every rank with rank `root`'s. Returns 0, or 1 with the reason.
 int dfl_group_broadcast(DflGroup* group, const at::Tensor* tensor, int root, char* err,
                         size_t err_len) {
-  try {
+  return dfl_guarded(err, err_len, [&] {
     if (!ready(group, err, err_len)) return 1;
     std::vector<at::Tensor> tensors{*tensor};
     c10d::BroadcastOptions opts;
@@ -127,36 +121,27 @@ int dfl_group_broadcast(DflGroup* group, const at::Tensor* tensor, int root, cha
     opts.timeout = group->timeout;
     finish(*group, group->backend->broadcast(tensors, opts));
     return 0;
-  } catch (...) {
-    dfl_write_error(dfl_current_error(), err, err_len);
-    return 1;
-  }
+  });
 }
 
 // Returns once every rank has called it. Returns 0, or 1 with the reason.
 int dfl_group_barrier(DflGroup* group, char* err, size_t err_len) {
-  try {
+  return dfl_guarded(err, err_len, [&] {
     if (!ready(group, err, err_len)) return 1;
     c10d::BarrierOptions opts;
     opts.timeout = group->timeout;
     finish(*group, group->backend->barrier(opts));
     return 0;
-  } catch (...) {
-    dfl_write_error(dfl_current_error(), err, err_len);
-    return 1;
-  }
+  });
 }
 
 // Stores `len` bytes under `key` in the rendezvous store. Returns 0, or 1 with the reason.
 int dfl_group_store_set(DflGroup* group, const char* key, const unsigned char* data, size_t len,
                         char* err, size_t err_len) {
-  try {
+  return dfl_guarded(err, err_len, [&] {
     group->store->set(key, std::vector<uint8_t>(data, data + len));
     return 0;
-  } catch (...) {
-    dfl_write_error(dfl_current_error(), err, err_len);
-    return 1;
-  }
+  });
 }
 
 // Waits up to `timeout_ms` for `key`, then hands its bytes to `sink(ctx, data, len)`. Returns
@@ -164,15 +149,12 @@ int dfl_group_store_set(DflGroup* group, const char* key, const unsigned char* d
 int dfl_group_store_get(DflGroup* group, const char* key, long long timeout_ms,
                         void (*sink)(void*, const unsigned char*, size_t), void* ctx, char* err,
                         size_t err_len) {
-  try {
+  return dfl_guarded(err, err_len, [&] {
     group->store->wait({std::string(key)}, std::chrono::milliseconds(timeout_ms));
     auto value = group->store->get(key);
     sink(ctx, value.data(), value.size());
     return 0;
-  } catch (...) {
-    dfl_write_error(dfl_current_error(), err, err_len);
-    return 1;
-  }
+  });
 }
 
 // 1 when `key` is in the store, 0 when not, -1 when the store cannot be reached.

@@ -41,3 +41,15 @@ inline std::string dfl_current_error() {
     return "unknown C++ exception";
   }
 }
+
+// Runs `body` (which returns 0 on success, or 1 after writing its own reason) and turns any
+// C++ exception it throws into 1 with the exception's message in `err`.
+template <class Body>
+int dfl_guarded(char* err, size_t err_len, Body body) {
+  try {
+    return body();
+  } catch (...) {
+    dfl_write_error(dfl_current_error(), err, err_len);
+    return 1;
+  }
+}

@@ -497,17 +497,26 @@ impl Group {
     /// # Errors
     /// `Store` when it does not come in time or the store is gone.
     pub fn store_get(&self, key: &str) -> Result<Vec<u8>, GroupError> {
-        let key_c = c_string(key);
-        let timeout_ms =
-            c_longlong::try_from(self.rendezvous.timeout.as_millis()).unwrap_or(i64::MAX);
+        let _one = self.calls.lock().unwrap_or_else(|e| e.into_inner());
+        self.read_key(key, self.rendezvous.timeout).map_err(|reason| GroupError::Store {
+            rank: self.rank(),
+            key: key.to_owned(),
+            reason,
+        })
+    }
+
+    /// Waits up to `timeout` for `key` and returns its value, or libtorch's reason. The caller
+    /// holds the call lock.
+    fn read_key(&self, key: &str, timeout: Duration) -> Result<Vec<u8>, String> {
+        let key = c_string(key);
+        let timeout_ms = c_longlong::try_from(timeout.as_millis()).unwrap_or(i64::MAX);
         let mut value: Vec<u8> = Vec::new();
         let mut err = ErrorBuf::new();
-        let _one = self.calls.lock().unwrap_or_else(|e| e.into_inner());
         // SAFETY: `raw` is live; `append_bytes` only appends to `value`, which outlives the call.
         let failed = unsafe {
             dfl_group_store_get(
                 self.raw,
-                key_c.as_ptr(),
+                key.as_ptr(),
                 timeout_ms,
                 append_bytes,
                 (&raw mut value).cast(),
@@ -515,14 +524,7 @@ impl Group {
                 ERROR_BYTES,
             )
         } != 0;
-        if failed {
-            return Err(GroupError::Store {
-                rank: self.rank(),
-                key: key.to_owned(),
-                reason: err.message(),
-            });
-        }
-        Ok(value)
+        if failed { Err(err.message()) } else { Ok(value) }
     }
 
     /// Leaves this rank's fatal error in the store, so that the other ranks can say why it
@@ -591,26 +593,10 @@ impl Group {
     }
 
     fn peer_failed(&self, rank: usize) -> GroupError {
-        let key = c_string(&error_key(rank));
-        let mut message: Vec<u8> = Vec::new();
-        let mut err = ErrorBuf::new();
-        // SAFETY: as in `store_get` (the caller holds the call lock).
-        let ok = unsafe {
-            dfl_group_store_get(
-                self.raw,
-                key.as_ptr(),
-                1000,
-                append_bytes,
-                (&raw mut message).cast(),
-                err.ptr(),
-                ERROR_BYTES,
-            )
-        } == 0;
-        let message = if ok {
-            String::from_utf8_lossy(&message).into_owned()
-        } else {
-            "an error it could not report".to_owned()
-        };
+        let message = self.read_key(&error_key(rank), Duration::from_secs(1)).map_or_else(
+            |_| "an error it could not report".to_owned(),
+            |m| String::from_utf8_lossy(&m).into_owned(),
+        );
         GroupError::PeerFailed { rank, message }
     }
 }

@@ -284,6 +284,12 @@ impl Optimizer {
         self.iteration
     }
 
+    /// The sum of every trained element in f64, one kernel over the flat buffer: ranks whose
+    /// parameters differ anywhere have different sums (a `[]` f64 tensor on the device).
+    pub fn checksum(&self) -> Tensor {
+        tch::no_grad(|| self.flat.params().sum(Kind::Double))
+    }
+
     /// The total number of trained elements.
     pub fn num_parameters(&self) -> i64 {
         self.flat.numel()

@@ -196,19 +196,22 @@ pub fn run(
     ws: &Workspace,
     opts: &RunOptions<'_>,
 ) -> Result<RunReport, RunError> {
-    if let Some(group) = opts.group.as_ref().filter(|g| !g.is_leader()) {
-        let result = work_beside_leader(ws, opts, group);
-        if let Err(e) = &result {
-            group.publish_error(&e.to_string());
-        }
-        return result;
+    let result = match opts.group.as_ref().filter(|g| !g.is_leader()) {
+        Some(group) => work_beside_leader(ws, opts, group),
+        None => lead(cfg, ws, opts),
+    };
+    if let (Err(e), Some(group)) = (&result, &opts.group) {
+        // So that the other ranks can say why this one stopped.
+        group.publish_error(&e.to_string());
     }
+    result
+}
+
+/// A single process, or rank 0 of a data-parallel run: the one that owns the model folder.
+fn lead(cfg: &TrainConfig, ws: &Workspace, opts: &RunOptions<'_>) -> Result<RunReport, RunError> {
     let folder = ModelFolder::open(ws, opts.name)?;
     let locks = lock_inputs(cfg, ws, &folder)?;
     let result = train(cfg, ws, opts, &folder);
-    if let (Err(e), Some(group)) = (&result, &opts.group) {
-        group.publish_error(&e.to_string());
-    }
     if result.is_err() {
         // A new model whose first run failed leaves no folder that looks like a model.
         folder.remove_if_never_saved();
@@ -276,8 +279,11 @@ fn train(
     let mut good_iteration = state.iteration;
     let looped = (|| -> Result<(), RunError> {
         loop {
-            let done = is_done(&cfg, state.iteration, goal, &opts.stop) || out_of_time();
-            if agree_to_stop(opts.group.as_deref(), done, opts.device)? {
+            let wants = opts.stop.load(Ordering::Relaxed) || out_of_time();
+            let group = opts.group.as_deref();
+            if reached(&cfg, state.iteration, goal)
+                || asked_to_stop(group, state.iteration, wants, opts.device)?
+            {
                 break;
             }
             let (src, dst) = feeds.next(opts.device)?;
@@ -388,27 +394,47 @@ fn lock_inputs(
     folder: &ModelFolder,
 ) -> Result<Vec<crate::lock::Lock>, RunError> {
     let mut locks = vec![folder.lock()?];
-    if !cfg.pretrain {
-        for side in Side::ALL {
-            let what = format!("the {side} faceset");
-            locks.push(crate::lock::shared(&ws.faceset_lock(side), &what)?);
-        }
-    }
+    locks.extend(lock_facesets(cfg, ws)?);
     Ok(locks)
 }
 
-fn is_done(cfg: &TrainConfig, iteration: u64, goal: Option<u64>, stop: &AtomicBool) -> bool {
-    stop.load(Ordering::Relaxed)
-        || goal.is_some_and(|g| iteration >= g)
-        || (cfg.target_iter > 0 && iteration >= cfg.target_iter)
+/// Takes the facesets a run reads together with other readers (so no sort renames a face
+/// under it); a pretraining faceset outside the workspace is not locked.
+fn lock_facesets(cfg: &TrainConfig, ws: &Workspace) -> Result<Vec<crate::lock::Lock>, RunError> {
+    if cfg.pretrain {
+        return Ok(Vec::new());
+    }
+    Side::ALL
+        .into_iter()
+        .map(|side| {
+            let what = format!("the {side} faceset");
+            Ok(crate::lock::shared(&ws.faceset_lock(side), &what)?)
+        })
+        .collect()
 }
 
-/// Whether the run stops before the next iteration: in a data-parallel run, when any rank
-/// wants to (Ctrl-C on one machine, rank 0's time limit), so that every rank stops after the
-/// same iteration. One tiny all-reduce per iteration.
-fn agree_to_stop(group: Option<&Group>, done: bool, device: Device) -> Result<bool, RunError> {
-    let Some(group) = group else { return Ok(done) };
-    let flag = Tensor::from_slice(&[f32::from(u8::from(done))]).to_device(device);
+/// Whether the run has reached its goal (`--iterations`) or the target iteration: the same
+/// answer on every rank.
+fn reached(cfg: &TrainConfig, iteration: u64, goal: Option<u64>) -> bool {
+    goal.is_some_and(|g| iteration >= g) || (cfg.target_iter > 0 && iteration >= cfg.target_iter)
+}
+
+/// Whether the run stops before the next iteration because someone asked (Ctrl-C, SIGTERM, a
+/// stop request, the time limit: `wants` on this rank). In a data-parallel run the ranks agree,
+/// so that all stop after the same iteration: one max-all-reduce of a flag, every iteration on
+/// the CPU, every [`CHECK_EVERY`] iterations on a GPU, where reading the flag back waits for
+/// the device and the loss check waits anyway (a stop then takes up to that many steps).
+fn asked_to_stop(
+    group: Option<&Group>,
+    iteration: u64,
+    wants: bool,
+    device: Device,
+) -> Result<bool, RunError> {
+    let Some(group) = group else { return Ok(wants) };
+    if device.is_cuda() && !iteration.is_multiple_of(CHECK_EVERY) {
+        return Ok(false);
+    }
+    let flag = Tensor::from_slice(&[f32::from(u8::from(wants))]).to_device(device);
     group.all_reduce(&flag, ReduceOp::Max, "stop agreement")?;
     Ok(flag.double_value(&[0]) > 0.0)
 }
@@ -439,15 +465,8 @@ fn work_beside_leader(
     let plan: RunPlan = serde_json::from_slice(&group.store_get(PLAN_KEY)?)
         .map_err(|e| RunError::RunSettings { rank, reason: e.to_string() })?;
     let cfg = plan.cfg;
-    // This machine's facesets, read together with other readers (no sort renames a face under
-    // this rank); the model folder is rank 0's.
-    let mut locks = Vec::new();
-    if !cfg.pretrain {
-        for side in Side::ALL {
-            let what = format!("the {side} faceset");
-            locks.push(crate::lock::shared(&ws.faceset_lock(side), &what)?);
-        }
-    }
+    // This machine's facesets only: the model folder is rank 0's.
+    let locks = lock_facesets(&cfg, ws)?;
     let mut trainer = Trainer::new(&cfg, opts.device)?;
     let worker_opts = RunOptions {
         sface: None,
@@ -463,8 +482,10 @@ fn work_beside_leader(
     trainer.join(Arc::clone(group))?;
     let mut iteration = plan.iteration;
     loop {
-        let done = is_done(&cfg, iteration, plan.goal, &opts.stop);
-        if agree_to_stop(Some(group), done, opts.device)? {
+        let wants = opts.stop.load(Ordering::Relaxed);
+        if reached(&cfg, iteration, plan.goal)
+            || asked_to_stop(Some(group), iteration, wants, opts.device)?
+        {
             break;
         }
         let (src, dst) = feeds.next(opts.device)?;
