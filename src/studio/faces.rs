@@ -549,7 +549,12 @@ impl FacesState {
     /// listing's faces were built already.
     fn start_build(&self, ws: &Workspace, side: Side, listing: &Listing) {
         let build = self.side(side).build.clone();
-        if listing.faces.iter().all(|f| f.had_thumb) || build.running.load(Ordering::Acquire) {
+        if build.running.load(Ordering::Acquire) {
+            return;
+        }
+        if listing.faces.iter().all(|f| f.had_thumb) {
+            // Nothing to build: say so, or a page waiting for the build would wait forever.
+            lock(&build.last).get_or_insert_with(|| BuildOutcome::nothing(None));
             return;
         }
         {
@@ -564,7 +569,8 @@ impl FacesState {
         }
         let cache = match self.cache(ws, side) {
             Ok(cache) => cache,
-            Err(_) => {
+            Err(e) => {
+                *lock(&build.last) = Some(BuildOutcome::nothing(Some(e.1)));
                 build.running.store(false, Ordering::Release);
                 return;
             }
@@ -820,6 +826,14 @@ struct BuildOutcome {
     error: Option<String>,
 }
 
+impl BuildOutcome {
+    /// A build that made nothing: every face had its thumbnail, or (`error`) the cache could
+    /// not be opened.
+    fn nothing(error: Option<String>) -> Self {
+        Self { built: 0, failed: 0, first_failure: None, seconds: 0.0, error }
+    }
+}
+
 /// How far the background build is, for the page.
 #[derive(Debug, Serialize)]
 struct BuildStatus {
@@ -859,11 +873,8 @@ impl Build {
                 }
             }
             Err(e) => BuildOutcome {
-                built: 0,
-                failed: 0,
-                first_failure: None,
                 seconds: started.elapsed().as_secs_f64(),
-                error: Some(e.to_string()),
+                ..BuildOutcome::nothing(Some(e.to_string()))
             },
         };
         *lock(&self.last) = Some(outcome);
